@@ -1,0 +1,161 @@
+#include "lib/tool.h"
+
+#include <fcntl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fmt/format.h>
+
+namespace dl {
+
+ToolContext process_context(std::string program) {
+  std::signal(SIGPIPE, SIG_IGN);
+  ToolContext ctx;
+  ctx.program = std::move(program);
+  ctx.stderr_is_tty = ::isatty(2) == 1;
+  ctx.say = [](std::string_view line) {
+    std::string s(line);
+    s.push_back('\n');
+    [[maybe_unused]] auto n = ::write(2, s.data(), s.size());
+  };
+  ctx.progress = [tty = ctx.stderr_is_tty](std::string_view line) {
+    std::string s = tty ? "\r\033[K" : "";
+    s += line;
+    if (!tty && !line.empty()) s.push_back('\n');
+    [[maybe_unused]] auto n = ::write(2, s.data(), s.size());
+  };
+  return ctx;
+}
+
+SignalWatcher::SignalWatcher(Reactor& reactor, std::function<void(int)> on_signal)
+    : reactor_(reactor) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, &old_);
+  fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  watch_ = reactor_.watch(fd_.get(), POLLIN, [this, cb = std::move(on_signal)](short) {
+    signalfd_siginfo si;
+    while (::read(fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) cb(static_cast<int>(si.ssi_signo));
+  });
+}
+
+SignalWatcher::~SignalWatcher() {
+  reactor_.unwatch(watch_);
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+}
+
+Status write_port_file(const std::string& path, std::uint16_t port) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return errno_error(ErrorKind::io, "--port-file " + path, errno);
+  std::string text = std::to_string(port) + "\n";
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    return errno_error(ErrorKind::io, "--port-file " + path, errno);
+  }
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return errno_error(ErrorKind::io, "--port-file " + path, err);
+  }
+  return ok_status();
+}
+
+Reporter::Reporter(ToolContext& ctx, Verbosity v, Reactor& reactor, const char* verb)
+    : ctx_(ctx), v_(v), reactor_(reactor), verb_(verb), progress_timer_(reactor, [this] { tick(); }) {
+  progress_on_ = v_.progress.value_or(ctx_.stderr_is_tty && !v_.quiet);
+  if (progress_on_) progress_timer_.arm(Clock::now() + std::chrono::seconds(1));
+}
+
+Reporter::~Reporter() = default;
+
+void Reporter::tick() {
+  if (link_) {
+    const LinkStats& s = link_->stats();
+    double secs = std::chrono::duration<double>(Clock::now() - start_).count();
+    std::uint64_t bytes = std::string_view(verb_) == "sent" ? s.bytes_sent : s.bytes_received;
+    ctx_.progress(fmt::format("{}: {} {} {}, {} msgs, {}{}", ctx_.program, verb_, human_bytes(static_cast<double>(bytes)),
+                              human_rate(static_cast<double>(bytes), secs),
+                              std::string_view(verb_) == "sent" ? s.messages_sent : s.messages_received,
+                              link_->ready() ? "connected" : "waiting for peer",
+                              s.reconnects ? fmt::format(", {} reconnects", s.reconnects) : ""));
+  }
+  progress_timer_.arm(Clock::now() + std::chrono::seconds(1));
+}
+
+void Reporter::summary() {
+  if (progress_on_) ctx_.progress("");
+  if (!link_) return;
+  const LinkStats& s = link_->stats();
+  double secs = std::chrono::duration<double>(Clock::now() - start_).count();
+  bool sending = std::string_view(verb_) == "sent";
+  std::uint64_t bytes = sending ? s.bytes_sent : s.bytes_received;
+  std::uint64_t msgs = sending ? s.messages_sent : s.messages_received;
+  std::string line = fmt::format("{}: {} {} bytes ({}) in {} messages, {:.2f} s, {}", ctx_.program, verb_, bytes,
+                                 human_bytes(static_cast<double>(bytes)), msgs, secs,
+                                 human_rate(static_cast<double>(bytes), secs));
+  line += fmt::format(", {} reconnects", s.reconnects);
+  if (s.resent_bytes) line += fmt::format(", {} resent", human_bytes(static_cast<double>(s.resent_bytes)));
+  if (s.protocol_errors) line += fmt::format(", {} protocol errors", s.protocol_errors);
+  if (s.garbage_bytes) line += fmt::format(", {} garbage bytes skipped", s.garbage_bytes);
+  if (s.negative_ts) {
+    line += fmt::format(", {} negative-timestamp frames ({} dropped)", s.negative_ts, s.negative_ts_dropped);
+  }
+  if (link_->wire_proto() == Proto::classic) line += ", classic protocol";
+  ctx_.say(line);
+}
+
+void Reporter::error(const Error& e) {
+  if (progress_on_) ctx_.progress("");
+  ctx_.say(ctx_.program + ": " + e.message());
+}
+
+void Reporter::info(std::string_view line) {
+  if (v_.verbose) ctx_.say(ctx_.program + ": " + std::string(line));
+}
+
+void Reporter::warn(std::string_view line) {
+  if (!v_.quiet) ctx_.say(ctx_.program + ": " + std::string(line));
+}
+
+void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why) {
+  switch (e) {
+    case LinkEvent::listening:
+      info("listening on " + detail);
+      break;
+    case LinkEvent::connected:
+      info("connected to " + detail);
+      if (link_ && link_->wire_proto() == Proto::classic) {
+        info("classic protocol: no acknowledgements, so messages in flight when a connection drops can be lost");
+      }
+      break;
+    case LinkEvent::resumed:
+      info("reconnected to " + detail + ", session resumed");
+      break;
+    case LinkEvent::disconnected:
+      if (why && why->kind == ErrorKind::protocol) warn(why->message() + "; reconnecting");
+      else if (why) info("connection lost: " + why->message());
+      break;
+    case LinkEvent::retrying:
+      if (why) info("retrying in " + detail + " (" + why->message() + ")");
+      break;
+    case LinkEvent::rejected:
+      if (why) warn("rejected connection " + detail + ": " + why->message());
+      break;
+    case LinkEvent::warning:
+      if (why) warn(why->message());
+      break;
+    case LinkEvent::completed:
+      info("all data acknowledged");
+      break;
+    case LinkEvent::closed:
+      break;
+  }
+}
+
+}  // namespace dl

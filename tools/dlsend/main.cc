@@ -1,0 +1,41 @@
+// dlsend: read stdin (or a file) and send it over a self-healing link. Flags only; the work
+// is dl::run_dlsend().
+#include "lib/link_flags.h"
+#include "lib/version.h"
+
+int main(int argc, char** argv) {
+  dl::ToolContext ctx = dl::process_context("dlsend");
+  CLI::App app{"Send stdin as messages over a self-healing TCP link, delivered exactly once and in order.", "dlsend"};
+  app.set_version_flag("--version", std::string("dlsend ") + dl::kVersionString);
+  dl::LinkFlags f;
+  dl::DlsendOptions o;
+  std::string chunk = "1M", window = "8M";
+  dl::add_link_flags(app, f);
+  app.add_option("-f,--file", o.file, "Read FILE instead of stdin");
+  app.add_option("--chunk", chunk, "Raw mode: largest message cut from the input (default 1M)");
+  app.add_option("--window", window, "Replay buffer: how much unacknowledged data may be in flight (default 8M; at least one message)");
+  if (auto rc = dl::parse_command_line(app, argc, argv, ctx)) return *rc;
+
+  auto lo = dl::link_options(f);
+  auto mode = dl::message_mode(f);
+  auto c = dl::parse_size(chunk, "--chunk");
+  auto w = dl::parse_size(window, "--window");
+  for (const dl::Error* e : {lo ? nullptr : &lo.error(), mode ? nullptr : &mode.error(),
+                             c ? nullptr : &c.error(), w ? nullptr : &w.error()}) {
+    if (e) {
+      ctx.say("dlsend: " + e->message());
+      return dl::exit_code(dl::ErrorKind::usage);
+    }
+  }
+  if (*c == 0 || *c > lo->max_message) {
+    ctx.say("dlsend: --chunk " + chunk + ": must be between 1 and --max-message");
+    return dl::exit_code(dl::ErrorKind::usage);
+  }
+  o.link = *lo;
+  o.link.window = *w;
+  o.mode = *mode;
+  o.chunk = *c;
+  o.port_file = f.port_file;
+  o.verbosity = dl::verbosity(f);
+  return dl::run_dlsend(o, ctx);
+}
