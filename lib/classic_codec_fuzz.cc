@@ -1,4 +1,5 @@
 // libFuzzer target for the classic frame codec. Build and run (not part of the Bazel build):
+// fuzz-sources: lib/classic_codec.cc
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Ilib \
 //       lib/classic_codec_fuzz.cc lib/classic_codec.cc -o /tmp/cf
 //   /tmp/cf -runs=200000 <scratch copy of testdata/fuzz/classic_codec>

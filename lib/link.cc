@@ -761,6 +761,13 @@ void Link::queue_control(frame::Type type, std::uint64_t seq, std::span<const st
   frame::encode(p, type, seq, wall_now(), payload);
 }
 
+void Link::abort_connection() {
+  if (active_) {
+    connection_lost(make_error(ErrorKind::disconnected, "connection to " + active_->peer.to_string(),
+                               "aborted on request"));
+  }
+}
+
 void Link::send_keepalive() {
   if (!ready()) return;
   if (wire_proto_ == Proto::classic) {
@@ -818,6 +825,12 @@ std::uint64_t Link::tx_frame_start(std::size_t index) const {
 
 void Link::flush() {
   if (closed_) return;
+  // Let the application refill the ring first, so what it adds goes out in this same write.
+  if (writable_pending_) {
+    writable_pending_ = false;
+    if (obs_) obs_->on_writable();
+    if (closed_) return;
+  }
   queue_end_if_room();
   if (ready() && wire_proto_ == Proto::native && delivered_seq_ > acked_sent_) {
     queue_control(frame::Type::ack, delivered_seq_, {});
@@ -829,10 +842,6 @@ void Link::flush() {
   check_completion();
   if (closed_) return;
   update_interest();
-  if (writable_pending_) {
-    writable_pending_ = false;
-    if (obs_) obs_->on_writable();
-  }
 }
 
 bool Link::write_some(Conn* c) {

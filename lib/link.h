@@ -127,6 +127,9 @@ class Link {
   std::string peer() const;
   // Close now; the link reports `closed` and does nothing more.
   void close();
+  // Drops the current connection as if the network had failed (for fault drills and tests):
+  // the link reconnects and resumes like after any other drop.
+  void abort_connection();
   // Sends an empty keepalive now if connected (the seed's writeKeepAlive).
   void send_keepalive();
 

@@ -93,7 +93,9 @@ void Reactor::run_once(std::optional<Clock::duration> max_wait) {
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count();
     timeout_ms = static_cast<int>(std::clamp<long long>(ms, 0, 1 << 30));
   }
+  if (dispatch_mutex_) dispatch_mutex_->unlock();
   int n = ::poll(pfds_.data(), pfds_.size(), timeout_ms);
+  if (dispatch_mutex_) dispatch_mutex_->lock();
   if (n > 0) {
     for (std::size_t i = 0; i < pfds_.size(); ++i) {
       if (pfds_[i].revents == 0) continue;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -51,6 +52,11 @@ class Reactor {
   // Runs after a wake-up, on the reactor's thread.
   void on_wake(Callback cb) { wake_cb_ = std::move(cb); }
 
+  // Optional: a mutex the caller of run_once() holds; run_once() releases it only while
+  // blocked in poll(2), so other threads may act on the reactor's components in between (they
+  // must hold it, and wake() afterwards). Null (the default): no locking at all.
+  void set_dispatch_mutex(std::mutex* m) { dispatch_mutex_ = m; }
+
  private:
   void cancel_order(Id id, Clock::time_point when);
   struct Watch {
@@ -60,6 +66,7 @@ class Reactor {
   };
   Fd wake_fd_;
   Callback wake_cb_;
+  std::mutex* dispatch_mutex_ = nullptr;
   Id next_id_ = 1;
   std::map<Id, Watch> watches_;
   std::multimap<Clock::time_point, Id> timer_order_;
