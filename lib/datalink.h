@@ -173,7 +173,7 @@ class Databridge {
   Datalink* right_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool pending_ = false, stop_ = false;
+  bool pending_ = true, stop_ = false;  // pending: look once at start
   std::uint64_t forwarded_ = 0, dropped_ = 0;  // guarded by mu_
   std::thread thread_;
   std::mutex close_mu_;

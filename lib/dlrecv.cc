@@ -160,7 +160,7 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
   reactor.unwatch(out_watch);
 
   if (exit_now) {
-    report.summary();
+    if (!o.verbosity.quiet) report.summary();
     return *exit_now;
   }
   if (fatal) {

@@ -146,7 +146,7 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
   reactor.unwatch(in_watch);
 
   if (exit.code) {
-    report.summary();
+    if (!o.verbosity.quiet) report.summary();
     return *exit.code;
   }
   if (fatal) {

@@ -336,12 +336,34 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
       }
       return;
     }
+    // Messages queued before we knew the peer's limit: refuse now rather than have the peer
+    // drop the connection over them again and again.
+    for (std::size_t i = 0; i < tx_index_.size(); ++i) {
+      std::uint64_t size = tx_index_[i].end - tx_frame_start(i) - frame::kHeaderSize;
+      if (size > hello->max_message) {
+        Error e = make_error(ErrorKind::too_large, "message",
+                             "message of " + std::to_string(size) + " bytes exceeds the peer's limit of " +
+                                 std::to_string(hello->max_message) + " bytes (its --max-message)");
+        e.id = "too-large-for-peer";
+        if (c) send_error_and_close(conn, e.id, e.detail);
+        fail(e);
+        return;
+      }
+    }
     resumed = ever_connected_ && session_known_;
     session_known_ = true;
     peer_max_message_ = hello->max_message;
     peer_timeout_ms_ = static_cast<int>(hello->timeout_ms);
     on_ack(hello->recv_next - 1);
     resend_from = tx_.tail();
+  }
+  if (c && ever_connected_ && proto != wire_proto_ && !tx_index_.empty()) {
+    Error e = protocol_error("session-busy", "from " + conn->peer.to_string(),
+                             "messages for a " + std::string(wire_proto_ == Proto::classic ? "classic" : "native") +
+                                 " peer are still waiting");
+    if (proto == Proto::native) send_error_and_close(conn, e.id, e.detail);
+    if (obs_) obs_->on_event(LinkEvent::rejected, conn->peer.to_string(), &e);
+    return;
   }
   if (c) {
     if (active_) {
@@ -491,6 +513,7 @@ void Link::fail(const Error& e) {
 
 void Link::close() {
   closed_ = true;
+  reactor_.wake();  // a close inside a before-poll hook must not leave the loop asleep
   timer_.cancel();
   if (flush_hook_) reactor_.remove_before_poll(flush_hook_);
   flush_hook_ = 0;
@@ -660,9 +683,19 @@ Status Link::ensure_tx_room(std::size_t frame_bytes) {
   return ok_status();
 }
 
+bool Link::proto_known() const {
+  return opt_.proto != Proto::automatic || ever_connected_;
+}
+
+std::uint32_t Link::send_limit() const {
+  bool peer_known = wire_proto_ == Proto::native && ever_connected_;
+  return peer_known ? std::min(opt_.max_message, peer_max_message_) : opt_.max_message;
+}
+
 std::span<std::uint8_t> Link::reserve(std::size_t max_payload) {
-  if (end_requested_ || closed_ || !started_) return {};
-  std::size_t want = std::min<std::size_t>(max_payload, opt_.max_message);
+  // A listener that detects its peer's protocol encodes nothing before it knows it.
+  if (end_requested_ || closed_ || !started_ || !proto_known()) return {};
+  std::size_t want = std::min<std::size_t>(max_payload, send_limit());
   std::size_t over = frame_overhead();
   if (!ensure_tx_room(over + want)) return {};
   if (tx_.free_space() <= over) return {};
@@ -694,14 +727,13 @@ void Link::commit(std::size_t n, double timestamp) {
 }
 
 bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Error* error) {
-  if (payload.size() > opt_.max_message ||
-      (wire_proto_ == Proto::native && ever_connected_ && payload.size() > peer_max_message_)) {
+  if (payload.size() > send_limit()) {
     if (error) {
-      std::uint32_t limit = std::min(opt_.max_message, ever_connected_ ? peer_max_message_ : opt_.max_message);
+      bool peer = send_limit() < opt_.max_message;
       *error = make_error(ErrorKind::too_large, "message",
                           "message of " + std::to_string(payload.size()) +
-                              " bytes exceeds the limit of " + std::to_string(limit) +
-                              " bytes (--max-message)");
+                              " bytes exceeds the " + (peer ? "peer's " : "") + "limit of " +
+                              std::to_string(send_limit()) + " bytes (--max-message)");
       error->id = "too-large";
     }
     return false;
@@ -710,6 +742,7 @@ bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Err
     if (error) *error = make_error(ErrorKind::cancelled, "send", "link is closed");
     return false;
   }
+  if (!proto_known()) return false;
   std::size_t over = frame_overhead();
   if (auto st = ensure_tx_room(over + payload.size()); !st) {
     if (error) *error = st.error();
@@ -742,7 +775,7 @@ bool Link::finished() const {
 }
 
 void Link::queue_end_if_room() {
-  if (!end_requested_ || end_queued_ || wire_proto_ == Proto::classic) return;
+  if (!end_requested_ || end_queued_ || wire_proto_ == Proto::classic || !proto_known()) return;
   if (!ensure_tx_room(frame::kHeaderSize) || tx_.free_space() < frame::kHeaderSize) return;
   std::uint8_t* start = tx_.at(tx_.head());
   end_seq_ = next_seq_++;

@@ -157,6 +157,8 @@ class Link {
   // Makes `c` the established connection (null: active_ finished its handshake).
   void promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello);
   bool attempt_in_progress() const;
+  bool proto_known() const;
+  std::uint32_t send_limit() const;
   int keepalive_interval() const;
   void drain_early(Conn* c);
   void drop_conn(Conn* c, const Error& why, bool report);

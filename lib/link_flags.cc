@@ -71,8 +71,8 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
   }
   o.max_message = static_cast<std::uint32_t>(*mm);
   o.drop_negative_ts = f.drop_negative_ts;
-  if (f.listen && o.endpoint.port == 0 && o.endpoint.kind == Endpoint::Kind::tcp && f.port_file.empty() && !f.verbose) {
-    // Port 0 without a way to learn the port would be useless; say where we are.
+  if (!f.port_file.empty() && !f.listen) {
+    return make_error(ErrorKind::usage, "--port-file", "only with -l (a dialer has no port to report)");
   }
   return o;
 }

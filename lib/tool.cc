@@ -129,6 +129,8 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       info("listening on " + detail);
       break;
     case LinkEvent::connected:
+      if (!seen_peer_) start_ = Clock::now();  // rates count from the first connection
+      seen_peer_ = true;
       info("connected to " + detail);
       if (link_ && link_->wire_proto() == Proto::classic) {
         info("classic protocol: no acknowledgements, so messages in flight when a connection drops can be lost");

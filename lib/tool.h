@@ -75,6 +75,7 @@ class Reporter : public LinkObserver {
   const Link* link_ = nullptr;
   Clock::time_point start_ = Clock::now();
   bool progress_on_ = false;
+  bool seen_peer_ = false;
   Timer progress_timer_;
 };
 

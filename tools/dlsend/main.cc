@@ -1,5 +1,7 @@
 // dlsend: read stdin (or a file) and send it over a self-healing link. Flags only; the work
 // is dl::run_dlsend().
+#include <algorithm>
+
 #include "lib/link_flags.h"
 #include "lib/version.h"
 
@@ -27,14 +29,14 @@ int main(int argc, char** argv) {
       return dl::exit_code(dl::ErrorKind::usage);
     }
   }
-  if (*c == 0 || *c > lo->max_message) {
-    ctx.say("dlsend: --chunk " + chunk + ": must be between 1 and --max-message");
+  if (*c == 0) {
+    ctx.say("dlsend: --chunk " + chunk + ": must be at least 1");
     return dl::exit_code(dl::ErrorKind::usage);
   }
   o.link = *lo;
   o.link.window = *w;
   o.mode = *mode;
-  o.chunk = *c;
+  o.chunk = std::min<std::uint64_t>(*c, lo->max_message);  // raw chunks never exceed the limit
   o.port_file = f.port_file;
   o.verbosity = dl::verbosity(f);
   return dl::run_dlsend(o, ctx);
