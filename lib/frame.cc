@@ -3,8 +3,7 @@
 #include <bit>
 #include <cstring>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "lib/checksum.h"
 
 namespace dl::frame {
 
@@ -32,8 +31,7 @@ double get_f64(const std::uint8_t* p) { return std::bit_cast<double>(get_u64(p))
 namespace {
 
 std::uint64_t checksum(const std::uint8_t* header, std::span<const std::uint8_t> payload) {
-  std::uint64_t seed = XXH3_64bits(header, 24);
-  return XXH3_64bits_withSeed(payload.data(), payload.size(), seed);
+  return frame_checksum(header, payload.data(), payload.size());
 }
 
 bool known_type(std::uint8_t t) { return t >= 1 && t <= 6; }

@@ -1,5 +1,5 @@
 // Fuzz target for the native frame decoder, the HELLO decoder and the --framed record splitter.
-// fuzz-sources: lib/frame.cc lib/error.cc lib/message_io.cc
+// fuzz-sources: lib/frame.cc lib/checksum.cc lib/checksum_avx2.cc lib/error.cc lib/message_io.cc
 #include <cstddef>
 #include <cstdint>
 #include <algorithm>

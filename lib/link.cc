@@ -858,23 +858,28 @@ std::uint64_t Link::tx_frame_start(std::size_t index) const {
 
 void Link::flush() {
   if (closed_) return;
-  // Let the application refill the ring first, so what it adds goes out in this same write.
-  if (writable_pending_) {
-    writable_pending_ = false;
-    if (obs_) obs_->on_writable();
+  // Let the application refill the ring, write, and repeat while writing freed room (classic
+  // releases frames as soon as they are written): nothing else would wake us for it.
+  for (int round = 0; round < 8; ++round) {
+    if (writable_pending_) {
+      writable_pending_ = false;
+      if (obs_) obs_->on_writable();
+      if (closed_) return;
+    }
+    queue_end_if_room();
+    if (ready() && wire_proto_ == Proto::native && delivered_seq_ > acked_sent_) {
+      queue_control(frame::Type::ack, delivered_seq_, {});
+      acked_sent_ = delivered_seq_;
+      stats_.acks_sent++;
+    }
+    if (active_) write_some(active_.get());
     if (closed_) return;
+    if (!writable_pending_) break;
   }
-  queue_end_if_room();
-  if (ready() && wire_proto_ == Proto::native && delivered_seq_ > acked_sent_) {
-    queue_control(frame::Type::ack, delivered_seq_, {});
-    acked_sent_ = delivered_seq_;
-    stats_.acks_sent++;
-  }
-  if (active_) write_some(active_.get());
-  if (closed_) return;
   check_completion();
   if (closed_) return;
   update_interest();
+  if (writable_pending_) reactor_.wake();  // more room than one flush could use: come back
 }
 
 bool Link::write_some(Conn* c) {

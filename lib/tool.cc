@@ -153,7 +153,8 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       if (why) warn(why->message());
       break;
     case LinkEvent::completed:
-      info("all data acknowledged");
+      info(link_ && link_->wire_proto() == Proto::classic ? "all data written (classic: no acknowledgements)"
+                                                            : "all data acknowledged");
       break;
     case LinkEvent::closed:
       break;

@@ -1,0 +1,17 @@
+// The AVX2 build of the frame checksum. Only called after a CPU check (checksum.cc); on other
+// architectures it is the generic code again.
+#include "lib/checksum.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC target("avx2")
+#endif
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace dl::detail {
+
+std::uint64_t frame_checksum_avx2(const std::uint8_t* header24, const std::uint8_t* payload, std::size_t n) {
+  return XXH3_64bits_withSeed(payload, n, XXH3_64bits(header24, 24));
+}
+
+}  // namespace dl::detail
