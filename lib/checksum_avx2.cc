@@ -4,6 +4,9 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2")
+// The pragma does not define __AVX2__, which xxhash.h reads to choose its kernel: name it.
+#define XXH_VECTOR 2 /* XXH_AVX2 */
+#include <immintrin.h>
 #endif
 #define XXH_INLINE_ALL
 #include <xxhash.h>
