@@ -3,6 +3,7 @@
 a framed relay chain, and --count."""
 
 import os
+import signal
 import subprocess
 import sys
 import unittest
@@ -122,6 +123,48 @@ class TransferTest(dltest.DlTestCase):
 
     def test_null(self):
         self._records("--null", b"\0")
+
+    def test_timestamps_log_and_framed_timestamps_kept(self):
+        import struct
+        recs = [(b"one", 1.5), (b"two!", 1700000000.25), (b"", -3.0)]
+        src = self.path("in.dlr")
+        with open(src, "wb") as f:
+            for payload, ts in recs:
+                f.write(b"DLRF" + struct.pack(">Id", len(payload), ts) + payload)
+        out, log = self.path("out.dlr"), self.path("ts.log")
+        recv, port = self.listen("dlrecv", "--framed", "--timestamps=" + log, stdout=out)
+        send = self.dlsend("--framed", "127.0.0.1:%d" % port, "-f", src)
+        self.assertExitCodes(30, (send, 0), (recv, 0))
+        self.assertSameFile(src, out)   # boundaries and timestamps survive the trip
+        with open(log) as f:
+            lines = [l.split() for l in f.read().splitlines()]
+        self.assertEqual([(float(a), int(b), int(c)) for a, b, c in lines],
+                         [(ts, i + 1, len(p)) for i, (p, ts) in enumerate(recs)])
+
+    def test_keep_open_serves_one_session_after_another(self):
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", "--keep-open", stdout=out)
+        parts = []
+        for i in range(3):
+            src = self._file("in%d" % i, 1 * MiB + i)
+            send = self.dlsend("127.0.0.1:%d" % port, "-f", src, name="dlsend-%d" % i)
+            self.assertExitCodes(30, (send, 0))
+            with open(src, "rb") as f:
+                parts.append(f.read())
+        self.assertTrue(recv.running, "dlrecv --keep-open exited after a session")
+        recv.signal(signal.SIGTERM)
+        self.assertExited(recv, 10, code=130)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"".join(parts))
+
+    def test_forced_progress_and_summary(self):
+        src = self._file("in", 4 * MiB)
+        recv, port = self.listen("dlrecv", "-o", self.path("out"))
+        send = self.dlsend("--progress", "127.0.0.1:%d" % port, "-f", src)
+        self.assertExitCodes(30, (send, 0), (recv, 0))
+        self.assertRegex(send.stderr(), r"dlsend: sent 4194304 bytes .* Gbit/s|dlsend: sent 4194304 bytes .* Mbit/s")
+        self.assertEqual(recv.stderr(), "")   # not a terminal and not asked: silent
+
 
     def test_framed_relay_chain(self):
         # dlsend -> dlrecv --framed | dlsend --framed -> dlrecv : byte-exact end to end
