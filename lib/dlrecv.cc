@@ -54,17 +54,7 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
   lo.receive_only = true;
   lo.await_peer_end = true;
   Link link(reactor, lo, &report);
-  report.attach(&link);
-  if (auto st = link.start(); !st) {
-    report.error(st.error());
-    return exit_code(st.error().kind);
-  }
-  if (o.link.listen && !o.port_file.empty()) {
-    if (auto st = write_port_file(o.port_file, port_of(link.local_address())); !st) {
-      report.error(st.error());
-      return exit_code(st.error().kind);
-    }
-  }
+  if (auto rc = start_link(link, lo, o.port_file, report)) return *rc;
 
   std::optional<Error> fatal;
   bool quiet_end = false;           // stdout closed by its reader: stop without a fuss

@@ -41,23 +41,28 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
   LinkOptions lo = o.link;
   lo.await_peer_end = false;  // classic: done once everything is written
   Link link(reactor, lo, &report);
-  report.attach(&link);
-  if (auto st = link.start(); !st) {
-    report.error(st.error());
-    return exit_code(st.error().kind);
-  }
-  if (o.link.listen && !o.port_file.empty()) {
-    if (auto st = write_port_file(o.port_file, port_of(link.local_address())); !st) {
-      report.error(st.error());
-      return exit_code(st.error().kind);
-    }
-  }
+  if (auto rc = start_link(link, lo, o.port_file, report)) return *rc;
 
   Splitter splitter(o.mode, o.link.max_message);
   bool input_done = false;
   std::optional<Error> fatal;
   Reactor::Id in_watch = 0;
 
+  // Moves every complete message from the splitter into the link; false when the link is full.
+  auto hand_over = [&] {
+    std::span<const std::uint8_t> payload;
+    double ts;
+    while (splitter.peek(payload, ts)) {
+      Error err;
+      if (!link.try_send(payload, ts, &err)) {
+        if (!err.context.empty()) fatal = err;
+        return false;
+      }
+      splitter.pop();
+    }
+    if (splitter.error()) fatal = *splitter.error();
+    return true;
+  };
   bool waiting_for_room = false;
   auto pump = [&] {
     waiting_for_room = false;
@@ -89,19 +94,7 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
         continue;
       }
       // Delimited or framed input: hand over every complete message, then read more.
-      std::span<const std::uint8_t> payload;
-      double ts;
-      bool blocked = false;
-      while (splitter.peek(payload, ts)) {
-        Error err;
-        if (!link.try_send(payload, ts, &err)) {
-          if (!err.context.empty()) fatal = err;
-          blocked = true;
-          break;
-        }
-        splitter.pop();
-      }
-      if (splitter.error()) fatal = *splitter.error();
+      bool blocked = !hand_over();
       if (blocked) waiting_for_room = true;
       if (blocked || fatal) break;
       auto space = splitter.space();
@@ -111,16 +104,7 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
         splitter.filled(static_cast<std::size_t>(n));
       } else if (n == 0) {
         splitter.end_of_input();
-        while (splitter.peek(payload, ts)) {
-          Error err;
-          if (!link.try_send(payload, ts, &err)) {
-            if (!err.context.empty()) fatal = err;
-            blocked = true;
-            break;
-          }
-          splitter.pop();
-        }
-        if (splitter.error()) fatal = *splitter.error();
+        blocked = !hand_over();
         if (blocked) waiting_for_room = true;
         if (blocked || fatal) break;
         input_done = true;

@@ -172,19 +172,11 @@ void Link::on_connect_ready(short) {
   // Native: say HELLO and wait for the listener's; the connection counts once it answers.
   c->proto = Proto::native;
   c->last_rx = c->last_tx = Clock::now();
-  frame::Hello h;
-  h.session_hi = session_hi_;
-  h.session_lo = session_lo_;
-  h.recv_next = recv_next_;
-  h.max_message = opt_.max_message;
-  h.timeout_ms = static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms));
-  std::uint8_t payload[frame::kHelloSize];
-  frame::encode_hello(payload, h);
   rx_.truncate_to(parse_off_);
   active_ = std::move(c);
   active_->watch = reactor_.watch(active_->fd.get(), POLLIN,
                                   [this, p = active_.get()](short ev) { on_conn_io(p, ev); });
-  queue_control(frame::Type::hello, 0, payload);
+  queue_hello();
   reschedule();
 }
 
@@ -384,17 +376,7 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
   a->last_rx = a->last_tx = Clock::now();
   if (proto == Proto::native) {
     a->early.clear();  // it held the HELLO
-    if (!a->dialer) {
-      frame::Hello h;
-      h.session_hi = session_hi_;
-      h.session_lo = session_lo_;
-      h.recv_next = recv_next_;
-      h.max_message = opt_.max_message;
-      h.timeout_ms = static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms));
-      std::uint8_t payload[frame::kHelloSize];
-      frame::encode_hello(payload, h);
-      queue_control(frame::Type::hello, 0, payload);
-    }
+    if (!a->dialer) queue_hello();
     a->send_off = resend_from;
     if (max_sent_off_ > resend_from) stats_.resent_bytes += max_sent_off_ - resend_from;
   } else {
@@ -799,6 +781,18 @@ void Link::abort_connection() {
     connection_lost(make_error(ErrorKind::disconnected, "connection to " + active_->peer.to_string(),
                                "aborted on request"));
   }
+}
+
+void Link::queue_hello() {
+  frame::Hello h;
+  h.session_hi = session_hi_;
+  h.session_lo = session_lo_;
+  h.recv_next = recv_next_;
+  h.max_message = opt_.max_message;
+  h.timeout_ms = static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms));
+  std::uint8_t payload[frame::kHelloSize];
+  frame::encode_hello(payload, h);
+  queue_control(frame::Type::hello, 0, payload);
 }
 
 void Link::send_keepalive() {

@@ -181,6 +181,7 @@ class Link {
   void queue_end_if_room();
   bool has_output(const Conn* c) const;
   void make_rx_room(std::size_t needed);
+  void queue_hello();
   void queue_control(frame::Type type, std::uint64_t seq, std::span<const std::uint8_t> payload);
   void send_error_and_close(Conn* c, std::string_view id, std::string_view text);
   Status ensure_tx_room(std::size_t frame_bytes);

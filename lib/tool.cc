@@ -66,6 +66,16 @@ Status write_port_file(const std::string& path, std::uint16_t port) {
   return ok_status();
 }
 
+std::optional<int> start_link(Link& link, const LinkOptions& options, const std::string& port_file,
+                              Reporter& report) {
+  report.attach(&link);
+  Status st = link.start();
+  if (st && options.listen && !port_file.empty()) st = write_port_file(port_file, port_of(link.local_address()));
+  if (st) return std::nullopt;
+  report.error(st.error());
+  return exit_code(st.error().kind);
+}
+
 Reporter::Reporter(ToolContext& ctx, Verbosity v, Reactor& reactor, const char* verb)
     : ctx_(ctx), v_(v), reactor_(reactor), verb_(verb), progress_timer_(reactor, [this] { tick(); }) {
   progress_on_ = v_.progress.value_or(ctx_.stderr_is_tty && !v_.quiet);

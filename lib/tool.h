@@ -50,6 +50,12 @@ class SignalWatcher {
 // Writes "PORT\n" to path atomically (write to a temporary name, then rename).
 Status write_port_file(const std::string& path, std::uint16_t port);
 
+class Reporter;
+// Starts the link (binding or resolving) and, for listeners, writes the port file. On failure
+// reports the error and returns the exit code to leave with.
+std::optional<int> start_link(Link& link, const LinkOptions& options, const std::string& port_file,
+                              Reporter& report);
+
 // Prints link events, the progress line and the summary according to verbosity.
 class Reporter : public LinkObserver {
  public:
