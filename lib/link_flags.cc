@@ -24,6 +24,10 @@ void add_link_flags(CLI::App& app, LinkFlags& f) {
   app.add_flag("-v,--verbose", f.verbose, "Report connections and print a summary line at the end");
   app.add_flag("-q,--quiet", f.quiet, "Print nothing but fatal errors");
   app.add_flag("--progress", f.progress, "Show progress on stderr even when it is not a terminal");
+  app.footer(
+      "Exit status: 0 ok, 1 local I/O error, 2 usage, 3 cannot resolve, 4 cannot connect/bind,\n"
+      "5 disconnected (peer gone past --reconnect), 6 protocol error, 7 timeout, 8 message too large,\n"
+      "130 interrupted. Signals: SIGUSR1 prints statistics. See the man page for more.");
 }
 
 Result<std::uint64_t> parse_size(const std::string& text, const std::string& flag) {
