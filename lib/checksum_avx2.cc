@@ -2,9 +2,13 @@
 // architectures it is the generic code again.
 #include "lib/checksum.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#elif defined(__GNUC__)
 #pragma GCC target("avx2")
-// The pragma does not define __AVX2__, which xxhash.h reads to choose its kernel: name it.
+#endif
+// The target pragmas do not define __AVX2__, which xxhash.h reads to choose its kernel.
 #define XXH_VECTOR 2 /* XXH_AVX2 */
 #include <immintrin.h>
 #endif
@@ -18,3 +22,7 @@ std::uint64_t frame_checksum_avx2(const std::uint8_t* header24, const std::uint8
 }
 
 }  // namespace dl::detail
+
+#if defined(__x86_64__) && defined(__clang__)
+#pragma clang attribute pop
+#endif

@@ -127,7 +127,7 @@ void encode_hello(std::uint8_t* out, const Hello& h) {
   put_u64(out + 24, h.recv_next);
   put_u32(out + 32, h.max_message);
   put_u32(out + 36, h.timeout_ms);
-  put_u64(out + 40, 0);
+  put_u64(out + 40, h.delivered);
 }
 
 Result<Hello> decode_hello(std::span<const std::uint8_t> payload) {
@@ -152,7 +152,9 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> payload) {
   h.recv_next = get_u64(p + 24);
   h.max_message = get_u32(p + 32);
   h.timeout_ms = get_u32(p + 36);
+  h.delivered = get_u64(p + 40);
   if (h.recv_next == 0) return protocol_error("bad-hello", "", "recv_next is 0");
+  if (h.delivered >= h.recv_next) return protocol_error("bad-hello", "", "delivered beyond recv_next");
   return h;
 }
 

@@ -63,7 +63,7 @@ Error decode_error(const Decoded& d, std::uint32_t max_payload, std::string_view
 
 // HELLO payload: fixed 48 bytes.
 //   0 "DLNK" | 4 u16 version | 6 u16 flags | 8 u64[2] session id | 24 u64 recv_next
-//   32 u32 max_message | 36 u32 timeout_ms | 40 u64 reserved (0)
+//   32 u32 max_message | 36 u32 timeout_ms | 40 u64 delivered
 inline constexpr std::size_t kHelloSize = 48;
 inline constexpr char kHelloMagic[4] = {'D', 'L', 'N', 'K'};
 struct Hello {
@@ -73,6 +73,7 @@ struct Hello {
   std::uint64_t recv_next = 1;     // next DATA seq this side expects; everything before is held
   std::uint32_t max_message = 0;   // largest payload this side accepts
   std::uint32_t timeout_ms = 0;    // this side's receive timeout; the peer keeps it fed
+  std::uint64_t delivered = 0;     // highest seq handed to the application (an ack); <= recv_next-1
 };
 void encode_hello(std::uint8_t* out /*kHelloSize*/, const Hello& hello);
 // Errors: protocol "bad-magic", "version", "bad-hello".

@@ -21,7 +21,7 @@ constexpr int kHandshakeMs = 5000;
 constexpr std::size_t kCandidateBytes = 4096;
 constexpr std::size_t kMinUsefulReserve = 64 * 1024;
 constexpr std::size_t kInitialRx = 4u << 20;
-constexpr int kMaxIov = 64;
+constexpr int kMaxProtocolFailureStreak = 8;
 
 double wall_now() {
   using namespace std::chrono;
@@ -185,7 +185,12 @@ void Link::on_accept(short) {
     SocketAddress peer;
     auto fd = accept_one(listener_->fd.get(), &peer);
     if (!fd) {
+      // Out of descriptors (EMFILE) and the like: the listener stays readable, so stop
+      // watching it for a moment instead of spinning.
       last_error_ = fd.error();
+      reactor_.set_events(listen_watch_, 0);
+      accept_paused_until_ = Clock::now() + std::chrono::milliseconds(100);
+      reschedule();
       return;
     }
     if (!fd->valid()) return;
@@ -250,7 +255,7 @@ void Link::handle_candidate_input(Conn* c) {
   std::string ctx = "from " + c->peer.to_string();
   std::uint8_t first = c->early[0];
   if (first == classic::kStartByte && opt_.proto == Proto::automatic) {
-    if (active_ && active_->proto == Proto::native && active_->established) {
+    if (native_session_in_progress()) {
       reject(protocol_error("session-busy", ctx, "a native session is in progress"));
       return;
     }
@@ -346,10 +351,15 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
     session_known_ = true;
     peer_max_message_ = hello->max_message;
     peer_timeout_ms_ = static_cast<int>(hello->timeout_ms);
-    on_ack(hello->recv_next - 1);
+    // Only what the peer delivered is acknowledged; what it merely holds (parsed, not yet
+    // written out) is not resent, but stays in the ring until a real ACK.
+    on_ack(hello->delivered);
     resend_from = tx_.tail();
+    for (std::size_t i = 0; i < tx_index_.size() && tx_index_[i].seq < hello->recv_next; ++i) {
+      resend_from = tx_index_[i].end;
+    }
   }
-  if (c && ever_connected_ && proto != wire_proto_ && !tx_index_.empty()) {
+  if (c && ever_connected_ && proto != wire_proto_ && !completed_) {
     Error e = protocol_error("session-busy", "from " + conn->peer.to_string(),
                              "messages for a " + std::string(wire_proto_ == Proto::classic ? "classic" : "native") +
                                  " peer are still waiting");
@@ -365,6 +375,7 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
       active_.reset();
     }
     rx_.truncate_to(parse_off_);  // a frame cut off with the old connection is re-sent whole
+    rx_blocked_ = false;
     active_ = std::move(c);
     active_->watch = reactor_.watch(active_->fd.get(), POLLIN,
                                     [this, p = active_.get()](short ev) { on_conn_io(p, ev); });
@@ -393,6 +404,7 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
   if (obs_) {
     std::string detail = a->peer.to_string() + (proto == Proto::classic ? " (classic)" : " (native)");
     obs_->on_event(resumed ? LinkEvent::resumed : LinkEvent::connected, detail, nullptr);
+    if (a != active_.get() || closed_) return;
   }
   if (!a->early.empty()) drain_early(a);
   if (a != active_.get()) return;
@@ -411,6 +423,10 @@ void Link::drain_early(Conn* c) {
   if (c == active_.get() && rx_queue_.size() != before && obs_) obs_->on_readable();
 }
 
+bool Link::native_session_in_progress() const {
+  return ever_connected_ && wire_proto_ == Proto::native && !completed_;
+}
+
 bool Link::attempt_in_progress() const {
   return dialing_ || candidate_ || (active_ && !active_->established);
 }
@@ -424,13 +440,25 @@ void Link::drop_conn(Conn* c, const Error& why, bool report) {
 }
 
 void Link::connection_lost(const Error& why) {
+  bool was_established = active_ && active_->established;
   if (active_) {
-    drop_conn(active_.get(), why, active_->established && !completed_);
+    drop_conn(active_.get(), why, was_established && !completed_);
     active_.reset();
   }
   rx_.truncate_to(parse_off_);
+  rx_blocked_ = false;  // the partial frame that needed the room is gone
   last_error_ = why;
-  if (why.kind == ErrorKind::protocol) stats_.protocol_errors++;
+  if (why.kind == ErrorKind::protocol) {
+    stats_.protocol_errors++;
+    // A peer that breaks the protocol again and again with no progress in between is not a
+    // flaky link: give up instead of reconnecting for ever.
+    if (++protocol_failure_streak_ >= kMaxProtocolFailureStreak && !closed_) {
+      Error e = why;
+      e.detail += " (" + std::to_string(protocol_failure_streak_) + " times in a row without progress)";
+      fail(e);
+      return;
+    }
+  }
   if (closed_) return;
   if (completed_) {
     // The peer closed after everything was acknowledged: that is the normal end.
@@ -450,11 +478,15 @@ void Link::connection_lost(const Error& why) {
     return;
   }
   auto now = Clock::now();
-  if (opt_.reconnect_s >= 0) {
-    give_up_at_ = now + std::chrono::duration_cast<Clock::duration>(
-                            std::chrono::duration<double>(opt_.reconnect_s));
-  } else {
-    give_up_at_.reset();
+  // The reconnect window opens when an established connection drops; a failed handshake
+  // keeps whatever deadline was running (--wait for a first connect).
+  if (was_established) {
+    if (opt_.reconnect_s >= 0) {
+      give_up_at_ = now + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(opt_.reconnect_s));
+    } else {
+      give_up_at_.reset();
+    }
   }
   if (!opt_.listen) schedule_retry();
   reschedule();
@@ -542,6 +574,7 @@ void Link::reschedule() {
     if (t && (!next || *t < *next)) next = t;
   };
   consider(retry_at_);
+  consider(accept_paused_until_);
   if (!attempt_in_progress() && !ready()) consider(give_up_at_);
   consider(linger_until_);
   if (candidate_) {
@@ -579,6 +612,10 @@ int Link::keepalive_interval() const {
 void Link::on_timer() {
   if (closed_) return;
   auto now = Clock::now();
+  if (accept_paused_until_ && now >= *accept_paused_until_) {
+    accept_paused_until_.reset();
+    if (listen_watch_) reactor_.set_events(listen_watch_, POLLIN);
+  }
   if (linger_until_ && now >= *linger_until_) {
     linger_until_.reset();
     connection_lost(make_error(ErrorKind::disconnected, "linger", "peer did not close"));
@@ -594,8 +631,7 @@ void Link::on_timer() {
     if (now >= candidate_->opened + std::chrono::milliseconds(ms)) {
       auto c = std::move(candidate_);
       reactor_.unwatch(c->watch);
-      if (opt_.proto == Proto::automatic && c->early.empty() &&
-          !(active_ && active_->proto == Proto::native && active_->established)) {
+      if (opt_.proto == Proto::automatic && c->early.empty() && !native_session_in_progress()) {
         // Silence: a classic client sends nothing until it has data. Serve it as classic.
         promote(std::move(c), Proto::classic, nullptr);
       } else {
@@ -788,6 +824,7 @@ void Link::queue_hello() {
   h.session_hi = session_hi_;
   h.session_lo = session_lo_;
   h.recv_next = recv_next_;
+  h.delivered = delivered_seq_;
   h.max_message = opt_.max_message;
   h.timeout_ms = static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms));
   std::uint8_t payload[frame::kHelloSize];
@@ -830,7 +867,10 @@ void Link::on_ack(std::uint64_t seq) {
     released = true;
   }
   if (active_ && active_->send_off < tx_.tail()) active_->send_off = tx_.tail();
-  if (released) notify_writable();
+  if (released) {
+    protocol_failure_streak_ = 0;
+    notify_writable();
+  }
 }
 
 void Link::release_written_classic() {
@@ -990,7 +1030,11 @@ void Link::read_some(Conn* c) {
     if (c->proto == Proto::classic) parse_classic(c);
     else parse_native(c);
     if (c != active_.get()) return;
-    if (rx_queue_.size() != before && obs_) obs_->on_readable();
+    if (rx_queue_.size() != before) {
+      protocol_failure_streak_ = 0;  // progress
+      if (obs_) obs_->on_readable();
+      if (c != active_.get() || closed_) return;  // the observer may close or abort
+    }
     if (static_cast<std::size_t>(n) < w.size()) break;
   }
   update_interest();

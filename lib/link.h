@@ -157,6 +157,7 @@ class Link {
   // Makes `c` the established connection (null: active_ finished its handshake).
   void promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello);
   bool attempt_in_progress() const;
+  bool native_session_in_progress() const;
   bool proto_known() const;
   std::uint32_t send_limit() const;
   int keepalive_interval() const;
@@ -206,6 +207,8 @@ class Link {
   std::unique_ptr<Conn> dialing_;
   std::optional<Clock::time_point> retry_at_;
   std::optional<Clock::time_point> give_up_at_;
+  std::optional<Clock::time_point> accept_paused_until_;
+  int protocol_failure_streak_ = 0;
   std::optional<Error> last_error_;
   std::optional<Error> failure_;
   Proto wire_proto_ = Proto::native;

@@ -143,3 +143,31 @@ TEST_CASE("dialing nobody fails with a connect error once patience runs out") {
   CHECK(l.failure()->kind == ErrorKind::connect);
   CHECK(l.failure()->sys_errno == ECONNREFUSED);
 }
+
+TEST_CASE("a resume does not count held-but-undelivered messages as acknowledged") {
+  Reactor r;
+  LinkOptions lo = listen_opts();
+  lo.receive_only = true;
+  Link server(r, lo, nullptr);  // nobody consumes: messages are held, not delivered
+  REQUIRE(server.start());
+  Collector ignore;
+  Link client(r, dial_opts(server), &ignore);
+  ignore.link = &client;
+  REQUIRE(client.start());
+  std::string m(1000, 'm');
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(client.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, i));
+  }
+  client.finish();
+  REQUIRE(run_until(r, [&] { return server.available() == 5; }));
+  client.abort_connection();
+  REQUIRE(run_until(r, [&] { return client.ready() && client.stats().reconnects == 1; }));
+  for (int i = 0; i < 50; ++i) r.run_once(std::chrono::milliseconds(1));
+  CHECK(!client.finished());  // the peer holds them, but has not delivered them
+  CHECK(client.stats().resent_bytes == 0);  // ... and they are not sent twice either
+  server.consume(5);
+  Message end;
+  server.peek(end);  // reaches the END marker
+  REQUIRE(run_until(r, [&] { return client.completed() && server.completed(); }));
+  CHECK(server.stats().messages_received == 5);
+}

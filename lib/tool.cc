@@ -150,7 +150,7 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       info("reconnected to " + detail + ", session resumed");
       break;
     case LinkEvent::disconnected:
-      if (why && why->kind == ErrorKind::protocol) warn(why->message() + "; reconnecting");
+      if (why && why->kind == ErrorKind::protocol) warn(why->message() + (is_retryable(*why) ? "; reconnecting" : ""));
       else if (why) info("connection lost: " + why->message());
       break;
     case LinkEvent::retrying:

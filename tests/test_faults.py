@@ -3,6 +3,7 @@
 unresolvable endpoints, busy ports, garbage input, oversize messages, a closed stdout, bad usage."""
 
 import os
+import threading
 import socket
 import subprocess
 import sys
@@ -175,6 +176,73 @@ class EndpointFaultTest(dltest.DlTestCase):
         wait_port_file(pf, send)
         self.assertExitCodes(60, (send, 0), (recv, 0))
         self.assertSameFile(src, out)
+
+    def test_classic_stranger_cannot_join_a_native_session(self):
+        # While a native session is between connections, a listener in auto mode must not
+        # take a classic (or silent) stranger for the peer and splice its data in.
+        import struct
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", "--proto", "auto", "--lines", stdout=out)
+        relay = FaultRelay(target=("127.0.0.1", port))
+        self.addCleanup(relay.close)
+        send = self.dlsend("--lines", "127.0.0.1:%d" % relay.port, stdin=subprocess.PIPE)
+        send.popen.stdin.write(b"native-1\n")
+        send.popen.stdin.flush()
+        dltest.wait_until(lambda: os.path.exists(out) and os.path.getsize(out) > 0, 10, "first line")
+        relay.pause(True)
+        relay.cut_all()
+        payload = b"INJECTED-BY-STRANGER"
+        frame = b" " * 5 + struct.pack("<qd", len(payload), 1.0) + b"!" * 5 + payload + b'"' * 5
+        def refused(first_bytes):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(first_bytes)
+                s.settimeout(dltest.t(10))
+                try:
+                    while s.recv(4096):   # the listener closes it (maybe with a reset)
+                        pass
+                except ConnectionResetError:
+                    pass
+        refused(frame)
+        refused(b"")   # a silent probe is refused too, not served as classic
+        relay.pause(False)
+        send.popen.stdin.write(b"native-2\n")
+        send.popen.stdin.close()
+        self.assertExitCodes(60, (send, 0), (recv, 0))
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"native-1\nnative-2\n")
+        self.assertIn("session-busy", recv.stderr())
+
+    def test_dialing_a_server_that_speaks_something_else(self):
+        # A port that accepts TCP but answers with another protocol: a clear protocol error
+        # (exit 6) at once, not retries for ever.
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        self.addCleanup(srv.close)
+        stop = threading.Event()
+
+        def serve():
+            srv.settimeout(0.2)
+            conns = []
+            while not stop.is_set():
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    continue
+                c.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                conns.append(c)
+            for c in conns:
+                c.close()
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        self.addCleanup(th.join, 5)
+        self.addCleanup(stop.set)
+        src = self._small()
+        send = self.run_tool("dlsend", "127.0.0.1:%d" % srv.getsockname()[1], "-f", src, timeout=20)
+        self.assertEqual(send.returncode, 6, send.describe())
+        self.assertIn("bad-marker", send.stderr())
+        self.assertEqual(len(send.stderr().strip().splitlines()), 1, send.describe())
+
 
     def test_refused_without_wait(self):
         src = self._small()
