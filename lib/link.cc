@@ -22,6 +22,7 @@ constexpr std::size_t kCandidateBytes = 4096;
 constexpr std::size_t kMinUsefulReserve = 64 * 1024;
 constexpr std::size_t kInitialRx = 4u << 20;
 constexpr int kMaxProtocolFailureStreak = 8;
+constexpr std::size_t kReadSlice = 256 * 1024;
 
 double wall_now() {
   using namespace std::chrono;
@@ -1004,9 +1005,11 @@ void Link::read_some(Conn* c) {
     drain_early(c);
     if (c != active_.get()) return;
   }
-  for (int round = 0; round < 4; ++round) {
+  for (int round = 0; round < 16; ++round) {
     auto w = rx_.writable();
     if (w.empty() || rx_blocked_) break;
+    // Moderate reads keep what was just copied in cache for the checksum that follows.
+    if (w.size() > kReadSlice) w = w.first(kReadSlice);
     ssize_t n = ::recv(c->fd.get(), w.data(), w.size(), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
