@@ -153,21 +153,12 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
     if (!o.verbosity.quiet) report.summary();
     return *exit_now;
   }
-  if (fatal) {
-    report.error(*fatal);
-    return exit_code(fatal->kind);
-  }
-  if (quiet_end || count_reached) {
+  // A reader that went away, or --count reached, is a normal end whatever the link says.
+  if (!fatal && (quiet_end || count_reached)) {
     if (o.verbosity.verbose) report.summary();
     return 0;
   }
-  if (link.failure()) {
-    report.error(*link.failure());
-    if (o.verbosity.verbose) report.summary();
-    return exit_code(link.failure()->kind);
-  }
-  if (o.verbosity.verbose || report.progress_on()) report.summary();
-  return 0;
+  return report.conclude(fatal);
 }
 
 }  // namespace dl

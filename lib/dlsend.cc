@@ -133,18 +133,7 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
     if (!o.verbosity.quiet) report.summary();
     return *exit.code;
   }
-  if (fatal) {
-    report.error(*fatal);
-    if (o.verbosity.verbose) report.summary();
-    return exit_code(fatal->kind);
-  }
-  if (link.failure()) {
-    report.error(*link.failure());
-    if (o.verbosity.verbose) report.summary();
-    return exit_code(link.failure()->kind);
-  }
-  if (o.verbosity.verbose || report.progress_on()) report.summary();
-  return 0;
+  return report.conclude(fatal);
 }
 
 }  // namespace dl

@@ -120,6 +120,13 @@ void Reporter::summary() {
   ctx_.say(line);
 }
 
+int Reporter::conclude(const std::optional<Error>& local) {
+  const Error* e = local ? &*local : (link_ && link_->failure() ? &*link_->failure() : nullptr);
+  if (e) error(*e);
+  if (v_.verbose || (!e && progress_on_)) summary();
+  return e ? exit_code(e->kind) : kExitOk;
+}
+
 void Reporter::error(const Error& e) {
   if (progress_on_) ctx_.progress("");
   ctx_.say(ctx_.program + ": " + e.message());

@@ -64,6 +64,9 @@ class Reporter : public LinkObserver {
   void attach(const Link* link) { link_ = link; }
   void on_event(LinkEvent e, const std::string& detail, const Error* why) override;
   void summary();                   // the one-line summary (always, regardless of -q)
+  // The end of a run: reports `local` (or else the link's failure) and returns the exit code;
+  // prints the summary at -v or when progress was shown.
+  int conclude(const std::optional<Error>& local);
   void error(const Error& e);       // "prog: context: reason"
   void info(std::string_view line); // at -v
   void warn(std::string_view line); // unless -q
