@@ -71,6 +71,11 @@ std::optional<int> start_link(Link& link, const LinkOptions& options, const std:
   report.attach(&link);
   Status st = link.start();
   if (st && options.listen && !port_file.empty()) st = write_port_file(port_file, port_of(link.local_address()));
+  if (st && options.listen && options.endpoint.kind == Endpoint::Kind::tcp && options.endpoint.port == 0 &&
+      port_file.empty()) {
+    // The system picked the port: nobody can reach us unless we say which (once; -v says it too).
+    report.announce("listening on " + link.local_address().to_string());
+  }
   if (st) return std::nullopt;
   report.error(st.error());
   return exit_code(st.error().kind);
@@ -134,6 +139,10 @@ void Reporter::error(const Error& e) {
 
 void Reporter::info(std::string_view line) {
   if (v_.verbose) ctx_.say(ctx_.program + ": " + std::string(line));
+}
+
+void Reporter::announce(std::string_view line) {
+  if (!v_.verbose && !v_.quiet) ctx_.say(ctx_.program + ": " + std::string(line));
 }
 
 void Reporter::warn(std::string_view line) {

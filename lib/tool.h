@@ -70,6 +70,7 @@ class Reporter : public LinkObserver {
   void error(const Error& e);       // "prog: context: reason"
   void info(std::string_view line); // at -v
   void warn(std::string_view line); // unless -q
+  void announce(std::string_view line);  // unless -q, and not again at -v (info says it there)
   bool progress_on() const { return progress_on_; }
   std::function<void()> on_readable_cb, on_writable_cb;
   void on_readable() override { if (on_readable_cb) on_readable_cb(); }

@@ -246,6 +246,23 @@ class EndpointFaultTest(dltest.DlTestCase):
         self.assertEqual(len(send.stderr().strip().splitlines()), 1, send.describe())
 
 
+    def test_unwritable_stdout(self):
+        src = self._small()
+        with open("/dev/full", "wb") as full:
+            recv, port = self.listen("dlrecv", stdout=full)
+            send = self.dlsend("127.0.0.1:%d" % port, "-f", src, "--reconnect", "2")
+            self.assertExited(recv, 20, code=1)
+        self.assertOneLineError(recv, "dlrecv", "No space left on device")
+        send.kill()
+
+    def test_port_zero_is_printed(self):
+        recv = self.dlrecv("-l", "127.0.0.1:0")
+        dltest.wait_until(lambda: "listening on 127.0.0.1:" in recv.stderr(), 10, "the chosen port")
+        port = int(recv.stderr().split("listening on 127.0.0.1:")[1].split()[0])
+        src = self._small()
+        send = self.dlsend("127.0.0.1:%d" % port, "-f", src)
+        self.assertExitCodes(30, (send, 0), (recv, 0))
+
     def test_refused_without_wait(self):
         src = self._small()
         port = dltest.reserved_port()
