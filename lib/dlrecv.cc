@@ -150,10 +150,14 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
   reactor.unwatch(out_watch);
 
   if (exit_now) {
+    link.abandon("dlrecv was interrupted");
     if (!o.verbosity.quiet) report.summary();
     return *exit_now;
   }
   // A reader that went away, or --count reached, is a normal end whatever the link says.
+  if (fatal) link.abandon("dlrecv stopped: " + fatal->message());
+  if (count_reached) link.abandon("dlrecv received the --count messages it wanted");
+  if (quiet_end) link.abandon("dlrecv's output was closed");
   if (!fatal && (quiet_end || count_reached)) {
     if (o.verbosity.verbose) report.summary();
     return 0;

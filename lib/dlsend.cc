@@ -130,9 +130,11 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
   reactor.unwatch(in_watch);
 
   if (exit.code) {
+    link.abandon("dlsend was interrupted");
     if (!o.verbosity.quiet) report.summary();
     return *exit.code;
   }
+  if (fatal) link.abandon("dlsend stopped: " + fatal->message());
   return report.conclude(fatal);
 }
 

@@ -47,6 +47,7 @@ Error protocol_error(std::string id, std::string context, std::string detail) {
 }
 
 bool is_retryable(const Error& e) {
+  if (e.id == "peer-stopped") return false;  // it ended the session on purpose
   switch (e.kind) {
     case ErrorKind::connect:
     case ErrorKind::disconnected:

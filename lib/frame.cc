@@ -173,6 +173,13 @@ Error decode_error_payload(std::span<const std::uint8_t> payload, std::string_vi
   for (char& c : text) {
     if (static_cast<unsigned char>(c) < 0x20) c = '?';  // one line, whatever the peer sent
   }
+  if (id == "peer-stopped") {
+    // Not a fault: the peer ended the session on purpose (interrupted, --count reached ...).
+    Error e = make_error(ErrorKind::disconnected, "peer " + std::string(context.substr(context.find(' ') + 1)),
+                         "stopped: " + text);
+    e.id = id;
+    return e;
+  }
   Error e = protocol_error("peer-error", std::string(context), "peer says: " + text);
   if (id == "session-busy" || id == "session-lost" || id == "version") e.id = id;
   return e;

@@ -543,6 +543,13 @@ void Link::close() {
   listener_.reset();
 }
 
+void Link::abandon(std::string_view reason) {
+  if (active_ && active_->established && wire_proto_ == Proto::native && !completed_) {
+    send_error_and_close(active_.get(), "peer-stopped", reason);
+  }
+  close();
+}
+
 void Link::reset_session() {
   session_known_ = false;
   session_hi_ = random_u64();

@@ -127,6 +127,9 @@ class Link {
   std::string peer() const;
   // Close now; the link reports `closed` and does nothing more.
   void close();
+  // Ends the session on purpose: tells a native peer why (so it stops at once with exit
+  // "disconnected" instead of waiting to reconnect to a session that is gone), then close().
+  void abandon(std::string_view reason);
   // Drops the current connection as if the network had failed (for fault drills and tests):
   // the link reconnects and resumes like after any other drop.
   void abort_connection();

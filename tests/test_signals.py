@@ -57,9 +57,10 @@ class SignalTest(dltest.DlTestCase):
         send.signal(signal.SIGINT)
         self.assertExited(send, 10, dltest.EXIT_INTERRUPTED)
         self.assertNoCrash(send)
-        # The receiver keeps what it got; it then waits for a reconnect: interrupt it too.
-        recv.signal(signal.SIGINT)
-        self.assertExited(recv, 10, dltest.EXIT_INTERRUPTED)
+        # The interrupted sender tells the receiver, which keeps what it got and stops at once
+        # (disconnected) instead of waiting --reconnect seconds for a session that is gone.
+        self.assertExited(recv, 10, dltest.EXIT_DISCONNECTED)
+        self.assertIn("stopped: dlsend was interrupted", recv.stderr())
         with open(out, "rb") as f:
             self.assertTrue(f.read() == b"".join(blocks), "received data differs")
 

@@ -206,8 +206,7 @@ class TransferTest(dltest.DlTestCase):
     def test_count_stops_after_n_lines(self):
         out = self.path("out")
         recv, port = self.listen("dlrecv", "--lines", "-n", "3", stdout=out)
-        send = self.dlsend("--lines", "--reconnect", "2", "127.0.0.1:%d" % port,
-                           stdin=subprocess.PIPE)
+        send = self.dlsend("--lines", "127.0.0.1:%d" % port, stdin=subprocess.PIPE)
         # The sender's input stays open: dlrecv must stop on its own after 3 lines.
         lines = b"".join(b"line %d\n" % i for i in range(10))
         send.popen.stdin.write(lines)
@@ -215,10 +214,12 @@ class TransferTest(dltest.DlTestCase):
         self.assertExited(recv, 30, 0)
         with open(out, "rb") as f:
             self.assertEqual(f.read(), b"line 0\nline 1\nline 2\n")
+        # The receiver tells the sender it stopped on purpose: no waiting to reconnect.
+        rc = self.assertExited(send, 5)
+        self.assertEqual(rc, dltest.EXIT_DISCONNECTED, send.describe())
+        self.assertIn("stopped: dlrecv received the --count messages", send.stderr())
+        self.assertEqual(len(send.stderr().strip().splitlines()), 1, send.describe())
         send.popen.stdin.close()
-        rc = self.assertExited(send, 30)   # any documented code; it must not hang
-        self.assertIn(rc, (0, dltest.EXIT_DISCONNECTED),
-                      "dlsend after receiver --count exit: %s" % send.describe())
         self.assertNoCrash(send)
 
     def test_verbose_summary(self):
