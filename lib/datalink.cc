@@ -235,7 +235,7 @@ bool Datalink::peer_finished() const {
   std::lock_guard<std::mutex> lk(mu_);
   Message m;
   if (!stopped_) peek_locked(m);
-  return link_->peer_finished() && link_->available() == 0;
+  return link_->wire_proto() != Proto::classic && link_->peer_finished() && link_->available() == 0;
 }
 
 std::optional<std::size_t> Datalink::next_size(int timeout_ms) {
@@ -254,14 +254,14 @@ std::optional<std::size_t> Datalink::next_size(int timeout_ms) {
   }
 }
 
-bool Datalink::read_into(void* dst, std::size_t cap, std::size_t* size, double* timestamp) {
+bool Datalink::read_into(void* dst, std::size_t cap, std::size_t* size, double* timestamp, bool exact) {
   std::lock_guard<std::mutex> lk(mu_);
   if (stopped_ || closing_) return false;
   Message m;
   if (!peek_locked(m)) return false;
   if (size) *size = m.payload.size();
   if (timestamp) *timestamp = m.timestamp;
-  if (m.payload.size() > cap) return false;
+  if (exact ? m.payload.size() != cap : m.payload.size() > cap) return false;
   if (!m.payload.empty()) std::memcpy(dst, m.payload.data(), m.payload.size());
   link_->consume();
   peek_locked(m);  // an END right behind it is acknowledged at once

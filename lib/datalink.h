@@ -100,7 +100,8 @@ class Datalink {
   // copies it into caller memory and pops it. read_into() returns false when there is no
   // message or cap is too small (then *size is the size needed and the message stays).
   std::optional<std::size_t> next_size(int timeout_ms);
-  bool read_into(void* dst, std::size_t cap, std::size_t* size, double* timestamp);
+  // exact: pop only a message of exactly `cap` bytes (for typed reads, e.g. numpy).
+  bool read_into(void* dst, std::size_t cap, std::size_t* size, double* timestamp, bool exact = false);
 
   // Sends an empty keepalive now; false when not connected.
   bool writeKeepAlive();

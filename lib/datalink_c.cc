@@ -155,6 +155,16 @@ int dl_read_into(dl_handle* h, void* dst, size_t cap, size_t* size, double* time
   return n > cap ? -1 : 0;
 }
 
+int dl_read_exact(dl_handle* h, void* dst, size_t n, double* timestamp) {
+  if (!h) return 0;
+  std::size_t got = 0;
+  double ts = 0;
+  bool ok = h->link->read_into(dst, n, &got, &ts, true);
+  if (timestamp) *timestamp = ts;
+  if (ok) return 1;
+  return h->link->has_data() && got != n ? -2 : 0;
+}
+
 int dl_write_keepalive(dl_handle* h) { return h && h->link->write_keep_alive() ? 1 : 0; }
 
 int dl_flush(dl_handle* h, int timeout_ms) { return h && h->link->flush(timeout_ms) ? 1 : 0; }

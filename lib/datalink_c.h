@@ -56,6 +56,9 @@ long long dl_next_size(dl_handle* h, int timeout_ms);
 /* Copies the next message into dst and removes it: 1 done; 0 no message; -1 cap too small
  * (*size tells the size needed; the message stays). size/timestamp may be NULL. */
 int dl_read_into(dl_handle* h, void* dst, size_t cap, size_t* size, double* timestamp);
+// Pops the next message only if it is exactly n bytes: 1 done, 0 none, -2 it has another size
+// (kept).
+int dl_read_exact(dl_handle* h, void* dst, size_t n, double* timestamp);
 int dl_write_keepalive(dl_handle* h);   /* 1 sent, 0 not connected */
 int dl_flush(dl_handle* h, int timeout_ms);  /* 1: everything written was acknowledged */
 /* 1 when the peer ended its direction (native END) and every message was read. */

@@ -34,6 +34,7 @@ import time
 __all__ = ["Datalink", "Databridge", "DatalinkError", "load_library"]
 
 _SLICE_MS = 200
+_RAISE = object()
 
 
 class DatalinkError(OSError):
@@ -96,6 +97,7 @@ def load_library():
             "dl_has_data": (i, [h]),
             "dl_next_size": (ctypes.c_longlong, [h, i]),
             "dl_read_into": (i, [h, vp, sz, ctypes.POINTER(sz), ctypes.POINTER(d)]),
+            "dl_read_exact": (i, [h, vp, sz, ctypes.POINTER(d)]),
             "dl_write_keepalive": (i, [h]),
             "dl_flush": (i, [h, i]),
             "dl_peer_finished": (i, [h]),
@@ -165,6 +167,8 @@ class Datalink:
         self._lib = load_library()
         self._h = None
         self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._busy = 0
         opts = _Options()
         self._lib.dl_options_init(ctypes.byref(opts))
         opts.timeout_ms = int(timeout)
@@ -195,33 +199,51 @@ class Datalink:
             raise DatalinkError("link is closed")
         return h
 
+    def _call(self, fn, *args, closed=_RAISE):
+        """Calls fn(handle, *args), counted as in flight so that close() from another thread
+        waits for it instead of freeing the handle under it. Every blocking call waits in
+        slices, so a close() is noticed within one slice."""
+        with self._cv:
+            h = self._h
+            if h is None:
+                if closed is _RAISE:
+                    raise DatalinkError("link is closed")
+                return closed
+            self._busy += 1
+        try:
+            return fn(h, *args)
+        finally:
+            with self._cv:
+                self._busy -= 1
+                self._cv.notify_all()
+
     @property
     def port(self):
         """The listening port (server; the real one when 0 was asked) or the dialled port."""
-        return self._lib.dl_port(self._handle())
+        return self._call(self._lib.dl_port)
 
     def is_ready(self):
-        return self._h is not None and self._lib.dl_is_ready(self._h) == 1
+        return self._call(self._lib.dl_is_ready, closed=0) == 1
 
     isReady = is_ready
 
     def has_data(self):
-        return self._h is not None and self._lib.dl_has_data(self._h) == 1
+        return self._call(self._lib.dl_has_data, closed=0) == 1
 
     hasData = has_data
 
     def peer_finished(self):
         """True once the peer ended its direction (native) and every message was read."""
-        return self._h is not None and self._lib.dl_peer_finished(self._h) == 1
+        return self._call(self._lib.dl_peer_finished, closed=0) == 1
 
     def last_error(self):
         buf = ctypes.create_string_buffer(1024)
-        if self._h is None or not self._lib.dl_last_error(self._h, buf, len(buf)):
+        if not self._call(self._lib.dl_last_error, buf, len(buf), closed=0):
             return None
         return buf.value.decode(errors="replace")
 
     def failed(self):
-        return self._h is not None and self._lib.dl_failed(self._h) == 1
+        return self._call(self._lib.dl_failed, closed=0) == 1
 
     # ------------------------------------------------------------------ sending
     def write(self, data, timestamp=None):
@@ -242,6 +264,8 @@ class Datalink:
         else:
             np = _numpy()
             if np is not None and isinstance(data, np.ndarray):
+                if data.dtype.hasobject:
+                    raise TypeError("cannot send an array of Python objects (dtype %s)" % data.dtype)
                 if not data.flags.c_contiguous:
                     keep = np.ascontiguousarray(data)
                 ptr, size = keep.ctypes.data, keep.nbytes
@@ -261,7 +285,7 @@ class Datalink:
                     keep = mv.tobytes()
                     ptr, size = keep, len(keep)
         for ms in _slices(None):
-            r = self._lib.dl_write(h, ptr, size, ts, ms)
+            r = self._call(self._lib.dl_write, ptr, size, ts, ms)
             if r == 1:
                 return True
             if r < 0:
@@ -269,7 +293,7 @@ class Datalink:
 
     def write_keep_alive(self):
         """Sends an empty keepalive now; False when not connected."""
-        return self._h is not None and self._lib.dl_write_keepalive(self._h) == 1
+        return self._call(self._lib.dl_write_keepalive, closed=0) == 1
 
     writeKeepAlive = write_keep_alive
 
@@ -277,7 +301,7 @@ class Datalink:
         """Waits until everything written was acknowledged (classic: written). True if so."""
         h = self._handle()
         for ms in _slices(timeout):
-            if self._lib.dl_flush(h, ms) == 1:
+            if self._call(self._lib.dl_flush, ms, closed=0) == 1:
                 return True
             if ms == 0 or self.failed():
                 return False
@@ -286,10 +310,12 @@ class Datalink:
     def _next_size(self, timeout):
         h = self._handle()
         for ms in _slices(timeout):
-            n = self._lib.dl_next_size(h, ms)
+            n = self._call(self._lib.dl_next_size, ms, closed=None)
+            if n is None:
+                return None  # closed meanwhile (from another thread)
             if n >= 0:
                 return n
-            if ms == 0 or self._lib.dl_peer_finished(h) or self._lib.dl_failed(h):
+            if ms == 0 or self.peer_finished() or self.failed():
                 return None
 
     def read(self, timeout=None):
@@ -302,10 +328,13 @@ class Datalink:
             payload = _new_bytes(None, n)
             size = ctypes.c_size_t()
             ts = ctypes.c_double()
-            r = self._lib.dl_read_into(self._h, _bytes_data(payload) if n else None, n, ctypes.byref(size),
-                                       ctypes.byref(ts))
+            r = self._call(self._lib.dl_read_into, _bytes_data(payload) if n else None, n,
+                           ctypes.byref(size), ctypes.byref(ts), closed=None)
+            if r is None:
+                return None
             if r == 1:
-                return payload, size.value, ts.value
+                # Another reader may have taken the n-byte message and left us a shorter one.
+                return (payload if size.value == n else payload[:size.value]), size.value, ts.value
             # Another thread took it meanwhile: wait for the next one.
 
     def read_into(self, buffer, timeout=None):
@@ -322,7 +351,10 @@ class Datalink:
                 raise ValueError("message of %d bytes does not fit in %d bytes" % (n, cap))
             size = ctypes.c_size_t()
             ts = ctypes.c_double()
-            if self._lib.dl_read_into(self._h, ptr, cap, ctypes.byref(size), ctypes.byref(ts)) == 1:
+            r = self._call(self._lib.dl_read_into, ptr, cap, ctypes.byref(size), ctypes.byref(ts), closed=None)
+            if r is None:
+                return None
+            if r == 1:
                 return size.value, ts.value
 
     def read_np(self, shape, dtype, timeout=None):
@@ -333,6 +365,8 @@ class Datalink:
         if np is None:
             raise DatalinkError("numpy is not available")
         dtype = np.dtype(dtype)
+        if dtype.hasobject:
+            raise TypeError("cannot read into an array of Python objects (dtype %s)" % dtype)
         shape = tuple(shape) if not isinstance(shape, int) else (shape,)
         want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         while True:
@@ -345,18 +379,25 @@ class Datalink:
             arr = np.empty(shape, dtype=dtype)
             size = ctypes.c_size_t()
             ts = ctypes.c_double()
-            if self._lib.dl_read_into(self._h, arr.ctypes.data if want else None, want, ctypes.byref(size),
-                                      ctypes.byref(ts)) == 1:
+            r = self._call(self._lib.dl_read_exact, arr.ctypes.data if want else None, want,
+                           ctypes.byref(ts), closed=None)
+            if r is None:
+                return None
+            if r == 1:
                 return arr, ts.value
+            # r == 0: another reader took it; r == -2: the next one has another size (loop checks)
 
     # ------------------------------------------------------------------ lifetime
     def close(self):
         """Ends our direction, waits (bounded) until the peer acknowledged what we wrote, then
         closes. Bridges using this link are closed first. Idempotent."""
-        with self._lock:
+        with self._cv:
             h, self._h = self._h, None
-        if h is None:
-            return
+            if h is None:
+                return
+            # Calls in flight on other threads end within one slice (they see the link closed).
+            while self._busy:
+                self._cv.wait(1.0)
         for b in list(Databridge._registry):
             if b._left is self or b._right is self:
                 b.close()

@@ -391,5 +391,66 @@ class ClassicRawPeer(Base):
             self.assertEqual(server.read(timeout=5), (b"auto", 4, 4.0))
 
 
+class ThreadsAndTypes(Base):
+    def test_close_while_another_thread_reads(self):
+        server, client = self.pair()
+        result = {}
+        th = threading.Thread(target=lambda: result.setdefault("r", server.read()))
+        th.start()
+        time.sleep(0.3)
+        server.close()              # must not free the handle under the reader
+        th.join(5)
+        self.assertFalse(th.is_alive())
+        self.assertIsNone(result["r"])
+
+    def test_object_arrays_are_refused(self):
+        import numpy as np
+        server, client = self.pair()
+        with self.assertRaises(TypeError):
+            client.write(np.array([object(), "x"], dtype=object))
+        client.write(np.zeros(2, np.int64))
+        with self.assertRaises(TypeError):
+            server.read_np((2,), object)
+        arr, _ = server.read_np((2,), np.int64, timeout=5)
+        self.assertEqual(arr.tolist(), [0, 0])
+
+    def test_concurrent_readers_get_exact_messages(self):
+        server, client = self.pair()
+        sizes = [1000 if i % 2 else 10 for i in range(2000)]
+        got, lock = [], threading.Lock()
+
+        def reader():
+            while True:
+                m = server.read(timeout=2)
+                if m is None:
+                    return
+                with lock:
+                    got.append(m)
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for n in sizes:
+            client.write(bytes([65]) * n)
+        for t in threads:
+            t.join(30)
+        self.assertEqual(len(got), len(sizes))
+        for payload, size, _ in got:
+            self.assertEqual(len(payload), size)
+            self.assertEqual(payload, b"A" * size)
+
+    def test_classic_server_waits_for_the_next_client(self):
+        server = self.link(listen="127.0.0.1:0", proto="classic")
+        first = self.link("127.0.0.1", server.port, proto="classic")
+        first.write(b"one")
+        self.assertEqual(server.read(timeout=5)[0], b"one")
+        first.close()
+        time.sleep(0.3)
+        second = self.link("127.0.0.1", server.port, proto="classic")
+        threading.Timer(0.5, lambda: second.write(b"two")).start()
+        m = server.read(timeout=5)   # a classic client closing is not the end of the input
+        self.assertIsNotNone(m)
+        self.assertEqual(m[0], b"two")
+
+
 if __name__ == "__main__":
     unittest.main()
