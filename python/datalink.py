@@ -149,6 +149,11 @@ def _slices(timeout):
         yield min(_SLICE_MS, max(1, int(math.ceil(left * 1000))))
 
 
+def _check_int(name, value, lo, hi):
+    if not lo <= int(value) <= hi:
+        raise ValueError("%s out of range [%d, %d]: %r" % (name, lo, hi, value))
+
+
 class Datalink:
     """One message link. No host: a server (listens); a host: a client (dials).
 
@@ -169,6 +174,14 @@ class Datalink:
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._busy = 0
+        _check_int("port", port, 0, 65535)
+        _check_int("timeout", timeout, -(2**31), 2**31 - 1)
+        _check_int("keepalive", keepalive, 0, 2**31 - 1)
+        if not 0 <= float(close_timeout) <= 2**31 / 1000:
+            raise ValueError("close_timeout out of range: %r" % (close_timeout,))
+        for name, text in (("host", host), ("listen", listen), ("proto", proto)):
+            if isinstance(text, str) and "\0" in text:
+                raise ValueError("%s contains a NUL character" % name)
         opts = _Options()
         self._lib.dl_options_init(ctypes.byref(opts))
         opts.timeout_ms = int(timeout)
@@ -266,6 +279,9 @@ class Datalink:
             if np is not None and isinstance(data, np.ndarray):
                 if data.dtype.hasobject:
                     raise TypeError("cannot send an array of Python objects (dtype %s)" % data.dtype)
+                if not data.dtype.isnative:
+                    # Only the bytes travel: send them in this machine's order, as read_np expects.
+                    keep = data = data.astype(data.dtype.newbyteorder("="))
                 if not data.flags.c_contiguous:
                     keep = np.ascontiguousarray(data)
                 ptr, size = keep.ctypes.data, keep.nbytes
