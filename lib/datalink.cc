@@ -238,20 +238,25 @@ bool Datalink::peer_finished() const {
   return link_->wire_proto() != Proto::classic && link_->peer_finished() && link_->available() == 0;
 }
 
-std::optional<std::size_t> Datalink::next_size(int timeout_ms) {
-  std::unique_lock<std::mutex> lk(mu_);
+bool Datalink::wait_message_locked(std::unique_lock<std::mutex>& lk, int timeout_ms, Message& m) {
   auto deadline = deadline_after(timeout_ms);
   while (true) {
-    if (stopped_ || closing_) return std::nullopt;
-    Message m;
-    if (peek_locked(m)) return m.payload.size();
-    if (input_done_locked()) return std::nullopt;
+    if (stopped_ || closing_) return false;
+    if (peek_locked(m)) return true;
+    if (input_done_locked()) return false;
     auto now = Clock::now();
-    if (deadline && now >= *deadline) return std::nullopt;
+    if (deadline && now >= *deadline) return false;
     auto until = now + kSlice;
     if (deadline && *deadline < until) until = *deadline;
     cv_.wait_until(lk, until);
   }
+}
+
+std::optional<std::size_t> Datalink::next_size(int timeout_ms) {
+  std::unique_lock<std::mutex> lk(mu_);
+  Message m;
+  if (!wait_message_locked(lk, timeout_ms, m)) return std::nullopt;
+  return m.payload.size();
 }
 
 bool Datalink::read_into(void* dst, std::size_t cap, std::size_t* size, double* timestamp, bool exact) {
@@ -271,24 +276,13 @@ bool Datalink::read_into(void* dst, std::size_t cap, std::size_t* size, double* 
 
 std::optional<Datalink::Received> Datalink::read(int timeout_ms) {
   std::unique_lock<std::mutex> lk(mu_);
-  auto deadline = deadline_after(timeout_ms);
-  while (true) {
-    if (stopped_ || closing_) return std::nullopt;
-    Message m;
-    if (peek_locked(m)) {
-      Received r{std::vector<std::uint8_t>(m.payload.begin(), m.payload.end()), m.timestamp};
-      link_->consume();
-      peek_locked(m);
-      wake_locked();
-      return r;
-    }
-    if (input_done_locked()) return std::nullopt;
-    auto now = Clock::now();
-    if (deadline && now >= *deadline) return std::nullopt;
-    auto until = now + kSlice;
-    if (deadline && *deadline < until) until = *deadline;
-    cv_.wait_until(lk, until);
-  }
+  Message m;
+  if (!wait_message_locked(lk, timeout_ms, m)) return std::nullopt;
+  Received r{std::vector<std::uint8_t>(m.payload.begin(), m.payload.end()), m.timestamp};
+  link_->consume();
+  peek_locked(m);  // an END right behind it is acknowledged at once
+  wake_locked();
+  return r;
 }
 
 bool Datalink::writeKeepAlive() {

@@ -130,6 +130,9 @@ class Datalink {
   bool input_done_locked() const;      // mu_ held: no more messages will come now
   // Pops a leading END frame if there is one (needs an ack): returns whether a message waits.
   bool peek_locked(Message& m) const;  // mu_ held
+  // mu_ held via lk: waits (in slices) for a message, up to timeout_ms (-1: forever); false on
+  // timeout, close or end of input.
+  bool wait_message_locked(std::unique_lock<std::mutex>& lk, int timeout_ms, Message& m);
   bool usable_locked() const { return !closing_ && !stopped_ && !link_->closed(); }
   void close_bridges();
 
