@@ -302,23 +302,7 @@ class WithTools(Base):
         self.assertEqual(payload, b"classic bytes")
         self.assertEqual(send.wait(DEADLINE), 0)
 
-    def test_python_classic_client_to_dlrecv_data(self):
-        port_file, out = self.path("port"), self.path("out")
-        with open(out, "wb") as f:
-            recv = subprocess.Popen([DLRECV, "--proto", "classic", "-l", "127.0.0.1:0", "--port-file", port_file],
-                                    stdout=f)
-        self.procs.append(recv)
-        port = wait_port_file(port_file, recv)
-        client = self.link("127.0.0.1", port, proto="classic")
-        client.write(b"abc")
-        client.write(b"def")
-        self.assertTrue(client.flush(timeout=DEADLINE))
-        client.close()
-        self.assertTrue(wait_until(lambda: os.path.getsize(out) == 6, DEADLINE))
-        with open(out, "rb") as f:
-            self.assertEqual(f.read(), b"abcdef")
-
-    def test_python_classic_client_to_dlrecv_exit(self):
+    def test_python_classic_client_to_dlrecv(self):
         port_file, out = self.path("port"), self.path("out")
         with open(out, "wb") as f:
             recv = subprocess.Popen([DLRECV, "--proto", "classic", "-l", "127.0.0.1:0", "--port-file", port_file],
