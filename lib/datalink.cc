@@ -1,6 +1,7 @@
 #include "lib/datalink.h"
 
 #include "lib/frame.h"
+#include "lib/message_io.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -19,11 +20,6 @@ using namespace std::chrono_literals;
 constexpr auto kSlice = 100ms;
 // close(): after our direction is acknowledged, how long to wait for the peer's END.
 constexpr auto kPeerEndGrace = 200ms;
-
-double unix_seconds() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
 
 std::optional<Clock::time_point> deadline_after(int timeout_ms) {
   if (timeout_ms < 0) return std::nullopt;
@@ -195,7 +191,7 @@ bool Datalink::write(const void* payload, std::size_t size, double timestamp) {
 }
 
 bool Datalink::write(const void* payload, std::size_t size) {
-  return write_for(payload, size, unix_seconds(), -1) == 1;
+  return write_for(payload, size, unix_now(), -1) == 1;
 }
 
 int Datalink::write_for(const void* payload, std::size_t size, double timestamp, int timeout_ms) {

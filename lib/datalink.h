@@ -180,7 +180,6 @@ class Databridge {
   bool pending_ = true, stop_ = false;  // pending: look once at start
   std::uint64_t forwarded_ = 0, dropped_ = 0;  // guarded by mu_
   std::thread thread_;
-  std::mutex close_mu_;
 };
 
 }  // namespace dl

@@ -13,6 +13,7 @@
 
 #include "lib/classic_codec.h"
 #include "lib/frame.h"
+#include "lib/message_io.h"
 
 namespace dl {
 namespace {
@@ -23,11 +24,6 @@ constexpr std::size_t kMinUsefulReserve = 64 * 1024;
 constexpr std::size_t kInitialRx = 4u << 20;
 constexpr int kMaxProtocolFailureStreak = 8;
 constexpr std::size_t kReadSlice = 256 * 1024;
-
-double wall_now() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
 
 std::uint64_t random_u64() {
   static thread_local std::mt19937_64 rng{std::random_device{}() ^
@@ -805,7 +801,7 @@ void Link::queue_end_if_room() {
   if (!ensure_tx_room(frame::kHeaderSize) || tx_.free_space() < frame::kHeaderSize) return;
   std::uint8_t* start = tx_.at(tx_.head());
   end_seq_ = next_seq_++;
-  frame::encode(start, frame::Type::end, end_seq_, wall_now(), {});
+  frame::encode(start, frame::Type::end, end_seq_, unix_now(), {});
   tx_.produce(frame::kHeaderSize);
   tx_index_.push_back(TxFrame{end_seq_, tx_.head()});
   end_queued_ = true;
@@ -817,7 +813,7 @@ void Link::queue_control(frame::Type type, std::uint64_t seq, std::span<const st
   active_->ctrl.resize(old + frame::kHeaderSize + payload.size());
   auto* p = reinterpret_cast<std::uint8_t*>(active_->ctrl.data()) + old;
   if (!payload.empty()) std::memcpy(p + frame::kHeaderSize, payload.data(), payload.size());
-  frame::encode(p, type, seq, wall_now(), payload);
+  frame::encode(p, type, seq, unix_now(), payload);
 }
 
 void Link::abort_connection() {
@@ -860,7 +856,7 @@ void Link::send_error_and_close(Conn* c, std::string_view id, std::string_view t
   std::string payload = frame::encode_error_payload(id, text);
   std::vector<std::uint8_t> buf(frame::kHeaderSize + payload.size());
   std::memcpy(buf.data() + frame::kHeaderSize, payload.data(), payload.size());
-  frame::encode(buf.data(), frame::Type::error, 0, wall_now(),
+  frame::encode(buf.data(), frame::Type::error, 0, unix_now(),
                 {buf.data() + frame::kHeaderSize, payload.size()});
   // Best effort: the connection is being refused, its peer may not read it.
   [[maybe_unused]] auto n = ::send(c->fd.get(), buf.data(), buf.size(), MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -228,7 +228,6 @@ class Link {
   std::deque<TxFrame> tx_index_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t acked_seq_ = 0;
-  std::uint64_t reserved_at_ = 0;
   bool end_requested_ = false, end_queued_ = false;
   std::uint64_t max_sent_off_ = 0;  // furthest tx offset ever written (to count resent bytes)
   bool writable_pending_ = false;

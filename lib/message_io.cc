@@ -8,15 +8,15 @@
 
 namespace dl {
 
-double unix_now() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
 void encode_record_header(std::uint8_t* out, std::uint32_t length, double timestamp) {
   std::memcpy(out, kRecordMagic, 4);
   frame::put_u32(out + 4, length);
   frame::put_f64(out + 8, timestamp);
+}
+
+double unix_now() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
 Splitter::Splitter(MessageMode mode, std::uint32_t max_message)

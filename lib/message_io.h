@@ -27,6 +27,10 @@ inline constexpr std::size_t kRecordHeaderSize = 16;
 inline constexpr char kRecordMagic[4] = {'D', 'L', 'R', 'F'};
 void encode_record_header(std::uint8_t* out, std::uint32_t length, double timestamp);
 
+// Wall-clock seconds since the Unix epoch: the family's default message timestamp (as the
+// seed's Python side stamps them). Timers and timeouts use the monotonic Clock instead.
+double unix_now();
+
 class Splitter {
  public:
   // Messages longer than max_message are refused (too_large); the buffer never grows beyond
@@ -58,7 +62,5 @@ class Splitter {
   std::uint64_t consumed_total_ = 0;
   std::optional<Error> error_;
 };
-
-double unix_now();
 
 }  // namespace dl
