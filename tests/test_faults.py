@@ -23,7 +23,7 @@ class RelayFaultTest(dltest.DlTestCase):
     SIZE = 100 * MiB
     POINTS = (10 * MiB, 35 * MiB, 60 * MiB, 85 * MiB)
 
-    def _setup(self, reverse, extra=()):
+    def _setup(self, reverse, extra=(), send_extra=()):
         src = self.path("in")
         dltest.make_random_file(src, self.SIZE)
         out = self.path("out")
@@ -32,11 +32,11 @@ class RelayFaultTest(dltest.DlTestCase):
             recv, port = self.listen("dlrecv", *extra, stdout=out)
             relay = FaultRelay(("127.0.0.1", port))
             self.addCleanup(relay.close)
-            send = self.dlsend("127.0.0.1:%d" % relay.port, "-f", src, *extra)
+            send = self.dlsend("127.0.0.1:%d" % relay.port, "-f", src, *extra, *send_extra)
             direction = "up"
         else:
             # dlrecv -> relay -> dlsend -l   (data goes "down", towards the relay's client)
-            send, port = self.listen("dlsend", "-f", src, *extra)
+            send, port = self.listen("dlsend", "-f", src, *extra, *send_extra)
             relay = FaultRelay(("127.0.0.1", port))
             self.addCleanup(relay.close)
             recv = self.dlrecv("127.0.0.1:%d" % relay.port, *extra, stdout=out)
@@ -56,8 +56,8 @@ class RelayFaultTest(dltest.DlTestCase):
                       % (what, relay.connections, relay.cuts, relay.corruptions,
                          relay.bytes_up, relay.bytes_down, self.P.describe()))
 
-    def _run_faults(self, kind, reverse=False):
-        src, out, send, recv, relay, direction = self._setup(reverse)
+    def _run_faults(self, kind, reverse=False, send_extra=()):
+        src, out, send, recv, relay, direction = self._setup(reverse, send_extra=send_extra)
         procs = (send, recv)
         prev = 0
         for i, point in enumerate(self.POINTS):
@@ -91,6 +91,11 @@ class RelayFaultTest(dltest.DlTestCase):
         relay = self._run_faults("cut")
         self.assertEqual(relay.cuts, 4)
         self.assertGreaterEqual(relay.connections, 5)
+
+    def test_cuts_with_a_small_window(self):
+        # A replay ring far smaller than the data: backpressure and resume work together.
+        relay = self._run_faults("cut", send_extra=("--window", "256K", "--chunk", "32K"))
+        self.assertEqual(relay.cuts, 4)
 
     def test_cuts_receiver_dials(self):
         relay = self._run_faults("cut", reverse=True)
