@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "lib/datalink.h"
+#include "lib/api/datalink.h"
 
 int main() {
   dl::Error error;

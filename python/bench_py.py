@@ -3,7 +3,7 @@
 loopback (default 2 GiB in 1 MiB messages), printed in Gbit/s; optionally the same amount
 through the tools (`head -c N /dev/zero | dlsend | dlrecv > /dev/null`) for comparison.
 
-    bazel build //lib:libdatalink.so //tools/...
+    bazel build //lib/api:libdatalink.so //tools/...
     /usr/bin/python3 python/bench_py.py [--total 2G] [--size 1M] [--read bytes|into|numpy] [--tools]
 """
 

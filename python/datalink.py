@@ -14,8 +14,8 @@ Units: the constructor's ``timeout`` is the link's receive timeout in MILLISECON
 seed (<= 0 disables it); the ``timeout`` of read()/read_np()/flush() is in SECONDS (None:
 wait forever), as elsewhere in Python.
 
-The shared library is found through $DATALINK_LIB, next to this module, in ../lib/ (Bazel
-runfiles) or in ../bazel-bin/lib/ (a built source tree). All blocking calls release the GIL
+The shared library is found through $DATALINK_LIB, next to this module, in ../lib/api/ (Bazel
+runfiles) or in ../bazel-bin/lib/api/ (a built source tree). All blocking calls release the GIL
 (ctypes) and wait in slices of 200 ms, so Ctrl-C works.
 
 Differences from the seed binding (all deliberate): a str is sent as its UTF-8 bytes (whole,
@@ -64,11 +64,11 @@ def _candidates():
         yield env
     here = os.path.dirname(os.path.abspath(__file__))
     yield os.path.join(here, "libdatalink.so")
-    yield os.path.join(here, "..", "lib", "libdatalink.so")
-    yield os.path.join(here, "..", "bazel-bin", "lib", "libdatalink.so")
+    yield os.path.join(here, "..", "lib", "api", "libdatalink.so")
+    yield os.path.join(here, "..", "bazel-bin", "lib", "api", "libdatalink.so")
     real = os.path.dirname(os.path.realpath(__file__))
     if real != here:
-        yield os.path.join(real, "..", "bazel-bin", "lib", "libdatalink.so")
+        yield os.path.join(real, "..", "bazel-bin", "lib", "api", "libdatalink.so")
 
 
 def load_library():

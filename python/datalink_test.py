@@ -4,7 +4,7 @@ tools and raw classic peers as the other side. Every wait is bounded; every subp
 in a finally block.
 
 Run by Bazel (python:datalink_test), or by hand from the repo root after
-`bazel build //lib:libdatalink.so //tools/...`:
+`bazel build //lib/api:libdatalink.so //tools/...`:
     /usr/bin/python3 python/datalink_test.py [-v] [Test.name]
 Options (before unittest's): --lib PATH, --dlsend PATH, --dlrecv PATH (defaults: env
 DATALINK_LIB/DLSEND/DLRECV, else bazel-bin/...).

@@ -1,7 +1,7 @@
 // dlrecv: receive messages over a self-healing link and write them to stdout (or a file).
 // Flags only; the work is dl::run_dlrecv().
-#include "lib/link_flags.h"
-#include "lib/version.h"
+#include "lib/app/link_flags.h"
+#include "lib/base/version.h"
 
 int main(int argc, char** argv) {
   dl::ToolContext ctx = dl::process_context("dlrecv");

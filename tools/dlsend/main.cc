@@ -2,8 +2,8 @@
 // is dl::run_dlsend().
 #include <algorithm>
 
-#include "lib/link_flags.h"
-#include "lib/version.h"
+#include "lib/app/link_flags.h"
+#include "lib/base/version.h"
 
 int main(int argc, char** argv) {
   dl::ToolContext ctx = dl::process_context("dlsend");

@@ -1,0 +1,58 @@
+#include "lib/app/context.h"
+#include "lib/base/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fmt/format.h>
+
+namespace dl {
+
+ToolContext process_context(std::string program) {
+  std::signal(SIGPIPE, SIG_IGN);
+  ToolContext ctx;
+  ctx.program = std::move(program);
+  ctx.stderr_is_tty = ::isatty(2) == 1;
+  ctx.say = [](std::string_view line) {
+    std::string s(line);
+    s.push_back('\n');
+    [[maybe_unused]] auto n = ::write(2, s.data(), s.size());
+  };
+  ctx.progress = [tty = ctx.stderr_is_tty](std::string_view line) {
+    std::string s = tty ? "\r\033[K" : "";
+    s += line;
+    if (!tty && !line.empty()) s.push_back('\n');
+    [[maybe_unused]] auto n = ::write(2, s.data(), s.size());
+  };
+  return ctx;
+}
+
+SignalWatcher::SignalWatcher(Reactor& reactor, std::function<void(int)> on_signal)
+    : reactor_(reactor) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, &old_);
+  fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+  watch_ = reactor_.watch(fd_.get(), POLLIN, [this, cb = std::move(on_signal)](short) {
+    signalfd_siginfo si;
+    while (::read(fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) cb(static_cast<int>(si.ssi_signo));
+  });
+}
+
+SignalWatcher::~SignalWatcher() {
+  reactor_.unwatch(watch_);
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+}
+
+Status write_port_file(const std::string& path, std::uint16_t port) {
+  // Not durable: a port file only matters while this process runs.
+  return write_file_atomically(path, std::to_string(port) + "\n", "--port-file", /*durable=*/false);
+}
+
+}  // namespace dl

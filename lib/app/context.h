@@ -1,0 +1,55 @@
+// context: what every tool's run_<tool>() is handed by its main(): the program name, the
+// standard descriptors and a sink for stderr lines; signal delivery into the reactor; the
+// verbosity switches. No link, no protocol: DTP and PyMoDAQ tools stand on this alone.
+// The library never prints by itself: it calls ctx.say().
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "lib/base/error.h"
+#include "lib/base/fd.h"
+#include "lib/net/reactor.h"
+
+namespace dl {
+
+struct ToolContext {
+  std::string program;                             // "dlsend"
+  std::function<void(std::string_view)> say;       // one line to stderr (no newline given)
+  std::function<void(std::string_view)> progress;  // a progress line that overwrites itself ("" clears)
+  int stdin_fd = 0, stdout_fd = 1;
+  bool stderr_is_tty = false;
+};
+
+// Ready-made context for a real process: stderr output, SIGPIPE ignored (broken pipes become
+// EPIPE errors we can handle quietly).
+ToolContext process_context(std::string program);
+
+struct Verbosity {
+  bool quiet = false;
+  bool verbose = false;
+  std::optional<bool> progress;  // unset: on when stderr is a terminal
+};
+
+// Routes SIGINT, SIGTERM and SIGUSR1 into the reactor through a signalfd, so handlers run as
+// ordinary callbacks. Blocks those signals for the calling thread (call before starting threads).
+class SignalWatcher {
+ public:
+  SignalWatcher(Reactor& reactor, std::function<void(int)> on_signal);
+  ~SignalWatcher();
+
+ private:
+  Reactor& reactor_;
+  Fd fd_;
+  Reactor::Id watch_ = 0;
+  sigset_t old_{};
+};
+
+// Writes "PORT\n" to path atomically (write to a temporary name, then rename).
+Status write_port_file(const std::string& path, std::uint16_t port);
+
+}  // namespace dl

@@ -1,0 +1,168 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fmt/format.h>
+#include <vector>
+
+#include "lib/app/dltools.h"
+#include "lib/net/stdio_stream.h"
+
+namespace dl {
+
+int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
+  Reactor reactor;
+  Reporter report(ctx, o.verbosity, reactor, "received");
+  std::optional<int> exit_now;
+  SignalWatcher signals(reactor, [&](int sig) {
+    if (sig == SIGUSR1) {
+      report.summary();
+      return;
+    }
+    exit_now = exit_code(ErrorKind::cancelled);
+  });
+
+  Fd file;
+  int out_fd = ctx.stdout_fd;
+  if (!o.output.empty() && o.output != "-") {
+    file.reset(::open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!file.valid()) {
+      report.error(errno_error(ErrorKind::io, o.output, errno));
+      return exit_code(ErrorKind::io);
+    }
+    out_fd = file.get();
+  }
+  Fd ts_file;
+  int ts_fd = -1;
+  if (o.timestamps) {
+    if (o.timestamps->empty() || *o.timestamps == "-") {
+      ts_fd = 2;
+    } else {
+      ts_file.reset(::open(o.timestamps->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (!ts_file.valid()) {
+        report.error(errno_error(ErrorKind::io, *o.timestamps, errno));
+        return exit_code(ErrorKind::io);
+      }
+      ts_fd = ts_file.get();
+    }
+  }
+  StdStream output = StdStream::adopt(out_fd, true);
+  std::string out_name = o.output.empty() ? "stdout" : o.output;
+
+  LinkOptions lo = o.link;
+  lo.receive_only = true;
+  lo.await_peer_end = true;
+  Link link(reactor, lo, &report);
+  if (auto rc = start_link(link, lo, o.port_file, report)) return *rc;
+
+  std::optional<Error> fatal;
+  bool quiet_end = false;           // stdout closed by its reader: stop without a fuss
+  std::size_t progress = 0;         // bytes of the oldest message's output already written
+  std::uint64_t delivered = 0;
+  Reactor::Id out_watch = 0;
+  std::uint8_t headers[64][kRecordHeaderSize];
+  static const std::uint8_t kNewline = '\n', kNul = '\0';
+  std::string ts_lines;
+
+  auto pump = [&] {
+    while (!fatal && !quiet_end) {
+      iovec iov[128];
+      std::size_t sizes[64];
+      int n_iov = 0, n_msg = 0;
+      Message m;
+      std::size_t skip = progress;
+      while (n_msg < 64 && n_iov + 2 <= 128 && (o.count == 0 || delivered + static_cast<std::uint64_t>(n_msg) < o.count) &&
+             link.peek(m, static_cast<std::size_t>(n_msg))) {
+        iovec parts[2];
+        int np = 0;
+        if (o.mode == MessageMode::framed) {
+          encode_record_header(headers[n_msg], static_cast<std::uint32_t>(m.payload.size()), m.timestamp);
+          parts[np++] = {headers[n_msg], kRecordHeaderSize};
+        }
+        parts[np++] = {const_cast<std::uint8_t*>(m.payload.data()), m.payload.size()};
+        if (o.mode == MessageMode::lines) parts[np++] = {const_cast<std::uint8_t*>(&kNewline), 1};
+        if (o.mode == MessageMode::null) parts[np++] = {const_cast<std::uint8_t*>(&kNul), 1};
+        std::size_t total = 0;
+        for (int i = 0; i < np; ++i) total += parts[i].iov_len;
+        sizes[n_msg++] = total;
+        for (int i = 0; i < np; ++i) {
+          iovec p = parts[i];
+          if (skip >= p.iov_len) {
+            skip -= p.iov_len;
+            continue;
+          }
+          p.iov_base = static_cast<std::uint8_t*>(p.iov_base) + skip;
+          p.iov_len -= skip;
+          skip = 0;
+          if (p.iov_len) iov[n_iov++] = p;
+        }
+      }
+      if (n_msg == 0) break;
+      ssize_t w = n_iov ? output.writev(iov, n_iov) : 0;
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+          reactor.set_events(out_watch, POLLOUT);
+          return;
+        }
+        if (errno == EPIPE) quiet_end = true;
+        else fatal = errno_error(ErrorKind::io, "write " + out_name, errno);
+        break;
+      }
+      std::size_t done = progress + static_cast<std::size_t>(w);
+      int full = 0;
+      while (full < n_msg && done >= sizes[full]) {
+        if (ts_fd >= 0) {
+          Message t;
+          link.peek(t, static_cast<std::size_t>(full));
+          ts_lines += fmt::format("{:.6f} {} {}\n", t.timestamp, t.seq, t.payload.size());
+        }
+        done -= sizes[full++];
+      }
+      progress = done;
+      if (full) {
+        link.consume(static_cast<std::size_t>(full));
+        delivered += static_cast<std::uint64_t>(full);
+      }
+      if (!ts_lines.empty()) {
+        [[maybe_unused]] auto r = ::write(ts_fd, ts_lines.data(), ts_lines.size());
+        ts_lines.clear();
+      }
+      if (o.count && delivered >= o.count) break;
+    }
+    reactor.set_events(out_watch, 0);
+  };
+  out_watch = reactor.watch(output.poll_fd(), 0, [&](short) { pump(); });
+  report.on_readable_cb = [&] { pump(); };
+
+  bool count_reached = false;
+  while (!exit_now && !fatal && !quiet_end) {
+    if (o.count && delivered >= o.count) {
+      count_reached = true;
+      break;
+    }
+    if (link.closed()) {
+      Message m;
+      if (!link.peek(m)) break;  // closed and nothing left to write out
+    }
+    reactor.run_once();
+  }
+  reactor.unwatch(out_watch);
+
+  if (exit_now) {
+    link.abandon("dlrecv was interrupted");
+    if (!o.verbosity.quiet) report.summary();
+    return *exit_now;
+  }
+  // A reader that went away, or --count reached, is a normal end whatever the link says.
+  if (fatal) link.abandon("dlrecv stopped: " + fatal->message());
+  if (count_reached) link.abandon("dlrecv received the --count messages it wanted");
+  if (quiet_end) link.abandon("dlrecv's output was closed");
+  if (!fatal && (quiet_end || count_reached)) {
+    if (o.verbosity.verbose) report.summary();
+    return 0;
+  }
+  return report.conclude(fatal);
+}
+
+}  // namespace dl

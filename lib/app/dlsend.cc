@@ -1,0 +1,141 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "lib/app/dltools.h"
+#include "lib/net/stdio_stream.h"
+
+namespace dl {
+
+namespace {
+struct Exit {
+  std::optional<int> code;
+};
+}  // namespace
+
+int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
+  Reactor reactor;
+  Reporter report(ctx, o.verbosity, reactor, "sent");
+  Exit exit;
+  SignalWatcher signals(reactor, [&](int sig) {
+    if (sig == SIGUSR1) {
+      report.summary();
+      return;
+    }
+    exit.code = exit_code(ErrorKind::cancelled);
+  });
+
+  Fd file;
+  int in_fd = ctx.stdin_fd;
+  if (!o.file.empty() && o.file != "-") {
+    file.reset(::open(o.file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!file.valid()) {
+      report.error(errno_error(ErrorKind::io, o.file, errno));
+      return exit_code(ErrorKind::io);
+    }
+    in_fd = file.get();
+  }
+  StdStream input = StdStream::adopt(in_fd, false);
+
+  LinkOptions lo = o.link;
+  lo.await_peer_end = false;  // classic: done once everything is written
+  Link link(reactor, lo, &report);
+  if (auto rc = start_link(link, lo, o.port_file, report)) return *rc;
+
+  Splitter splitter(o.mode, o.link.max_message);
+  bool input_done = false;
+  std::optional<Error> fatal;
+  Reactor::Id in_watch = 0;
+
+  // Moves every complete message from the splitter into the link; false when the link is full.
+  auto hand_over = [&] {
+    std::span<const std::uint8_t> payload;
+    double ts;
+    while (splitter.peek(payload, ts)) {
+      Error err;
+      if (!link.try_send(payload, ts, &err)) {
+        if (!err.context.empty()) fatal = err;
+        return false;
+      }
+      splitter.pop();
+    }
+    if (splitter.error()) fatal = *splitter.error();
+    return true;
+  };
+  bool waiting_for_room = false;
+  auto pump = [&] {
+    waiting_for_room = false;
+    while (!input_done && !fatal) {
+      if (o.mode == MessageMode::raw) {
+        auto span = link.reserve(o.chunk);
+        if (span.empty()) {
+          waiting_for_room = true;
+          break;
+        }
+        std::size_t got = 0;
+        bool eof = false;
+        while (got < span.size()) {
+          ssize_t n = input.read(span.data() + got, span.size() - got);
+          if (n > 0) {
+            got += static_cast<std::size_t>(n);
+            continue;
+          }
+          if (n == 0) eof = true;
+          else if (errno != EAGAIN && errno != EINTR) fatal = errno_error(ErrorKind::io, o.file.empty() ? "stdin" : o.file, errno);
+          break;
+        }
+        link.commit(got, unix_now());
+        if (eof) {
+          input_done = true;
+          link.finish();
+        }
+        if (got == 0 || fatal) break;
+        continue;
+      }
+      // Delimited or framed input: hand over every complete message, then read more.
+      bool blocked = !hand_over();
+      if (blocked) waiting_for_room = true;
+      if (blocked || fatal) break;
+      auto space = splitter.space();
+      if (space.empty()) break;
+      ssize_t n = input.read(space.data(), space.size());
+      if (n > 0) {
+        splitter.filled(static_cast<std::size_t>(n));
+      } else if (n == 0) {
+        splitter.end_of_input();
+        blocked = !hand_over();
+        if (blocked) waiting_for_room = true;
+        if (blocked || fatal) break;
+        input_done = true;
+        link.finish();
+      } else {
+        if (errno != EAGAIN && errno != EINTR) fatal = errno_error(ErrorKind::io, o.file.empty() ? "stdin" : o.file, errno);
+        break;
+      }
+    }
+    reactor.set_events(in_watch, input_done || fatal || waiting_for_room ? 0 : POLLIN);
+  };
+  in_watch = reactor.watch(input.poll_fd(), POLLIN, [&](short) { pump(); });
+  // Input waits while the replay ring is full; an ack that frees room resumes it.
+  report.on_writable_cb = [&] {
+    if (!input_done) pump();
+  };
+  report.on_readable_cb = [&] {
+    Message m;
+    while (link.peek(m)) link.consume();  // dlsend ignores what the peer sends
+  };
+
+  while (!exit.code && !fatal && !link.closed()) reactor.run_once();
+  reactor.unwatch(in_watch);
+
+  if (exit.code) {
+    link.abandon("dlsend was interrupted");
+    if (!o.verbosity.quiet) report.summary();
+    return *exit.code;
+  }
+  if (fatal) link.abandon("dlsend stopped: " + fatal->message());
+  return report.conclude(fatal);
+}
+
+}  // namespace dl

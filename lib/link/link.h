@@ -1,0 +1,252 @@
+// Link: one self-healing message link to one peer, driven by a Reactor.
+//
+// A link dials or listens, reconnects with backoff when the connection breaks, keeps the peer's
+// receive timeout fed with keepalives, and (native protocol) gives exactly-once, in-order
+// delivery across reconnects of the same session: sent messages stay in a bounded replay ring
+// until the peer acknowledges them, and are resent from the peer's last acknowledged point
+// after a reconnect. When the ring is full, reserve()/try_send() return nothing: that is the
+// backpressure callers pass on to their input. In classic mode (the seed's wire format, see
+// classic_codec.h) there are no acks: messages fully written before a drop are gone.
+//
+// What it is not: it owns no threads (see datalink.h for the threaded API) and never prints;
+// it reports through LinkObserver. All calls are non-blocking and must come from the reactor's
+// thread. Message views from peek() stay valid until consume().
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "lib/base/backoff.h"
+#include "lib/net/endpoint.h"
+#include "lib/codec/frame.h"
+#include "lib/base/error.h"
+#include "lib/net/net.h"
+#include "lib/net/reactor.h"
+#include "lib/link/ring_buffer.h"
+#include "lib/link/stats.h"
+
+namespace dl {
+
+enum class Proto { native, classic, automatic };
+// "native", "classic", "auto"; errors: usage.
+Result<Proto> parse_proto(std::string_view text);
+
+inline constexpr std::uint32_t kDefaultMaxMessage = 16u << 20;
+
+struct LinkOptions {
+  bool listen = false;
+  Endpoint endpoint;
+  Proto proto = Proto::native;           // automatic: listeners detect classic peers
+  int timeout_ms = 10000;                // receive timeout; <= 0 disables
+  int keepalive_ms = 0;                  // 0: a third of the shorter of both timeouts
+  double wait_s = 0;                     // dial: retry the first connect this long; listen: wait
+                                         // this long for the first peer (< 0: forever)
+  double reconnect_s = 60;               // after a drop, keep trying this long (< 0: forever)
+  std::size_t window = 8u << 20;         // replay ring; grows to fit one max-size message
+  std::uint32_t max_message = kDefaultMaxMessage;
+  bool drop_negative_ts = false;         // classic: drop frames with ts < 0 like the seed
+  bool keep_open = false;                // listen: serve a new session after one completes
+  bool receive_only = false;             // this side sends nothing: end our direction at once
+  bool await_peer_end = true;            // classic: completion waits for the peer to close
+  int detect_ms = 500;                   // automatic: a silent peer this long is classic
+  int linger_ms = 2000;                  // after completion, wait this long for the peer's close
+  BackoffPolicy backoff;
+};
+
+struct Message {
+  std::span<const std::uint8_t> payload;
+  double timestamp = 0;
+  std::uint64_t seq = 0;  // 0 in classic mode
+};
+
+enum class LinkEvent {
+  listening,      // bound; local_address() is final
+  connected,      // a connection is established (handshake done); detail says native/classic
+  resumed,        // ... and it resumed an existing session
+  disconnected,   // the connection broke; error() tells why; a retry follows unless failed
+  retrying,       // next connect attempt scheduled (detail: delay)
+  rejected,       // a connection was refused (garbage, busy session); the link goes on
+  warning,        // something worth saying at -v (negative timestamps, resync after garbage)
+  completed,      // both directions ended and were acknowledged
+  closed,         // the link is done (after completion and linger, or after failure)
+};
+
+struct LinkObserver {
+  virtual ~LinkObserver() = default;
+  virtual void on_readable() {}  // peek() may now return a message, or peer_finished() changed
+  virtual void on_writable() {}  // reserve()/try_send() may now succeed, or finished() changed
+  virtual void on_event(LinkEvent, const std::string& /*detail*/, const Error* /*why*/) {}
+};
+
+class Link {
+ public:
+  Link(Reactor& reactor, LinkOptions options, LinkObserver* observer);
+  ~Link();
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  // Listen: binds now (errors: resolve, connect). Dial: resolves now (errors: resolve) and
+  // starts connecting in the background.
+  Status start();
+  const SocketAddress& local_address() const { return local_; }
+
+  // --- sending ---
+  // Space for one message of up to `max_payload` bytes, written in place; empty when the ring
+  // is full (wait for on_writable). commit() sends the first n bytes of it.
+  std::span<std::uint8_t> reserve(std::size_t max_payload);
+  void commit(std::size_t n, double timestamp);
+  // Copies one message in. false when there is no room now; a message larger than
+  // max_message is refused with too_large in *error.
+  bool try_send(std::span<const std::uint8_t> payload, double timestamp, Error* error = nullptr);
+  // Ends this direction after what is queued. finished(): the peer acknowledged all of it
+  // (classic: all of it was written).
+  void finish();
+  bool finished() const;
+  std::size_t queued_bytes() const { return tx_.size(); }
+
+  // --- receiving ---
+  // The index-th message waiting (0 = oldest); false when there are fewer. Views stay valid
+  // until that message is consumed.
+  bool peek(Message& out, std::size_t index = 0);
+  // Releases the `count` oldest messages: they count as delivered and will be acknowledged.
+  void consume(std::size_t count = 1);
+  std::size_t available() const;  // messages ready for peek()
+  bool peer_finished() const { return peer_finished_; }
+
+  // --- state ---
+  bool ready() const;             // a connection is established now
+  bool completed() const { return completed_; }
+  bool closed() const { return closed_; }
+  const std::optional<Error>& failure() const { return failure_; }
+  Proto wire_proto() const { return wire_proto_; }
+  const LinkStats& stats() const { return stats_; }
+  std::string peer() const;
+  // Close now; the link reports `closed` and does nothing more.
+  void close();
+  // Ends the session on purpose: tells a native peer why (so it stops at once with exit
+  // "disconnected" instead of waiting to reconnect to a session that is gone), then close().
+  void abandon(std::string_view reason);
+  // Drops the current connection as if the network had failed (for fault drills and tests):
+  // the link reconnects and resumes like after any other drop.
+  void abort_connection();
+  // Sends an empty keepalive now if connected (the seed's writeKeepAlive).
+  void send_keepalive();
+
+ private:
+  struct Conn;
+  struct TxFrame {
+    std::uint64_t seq;
+    std::uint64_t end;  // absolute ring offset just past the frame
+  };
+  struct RxMessage {
+    std::uint64_t frame_start, payload, frame_end;
+    std::uint32_t size;
+    double timestamp;
+    std::uint64_t seq;
+    bool end;
+  };
+
+  // connection management
+  void start_dial_round();
+  void try_next_address();
+  void on_connect_ready(short revents);
+  void on_accept(short revents);
+  void on_conn_io(Conn* c, short revents);
+  void handle_candidate_input(Conn* c);
+  // Makes `c` the established connection (null: active_ finished its handshake).
+  void promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello);
+  bool attempt_in_progress() const;
+  bool native_session_in_progress() const;
+  bool proto_known() const;
+  std::uint32_t send_limit() const;
+  int keepalive_interval() const;
+  void drain_early(Conn* c);
+  void drop_conn(Conn* c, const Error& why, bool report);
+  void connection_lost(const Error& why);
+  void schedule_retry();
+  void fail(const Error& e);
+  void reschedule();
+  void on_timer();
+  void update_interest();
+  void notify_writable();
+
+  // data path
+  void flush();
+  bool write_some(Conn* c);
+  void read_some(Conn* c);
+  void parse_native(Conn* c);
+  void parse_classic(Conn* c);
+  void on_ack(std::uint64_t seq);
+  void release_written_classic();
+  void queue_end_if_room();
+  bool has_output(const Conn* c) const;
+  void make_rx_room(std::size_t needed);
+  void queue_hello();
+  void queue_control(frame::Type type, std::uint64_t seq, std::span<const std::uint8_t> payload);
+  void send_error_and_close(Conn* c, std::string_view id, std::string_view text);
+  Status ensure_tx_room(std::size_t frame_bytes);
+  void check_completion();
+  std::size_t frame_overhead() const;
+  std::uint64_t tx_frame_start(std::size_t index) const;
+  void reset_session();
+
+  Reactor& reactor_;
+  LinkOptions opt_;
+  LinkObserver* obs_;
+  Timer timer_;
+  Reactor::Id flush_hook_ = 0;
+  Backoff backoff_;
+  SocketAddress local_;
+  std::optional<Listener> listener_;
+  Reactor::Id listen_watch_ = 0;
+  std::vector<SocketAddress> addresses_;
+  std::size_t next_address_ = 0;
+  std::unique_ptr<Conn> active_;
+  std::unique_ptr<Conn> candidate_;
+  std::unique_ptr<Conn> dialing_;
+  std::optional<Clock::time_point> retry_at_;
+  std::optional<Clock::time_point> give_up_at_;
+  std::optional<Clock::time_point> accept_paused_until_;
+  int protocol_failure_streak_ = 0;
+  std::optional<Error> last_error_;
+  std::optional<Error> failure_;
+  Proto wire_proto_ = Proto::native;
+  bool started_ = false, closed_ = false, ever_connected_ = false;
+
+  // session
+  std::uint64_t session_hi_ = 0, session_lo_ = 0;
+  bool session_known_ = false;
+  std::uint32_t peer_max_message_ = kDefaultMaxMessage;
+  int peer_timeout_ms_ = 0;
+
+  // tx: encoded frames in a ring; tx_index_ holds every frame not yet acknowledged
+  ByteRing tx_;
+  std::deque<TxFrame> tx_index_;
+  std::uint64_t next_seq_ = 1;
+  std::uint64_t acked_seq_ = 0;
+  bool end_requested_ = false, end_queued_ = false;
+  std::uint64_t max_sent_off_ = 0;  // furthest tx offset ever written (to count resent bytes)
+  bool writable_pending_ = false;
+  std::uint64_t end_seq_ = 0;
+
+  // rx
+  ByteRing rx_;
+  std::deque<RxMessage> rx_queue_;
+  std::uint64_t parse_off_ = 0;
+  std::uint64_t recv_next_ = 1;      // next DATA/END seq expected
+  std::uint64_t delivered_seq_ = 0;  // consumed by the application
+  std::uint64_t acked_sent_ = 0;     // highest ack sent
+  bool peer_finished_ = false;
+  bool rx_blocked_ = false;  // the next frame needs room that waiting messages still hold
+  bool completed_ = false;
+  std::optional<Clock::time_point> linger_until_;
+  bool classic_garbage_run_ = false;
+
+  LinkStats stats_;
+};
+
+}  // namespace dl

@@ -1,0 +1,131 @@
+#include "lib/net/net.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace dl {
+
+Listener::~Listener() {
+  if (!unix_path.empty() && fd.valid()) ::unlink(unix_path.c_str());
+}
+Listener::Listener(Listener&& o) noexcept
+    : fd(std::move(o.fd)), local(o.local), unix_path(std::exchange(o.unix_path, {})) {}
+Listener& Listener::operator=(Listener&& o) noexcept {
+  fd = std::move(o.fd);
+  local = o.local;
+  unix_path = std::exchange(o.unix_path, {});
+  return *this;
+}
+
+namespace {
+
+int new_socket(int family) {
+  return ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+// A unix socket file is stale when nobody accepts on it; only then may we replace it.
+bool unix_socket_is_stale(const SocketAddress& a) {
+  Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe.valid()) return false;
+  return ::connect(probe.get(), a.get(), a.length) != 0 && errno == ECONNREFUSED;
+}
+
+}  // namespace
+
+std::uint16_t port_of(const SocketAddress& a) {
+  if (a.family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port);
+  if (a.family() == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port);
+  }
+  return 0;
+}
+
+Result<Listener> listen_on(const Endpoint& endpoint, int backlog) {
+  auto addrs = resolve(endpoint, true);
+  if (!addrs) return addrs.error();
+  Error last = make_error(ErrorKind::connect, "listen " + endpoint.to_string(), "no address");
+  for (const SocketAddress& a : *addrs) {
+    Fd fd(new_socket(a.family()));
+    if (!fd.valid()) {
+      last = errno_error(ErrorKind::connect, "socket " + a.to_string(), errno);
+      continue;
+    }
+    int one = 1, zero = 0;
+    if (a.family() != AF_UNIX) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a.family() == AF_INET6 && endpoint.host.empty()) {
+      setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    }
+    int rc = ::bind(fd.get(), a.get(), a.length);
+    if (rc != 0 && errno == EADDRINUSE && a.family() == AF_UNIX && unix_socket_is_stale(a)) {
+      ::unlink(endpoint.path.c_str());
+      rc = ::bind(fd.get(), a.get(), a.length);
+    }
+    if (rc != 0) {
+      last = errno_error(ErrorKind::connect, "bind " + a.to_string(), errno);
+      continue;
+    }
+    if (::listen(fd.get(), backlog) != 0) {
+      last = errno_error(ErrorKind::connect, "listen " + a.to_string(), errno);
+      continue;
+    }
+    Listener l;
+    l.local.length = sizeof l.local.storage;
+    if (a.family() == AF_UNIX) {
+      l.local = a;
+      l.unix_path = endpoint.path;
+    } else {
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&l.local.storage), &l.local.length);
+    }
+    l.fd = std::move(fd);
+    return l;
+  }
+  return last;
+}
+
+Result<Fd> start_connect(const SocketAddress& address) {
+  Fd fd(new_socket(address.family()));
+  if (!fd.valid()) return errno_error(ErrorKind::connect, "socket " + address.to_string(), errno);
+  if (address.family() != AF_UNIX) tune_stream_socket(fd.get());
+  if (::connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS &&
+      errno != EAGAIN) {
+    return errno_error(ErrorKind::connect, "connect " + address.to_string(), errno);
+  }
+  return fd;
+}
+
+Status finish_connect(int fd, const SocketAddress& address) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err != 0) return errno_error(ErrorKind::connect, "connect " + address.to_string(), err);
+  return ok_status();
+}
+
+Result<Fd> accept_one(int listen_fd, SocketAddress* peer) {
+  SocketAddress a;
+  a.length = sizeof a.storage;
+  int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&a.storage), &a.length,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
+      return Fd();
+    }
+    return errno_error(ErrorKind::connect, "accept", errno);
+  }
+  if (a.family() != AF_UNIX) tune_stream_socket(fd);
+  if (peer) *peer = a;
+  return Fd(fd);
+}
+
+void tune_stream_socket(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+}  // namespace dl

@@ -1,0 +1,45 @@
+// net: the few socket set-up calls the family needs, each returning a ready descriptor
+// (in the style of OpenBSD nc). Every socket returned is non-blocking and close-on-exec.
+// Nothing here moves payload bytes; links and pumps do that.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "lib/net/endpoint.h"
+#include "lib/base/error.h"
+#include "lib/base/fd.h"
+
+namespace dl {
+
+struct Listener {
+  Fd fd;
+  SocketAddress local;   // actual bound address (port filled in when 0 was asked)
+  std::string unix_path; // removed again when the Listener is destroyed
+  ~Listener();
+  Listener() = default;
+  Listener(Listener&&) noexcept;
+  Listener& operator=(Listener&&) noexcept;
+};
+
+// Resolves (blocking), binds and listens. IPv6 wildcards accept IPv4 too. A stale unix
+// socket file nobody listens on is replaced. Errors: resolve, connect ("bind ...: Address
+// already in use").
+Result<Listener> listen_on(const Endpoint& endpoint, int backlog = 16);
+
+// Starts a non-blocking connect. The descriptor becomes writable when the attempt ends;
+// finish_connect() then tells how it ended. Errors: connect.
+Result<Fd> start_connect(const SocketAddress& address);
+Status finish_connect(int fd, const SocketAddress& address);
+
+// Accepts one pending connection (non-blocking). Returns an invalid Fd when none is pending.
+Result<Fd> accept_one(int listen_fd, SocketAddress* peer);
+
+// Large buffers and TCP_NODELAY: frames are written whole, so Nagle only adds latency.
+void tune_stream_socket(int fd);
+
+// The port a listener or connected socket has locally (0 for unix sockets).
+std::uint16_t port_of(const SocketAddress& address);
+
+}  // namespace dl
