@@ -14,22 +14,31 @@ void add_link_flags(CLI::App& app, LinkFlags& f) {
   app.add_flag("-l,--listen", f.listen, "Listen for the peer instead of dialing it");
   app.add_option("--port-file", f.port_file, "With -l: write the bound port number to FILE once listening");
   app.add_option("--proto", f.proto, "Wire protocol: native, classic (the seed Datalink format) or auto (listeners only; default when listening)");
+  add_session_flags(app, f);
+  app.add_flag("--lines", f.lines, "One message per line (newline-terminated)");
+  app.add_flag("--null", f.null, "One message per NUL-terminated record");
+  app.add_flag("--framed", f.framed, "Records with length and timestamp (see dl-protocol(7)); keeps message boundaries and timestamps");
+  add_output_flags(app, f);
+}
+
+void add_session_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("-t,--timeout", f.timeout_ms, "Receive timeout in ms: drop and re-establish the connection after this long without a byte from the peer; 0 disables (default 10000)");
   app.add_option("-k,--keepalive", f.keepalive_ms, "Keepalive interval in ms (default: a third of the shorter receive timeout of both sides)");
   app.add_option("-w,--wait", f.wait_s, "Seconds to keep trying to reach the first peer (dial default 0: fail at once; listen default: forever)");
   app.add_option("--reconnect", f.reconnect_s, "Seconds to keep trying after a connection drops before giving up; negative: forever (default 60)");
   app.add_option("--max-message", f.max_message, "Largest message accepted or sent, e.g. 65536, 64K, 16M (default 16M)");
   app.add_flag("--drop-negative-ts", f.drop_negative_ts, "Classic protocol: drop frames whose timestamp is negative, as the seed does (default: deliver them and warn)");
-  app.add_flag("--lines", f.lines, "One message per line (newline-terminated)");
-  app.add_flag("--null", f.null, "One message per NUL-terminated record");
-  app.add_flag("--framed", f.framed, "Records with length and timestamp (see dl-protocol(7)); keeps message boundaries and timestamps");
+}
+
+void add_output_flags(CLI::App& app, LinkFlags& f) {
   app.add_flag("-v,--verbose", f.verbose, "Report connections and print a summary line at the end");
   app.add_flag("-q,--quiet", f.quiet, "Print nothing but fatal errors");
   app.add_flag("--progress", f.progress, "Show progress on stderr even when it is not a terminal");
   app.footer(
       "Exit status: 0 ok, 1 local I/O error, 2 usage, 3 cannot resolve, 4 cannot connect/bind,\n"
       "5 disconnected (peer gone past --reconnect), 6 protocol error, 7 timeout, 8 message too large,\n"
-      "130 interrupted. Signals: SIGUSR1 prints statistics. See the man page for more.");
+      "9 incomplete (resumable), 10 authentication failed, 130 interrupted.\n"
+      "Signals: SIGUSR1 prints statistics. See the man page for more.");
 }
 
 Result<LinkOptions> link_options(const LinkFlags& f) {

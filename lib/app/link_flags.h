@@ -28,6 +28,10 @@ struct LinkFlags {
 };
 
 void add_link_flags(CLI::App& app, LinkFlags& f);
+// The parts of add_link_flags for tools with other endpoints or modes (dlbridge): timeouts,
+// keepalive, wait, reconnect, limits; and -v/-q/--progress with the exit-status footer.
+void add_session_flags(CLI::App& app, LinkFlags& f);
+void add_output_flags(CLI::App& app, LinkFlags& f);
 // Checks and converts; errors are ErrorKind::usage with the flag named.
 Result<LinkOptions> link_options(const LinkFlags& f);
 Result<MessageMode> message_mode(const LinkFlags& f);

@@ -78,19 +78,21 @@ int Reporter::conclude(const std::optional<Error>& local) {
 
 void Reporter::error(const Error& e) {
   if (progress_on_) ctx_.progress("");
-  ctx_.say(ctx_.program + ": " + e.message());
+  ctx_.say(prefix() + e.message());
 }
 
+std::string Reporter::prefix() const { return ctx_.program + ": " + (label_.empty() ? "" : label_ + ": "); }
+
 void Reporter::info(std::string_view line) {
-  if (v_.verbose) ctx_.say(ctx_.program + ": " + std::string(line));
+  if (v_.verbose) ctx_.say(prefix() + std::string(line));
 }
 
 void Reporter::announce(std::string_view line) {
-  if (!v_.verbose && !v_.quiet) ctx_.say(ctx_.program + ": " + std::string(line));
+  if (!v_.verbose && !v_.quiet) ctx_.say(prefix() + std::string(line));
 }
 
 void Reporter::warn(std::string_view line) {
-  if (!v_.quiet) ctx_.say(ctx_.program + ": " + std::string(line));
+  if (!v_.quiet) ctx_.say(prefix() + std::string(line));
 }
 
 void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why) {

@@ -27,6 +27,8 @@ class Reporter : public LinkObserver {
   Reporter(ToolContext& ctx, Verbosity v, Reactor& reactor, const char* verb /* "sent" */);
   ~Reporter() override;
   void attach(const Link* link) { link_ = link; }
+  // Lines about this link start with "LABEL: " (a tool with several links, like dlbridge).
+  void set_label(std::string label) { label_ = std::move(label); }
   void on_event(LinkEvent e, const std::string& detail, const Error* why) override;
   void summary();                   // the one-line summary (always, regardless of -q)
   // The end of a run: reports `local` (or else the link's failure) and returns the exit code;
@@ -43,11 +45,13 @@ class Reporter : public LinkObserver {
 
  private:
   void tick();
+  std::string prefix() const;
   ToolContext& ctx_;
   Verbosity v_;
   Reactor& reactor_;
   const char* verb_;
   const Link* link_ = nullptr;
+  std::string label_;
   Clock::time_point start_ = Clock::now();
   bool progress_on_ = false;
   bool seen_peer_ = false;

@@ -892,6 +892,11 @@ void Link::release_written_classic() {
 
 void Link::notify_writable() { writable_pending_ = true; }
 
+std::uint64_t Link::messages_settled() const {
+  if (wire_proto_ == Proto::classic) return messages_committed() - tx_index_.size();
+  return std::min(acked_seq_, messages_committed());
+}
+
 std::uint64_t Link::tx_frame_start(std::size_t index) const {
   return index == 0 ? tx_.tail() : tx_index_[index - 1].end;
 }

@@ -107,6 +107,11 @@ class Link {
   void finish();
   bool finished() const;
   std::size_t queued_bytes() const { return tx_.size(); }
+  // Messages committed so far, and how many of them are settled: acknowledged as delivered by
+  // a native peer, or fully written to the socket in classic mode (which has no acks). A relay
+  // releases its upstream copy of a message only once it is settled downstream.
+  std::uint64_t messages_committed() const { return next_seq_ - 1 - (end_queued_ ? 1 : 0); }
+  std::uint64_t messages_settled() const;
 
   // --- receiving ---
   // The index-th message waiting (0 = oldest); false when there are fewer. Views stay valid

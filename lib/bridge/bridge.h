@@ -1,0 +1,45 @@
+// bridge: dlbridge as a library function. Joins two endpoints that cannot reach each other and
+// forwards in both directions, each side dialing or listening on its own and reconnecting on
+// its own.
+//
+// Message mode (default): each side is a Link (native or classic). A message taken from one side
+// is released there (acknowledged upstream) only once the other side has settled it: a native
+// peer acknowledged it as delivered, or a classic socket took it whole. Messages that arrive
+// while the other side is down stay in the upstream link's buffers, so the bridge holds a
+// bounded amount and stops reading a side when it is full (backpressure), never drops. With
+// native links on both sides a sender's exit 0 therefore means the final receiver has the data.
+//
+// Raw mode (--raw): plain TCP byte forwarding for protocols that are not ours, one upstream
+// connection per accepted client, half-close passed through.
+//
+// What it is not: a router (exactly two sides), or a store on disk (a killed bridge loses what it
+// held; the native peers then report the lost session instead of going on silently).
+#pragma once
+
+#include <array>
+#include <string>
+
+#include "lib/app/context.h"
+#include "lib/bridge/faults.h"
+#include "lib/link/link.h"
+
+namespace dl::bridge {
+
+struct Side {
+  LinkOptions link;        // endpoint, listen or dial, proto, timeouts for this side
+  std::string port_file;   // listening side: write the bound port here
+};
+
+struct DlbridgeOptions {
+  std::array<Side, 2> side;   // "a" and "b"
+  bool raw = false;
+  FaultPlan faults;
+  double stats_interval_s = 0;  // 0: no periodic counters
+  Verbosity verbosity;
+};
+
+// Blocks until the bridge ends: both sessions completed (message mode, unless a listening side
+// keeps open), a side gave up (its error's exit code), or a signal (130). Prints through ctx.
+int run_dlbridge(const DlbridgeOptions& options, ToolContext& ctx);
+
+}  // namespace dl::bridge

@@ -1,0 +1,79 @@
+// dlbridge: join two endpoints that cannot reach each other, storing and forwarding. Flags
+// only; the work is dl::bridge::run_dlbridge().
+#include <cctype>
+
+#include "lib/app/link_flags.h"
+#include "lib/base/units.h"
+#include "lib/base/version.h"
+#include "lib/bridge/bridge.h"
+
+namespace {
+
+// "listen:SPEC" or a bare port listens; anything else dials.
+void split_side(const std::string& text, dl::LinkFlags& f) {
+  bool digits = !text.empty();
+  for (char c : text) digits = digits && std::isdigit(static_cast<unsigned char>(c));
+  f.listen = digits || text.starts_with("listen:");
+  f.endpoint = text.starts_with("listen:") ? text.substr(7) : text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dl::ToolContext ctx = dl::process_context("dlbridge");
+  CLI::App app{"Join two endpoints that cannot reach each other: forward messages both ways, each side "
+               "reconnecting on its own, holding what arrives while the other side is down.",
+               "dlbridge"};
+  app.set_version_flag("--version", std::string("dlbridge ") + dl::kVersionString);
+  dl::LinkFlags common;
+  std::string a, b, proto_a, proto_b, stats_interval, window = "8M";
+  std::vector<std::string> faults;
+  dl::bridge::DlbridgeOptions o;
+  app.add_option("a", a, "Side a: HOST:PORT, [IPV6]:PORT or unix:PATH to dial; listen:[HOST:]PORT, listen:unix:PATH or a bare PORT to listen")
+      ->required();
+  app.add_option("b", b, "Side b: same forms as side a")->required();
+  app.add_option("--proto-a", proto_a, "Side a's wire protocol: native, classic or auto (listeners; the default when listening)");
+  app.add_option("--proto-b", proto_b, "Side b's wire protocol: native, classic or auto (listeners; the default when listening)");
+  app.add_option("--port-file-a", o.side[0].port_file, "Side a listens: write its bound port to FILE");
+  app.add_option("--port-file-b", o.side[1].port_file, "Side b listens: write its bound port to FILE");
+  app.add_flag("--raw", o.raw, "Forward plain TCP bytes (any protocol): one connection to b per client of a, half-close passed through");
+  app.add_option("--fault", faults, "Inject faults for testing: [a:|b:]cut=BYTES, cut-every=DURATION, latency=DURATION, jitter=DURATION, rate=BITS/S (repeatable)");
+  app.add_option("--stats-interval", stats_interval, "Print counters every DURATION (also on SIGUSR1)");
+  app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 8M)");
+  dl::add_session_flags(app, common);
+  dl::add_output_flags(app, common);
+  if (auto rc = dl::parse_command_line(app, argc, argv, ctx)) return *rc;
+
+  auto usage = [&](const dl::Error& e) {
+    ctx.say("dlbridge: " + e.message());
+    return dl::exit_code(dl::ErrorKind::usage);
+  };
+  auto win = dl::parse_size(window, "--window");
+  if (!win) return usage(win.error());
+  const std::string* texts[2] = {&a, &b};
+  const std::string* protos[2] = {&proto_a, &proto_b};
+  for (int i = 0; i < 2; ++i) {
+    dl::LinkFlags f = common;
+    split_side(*texts[i], f);
+    f.proto = *protos[i];
+    f.port_file = o.side[i].port_file;
+    auto lo = dl::link_options(f);
+    if (!lo) {
+      dl::Error e = lo.error();
+      e.context = std::string(i == 0 ? "side a: " : "side b: ") + e.context;
+      return usage(e);
+    }
+    o.side[i].link = *lo;
+    o.side[i].link.window = *win;
+  }
+  for (const std::string& spec : faults) {
+    if (auto st = dl::bridge::parse_fault(spec, o.faults); !st) return usage(st.error());
+  }
+  if (!stats_interval.empty()) {
+    auto s = dl::parse_duration(stats_interval, "--stats-interval");
+    if (!s) return usage(s.error());
+    o.stats_interval_s = *s;
+  }
+  o.verbosity = dl::verbosity(common);
+  return dl::bridge::run_dlbridge(o, ctx);
+}
