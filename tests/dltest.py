@@ -52,6 +52,11 @@ def _find_binary(name):
     return os.path.join(REPO, "bazel-bin", "tools", name, name)
 
 
+def tool_path(name):
+    """Any tool of the family: $NAME (upper case) or the build tree / runfiles location."""
+    return _find_binary(name)
+
+
 def dlsend_path():
     return _find_binary("dlsend")
 

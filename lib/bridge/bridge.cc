@@ -136,10 +136,12 @@ class MessageBridge {
       ++released;
     }
     if (released) up.consume(released);
+    // Stamp every message the moment it is first seen, so the delay counts from its arrival
+    // and not from when the one before it left.
+    while (d.release.size() < up.available()) d.release.push_back(d.delay.enabled() ? d.delay.release_at(now) : now);
     Message m;
     while (!d.ended && up.peek(m, d.inflight.size())) {
       std::size_t index = d.inflight.size();
-      while (d.release.size() <= index) d.release.push_back(d.delay.enabled() ? d.delay.release_at(now) : now);
       if (d.release[index] > now) return d.release[index];
       if (!d.bucket.take(m.payload.size(), now)) return d.bucket.ready_at(m.payload.size(), now);
       std::uint64_t before = down.messages_committed();

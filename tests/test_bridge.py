@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""dlbridge: forwarding through a bridge whose own --fault cuts each hop, protocol translation
+(classic on one side, native on the other), end-to-end acknowledgement (a sender's exit 0 means
+the final receiver has the data), both directions at once, and usage errors."""
+
+import os
+import signal
+import sys
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dltest  # noqa: E402
+from dltest import MiB, wait_port_file  # noqa: E402
+
+DLBRIDGE = dltest.tool_path("dlbridge")
+
+
+class BridgeTest(dltest.DlTestCase):
+
+    def bridge(self, *args, **kw):
+        return self.P.start([DLBRIDGE] + list(args), name=kw.pop("name", "dlbridge"), **kw)
+
+    def bridge_listening_a(self, b, *args, name="dlbridge"):
+        """dlbridge with side a listening on a free port and side b as given; returns (proc, port)."""
+        pf = self.path("bridge-port-%d" % len(self.P.procs))
+        p = self.bridge("listen:127.0.0.1:0", b, "--port-file-a", pf, *args, name=name)
+        return p, wait_port_file(pf, p)
+
+    def test_100mib_through_cuts_on_both_hops(self):
+        src = self.path("in")
+        dltest.make_random_file(src, 100 * MiB)
+        out = self.path("out")
+        recv, rport = self.listen("dlrecv", "-v", stdout=out)
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % rport, "--fault", "cut=7M", "-v")
+        send = self.dlsend("127.0.0.1:%d" % bport, "-f", src, "-v")
+        self.assertExitCodes(120, (send, 0), (recv, 0), (br, 0))
+        self.assertSameFile(src, out)
+        err = br.stderr()
+        # Both hops were cut more than once, and both sides resumed their sessions.
+        self.assertGreaterEqual(err.count("a (127.0.0.1:%d): fault cut" % bport), 3, err)
+        self.assertGreaterEqual(err.count("b (127.0.0.1:%d): fault cut" % rport), 3, err)
+        self.assertIn("session resumed", send.stderr())
+        self.assertIn("session resumed", recv.stderr())
+        for p in (send, recv, br):
+            self.assertNoCrash(p)
+
+    def test_cut_every_interval_with_latency(self):
+        lines = b"".join(b"line %d\n" % i for i in range(200000))  # 2.2 MB: ~1 s at 20 Mbit/s
+        src = self.path("in")
+        with open(src, "wb") as f:
+            f.write(lines)
+        out = self.path("out")
+        recv, rport = self.listen("dlrecv", "--lines", stdout=out)
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % rport, "--fault", "b:cut-every=150ms",
+                                            "--fault", "b:latency=1ms", "--fault", "b:rate=20M", "-v")
+        send = self.dlsend("127.0.0.1:%d" % bport, "--lines", "-f", src)
+        self.assertExitCodes(60, (send, 0), (recv, 0), (br, 0))
+        self.assertSameFile(src, out)
+        self.assertGreaterEqual(br.stderr().count("fault cut-every"), 2, br.stderr())
+        self.assertNotIn("a (127.0.0.1:%d): fault" % bport, br.stderr())
+
+    def test_classic_sender_native_receiver(self):
+        # A seed-format (classic) peer on side a is carried over a native, resumable link on b.
+        n = 500
+        recv, rport = self.listen("dlrecv", "--lines", "--count", str(n), stdout=self.path("out"))
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % rport, "--proto-a", "classic",
+                                            "--fault", "b:cut=20K")
+        data = b"".join(b"classic %d\n" % i for i in range(n))
+        src = self.path("in")
+        with open(src, "wb") as f:
+            f.write(data)
+        send = self.dlsend("--proto", "classic", "--lines", "127.0.0.1:%d" % bport, "-f", src)
+        self.assertExited(recv, 60, 0)
+        with open(self.path("out"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        for p in (send, br):
+            p.signal(signal.SIGTERM)
+            self.assertExited(p, 20)
+            self.assertNoCrash(p)
+
+    def test_sender_exit_means_final_receiver_has_it(self):
+        # The receiver is stopped: the bridge may take the data, but must not acknowledge it
+        # upstream until the receiver has, so the sender cannot finish while it is stopped.
+        src = self.path("in")
+        dltest.make_random_file(src, 2 * MiB)
+        out = self.path("out")
+        recv, rport = self.listen("dlrecv", stdout=out)
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % rport)
+        dltest.wait_until(lambda: "connected" in br.stderr() or True, 1, "bridge up")
+        recv.signal(signal.SIGSTOP)
+        try:
+            send = self.dlsend("127.0.0.1:%d" % bport, "-f", src, "-t", "60000")
+            self.assertIsNone(send.wait(dltest.t(1.5)),
+                              "dlsend finished while the final receiver was stopped\n" + self.P.describe())
+        finally:
+            recv.signal(signal.SIGCONT)
+        self.assertExitCodes(60, (send, 0), (recv, 0), (br, 0))
+        self.assertSameFile(src, out)
+
+    def test_both_directions_at_once(self):
+        # Two flows cross the same bridge in opposite directions: a->b and b->a.
+        size = 32 * MiB
+        src_ab, src_ba = self.path("ab"), self.path("ba")
+        dltest.make_random_file(src_ab, size)
+        dltest.make_random_file(src_ba, size)
+        out_ab, out_ba = self.path("out_ab"), self.path("out_ba")
+        # a->b: dlsend dials bridge side a; bridge side b dials dlrecv.
+        recv_b, rport = self.listen("dlrecv", stdout=out_ab)
+        br1, p1 = self.bridge_listening_a("127.0.0.1:%d" % rport, name="bridge1")
+        send_a = self.dlsend("127.0.0.1:%d" % p1, "-f", src_ab)
+        # b->a on a second bridge whose side b listens for the sender.
+        recv_a, rport2 = self.listen("dlrecv", stdout=out_ba)
+        pf = self.path("bridge2-port")
+        br2 = self.bridge("127.0.0.1:%d" % rport2, "listen:127.0.0.1:0", "--port-file-b", pf, name="bridge2")
+        send_b = self.dlsend("127.0.0.1:%d" % wait_port_file(pf, br2), "-f", src_ba)
+        self.assertExitCodes(120, (send_a, 0), (recv_b, 0), (br1, 0), (send_b, 0), (recv_a, 0), (br2, 0))
+        self.assertSameFile(src_ab, out_ab)
+        self.assertSameFile(src_ba, out_ba)
+
+    def test_usage_errors(self):
+        for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),
+                             (["listen:0", "127.0.0.1:1", "--fault", "cut=0"], "cut"),
+                             (["listen:0"], "required"),
+                             (["listen:0", "127.0.0.1:1", "--proto-b", "auto"], "side b")):
+            p = self.bridge(*args)
+            self.assertExited(p, 10, 2)
+            self.assertOneLineError(p, "dlbridge", needle)
+
+
+if __name__ == "__main__":
+    dltest.main()
