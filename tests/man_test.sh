@@ -1,18 +1,20 @@
 #!/bin/bash
 # man_test: checks that the man pages document every option each tool's --help lists, and
-# that the EXIT STATUS section lists every exit code of the family.
-# Usage: tests/man_test.sh MANDIR TOOL...
-#   e.g. tests/man_test.sh man bazel-bin/tools/dlsend/dlsend bazel-bin/tools/dlrecv/dlrecv
+# that the EXIT STATUS section, the --help footer and README's table list every exit code of
+# the family (lib/base/error.h: 0..10 and 130).
+# Usage: tests/man_test.sh MANDIR README TOOL...
+#   e.g. tests/man_test.sh man README.md bazel-bin/tools/dlsend/dlsend bazel-bin/tools/dlrecv/dlrecv
 # Prints what is missing and exits 1 if anything is.
 set -u
 
-if [ $# -lt 2 ]; then
-  echo "usage: $0 MANDIR TOOL..." >&2
+if [ $# -lt 3 ]; then
+  echo "usage: $0 MANDIR README TOOL..." >&2
   exit 2
 fi
 mandir=$1
-shift
-exit_codes="0 1 2 3 4 5 6 7 8 130"
+readme=$2
+shift 2
+exit_codes="0 1 2 3 4 5 6 7 8 9 10 130"
 missing=0
 
 miss() {
@@ -36,6 +38,13 @@ for tool in "$@"; do
     miss "$name: --help printed nothing"
     continue
   fi
+  # The --help footer: "Exit status: 0 ok, 1 ..., 130 interrupted".
+  footer=$(printf '%s\n' "$help" | sed -n '/^Exit status:/,/^Signals:/p' | tr '\n' ' ')
+  for code in $exit_codes; do
+    if ! printf '%s\n' "$footer" | grep -qE "(:|,) ${code} "; then
+      miss "$name: exit code $code is not in the exit status footer of --help"
+    fi
+  done
   # The page as plain text for matching: roff's \- is a plain hyphen here.
   text=$(sed -e 's/\\-/-/g' "$page")
 
@@ -77,6 +86,14 @@ for tool in "$@"; do
   done
   echo "$name: checked $n options and exit codes $exit_codes against $page"
 done
+
+if [ -n "$readme" ]; then
+  for code in $exit_codes; do
+    if ! grep -qE "^\| *${code} *\|" "$readme"; then
+      miss "README: exit code $code is not in the exit status table of $readme"
+    fi
+  done
+fi
 
 if [ "$missing" -ne 0 ]; then
   echo "FAIL: the man pages miss something (see above)"

@@ -90,7 +90,7 @@ class BridgeTest(dltest.DlTestCase):
         dltest.wait_until(lambda: "connected" in br.stderr() or True, 1, "bridge up")
         recv.signal(signal.SIGSTOP)
         try:
-            send = self.dlsend("127.0.0.1:%d" % bport, "-f", src, "-t", "60000")
+            send = self.dlsend("127.0.0.1:%d" % bport, "-f", src, "-t", "60s")
             self.assertIsNone(send.wait(dltest.t(1.5)),
                               "dlsend finished while the final receiver was stopped\n" + self.P.describe())
         finally:

@@ -169,7 +169,7 @@ class ClassicPeerTest(dltest.DlTestCase):
         self.assertIn("classic", send.stderr())
 
     def test_keepalives_feed_the_classic_peer(self):
-        recv, port, out = self._dlrecv_listening("--proto", "classic", "-k", "100", "-t", "5000")
+        recv, port, out = self._dlrecv_listening("--proto", "classic", "--keepalive", "100ms", "-t", "5s")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.settimeout(dltest.t(5))
             got = b""

@@ -113,10 +113,10 @@ class RelayFaultTest(dltest.DlTestCase):
         # A link that goes silent (no FIN, no RST) for a few seconds: the receive timeout must
         # notice, the tools reconnect once the link is back, and nothing is lost or duplicated.
         out = self.path("out")
-        recv, port = self.listen("dlrecv", "-t", "1000", "-k", "200", stdout=out)
+        recv, port = self.listen("dlrecv", "-t", "1s", "--keepalive", "200ms", stdout=out)
         relay = FaultRelay(("127.0.0.1", port))
         self.addCleanup(relay.close)
-        send = self.dlsend("-t", "1000", "-k", "200", "127.0.0.1:%d" % relay.port,
+        send = self.dlsend("-t", "1s", "--keepalive", "200ms", "127.0.0.1:%d" % relay.port,
                            stdin=subprocess.PIPE)
         blocks = list(dltest.pattern_blocks(8 * MiB))
         self.feed(send.popen.stdin, blocks[:4], close=False)

@@ -205,7 +205,7 @@ class TransferTest(dltest.DlTestCase):
 
     def test_count_stops_after_n_lines(self):
         out = self.path("out")
-        recv, port = self.listen("dlrecv", "--lines", "-n", "3", stdout=out)
+        recv, port = self.listen("dlrecv", "--lines", "-c", "3", stdout=out)
         send = self.dlsend("--lines", "127.0.0.1:%d" % port, stdin=subprocess.PIPE)
         # The sender's input stays open: dlrecv must stop on its own after 3 lines.
         lines = b"".join(b"line %d\n" % i for i in range(10))

@@ -15,6 +15,14 @@ ToolContext process_context(std::string program) {
   std::signal(SIGPIPE, SIG_IGN);
   ToolContext ctx;
   ctx.program = std::move(program);
+  // In order 0, 1, 2: open() takes the lowest free number, which is the closed one.
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    int hold = ::open("/dev/null", O_RDWR);  // not CLOEXEC: children get a sane descriptor too
+    if (hold != fd && hold >= 0) ::close(hold);  // cannot happen; keep numbers as they were
+    if (fd == 0) ctx.stdin_fd = -1;
+    if (fd == 1) ctx.stdout_fd = -1;
+  }
   ctx.stderr_is_tty = ::isatty(2) == 1;
   ctx.say = [](std::string_view line) {
     std::string s(line);
@@ -36,6 +44,7 @@ SignalWatcher::SignalWatcher(Reactor& reactor, std::function<void(int)> on_signa
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, &old_);
   fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));

@@ -21,12 +21,15 @@ struct ToolContext {
   std::string program;                             // "dlsend"
   std::function<void(std::string_view)> say;       // one line to stderr (no newline given)
   std::function<void(std::string_view)> progress;  // a progress line that overwrites itself ("" clears)
-  int stdin_fd = 0, stdout_fd = 1;
+  int stdin_fd = 0, stdout_fd = 1;                 // -1: the process was started with it closed
   bool stderr_is_tty = false;
 };
 
 // Ready-made context for a real process: stderr output, SIGPIPE ignored (broken pipes become
-// EPIPE errors we can handle quietly).
+// EPIPE errors we can handle quietly). Call it first thing in main(): a standard descriptor the
+// process was started without (`<&-`, `>&-`) is held open on /dev/null, so that no socket or
+// eventfd opened later takes its number and gets read or written as stdin/stdout, and is
+// reported as -1 in stdin_fd/stdout_fd (tools then fail with "stdin: Bad file descriptor").
 ToolContext process_context(std::string program);
 
 struct Verbosity {
@@ -35,8 +38,9 @@ struct Verbosity {
   std::optional<bool> progress;  // unset: on when stderr is a terminal
 };
 
-// Routes SIGINT, SIGTERM and SIGUSR1 into the reactor through a signalfd, so handlers run as
-// ordinary callbacks. Blocks those signals for the calling thread (call before starting threads).
+// Routes SIGINT, SIGTERM, SIGHUP and SIGUSR1 into the reactor through a signalfd, so handlers
+// run as ordinary callbacks (a hang-up ends a tool the way SIGTERM does: summary, notice to the
+// peer, unix socket removed). Blocks those signals for the calling thread (call before starting threads).
 class SignalWatcher {
  public:
   SignalWatcher(Reactor& reactor, std::function<void(int)> on_signal);

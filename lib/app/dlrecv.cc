@@ -32,6 +32,10 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
       return exit_code(ErrorKind::io);
     }
     out_fd = file.get();
+  } else if (out_fd < 0) {
+    // Started with stdout closed (`>&-`): say so before anyone connects.
+    report.error(errno_error(ErrorKind::io, "stdout", EBADF));
+    return exit_code(ErrorKind::io);
   }
   Fd ts_file;
   int ts_fd = -1;
@@ -48,7 +52,13 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
     }
   }
   StdStream output = StdStream::adopt(out_fd, true);
-  std::string out_name = o.output.empty() ? "stdout" : o.output;
+  std::string out_name = o.output.empty() || o.output == "-" ? "stdout" : o.output;
+  // The --timestamps log is written without blocking, like the output: lines that do not fit
+  // now wait in ts_pending (at most one batch) and delivery pauses until they are written, so
+  // a slow reader of the log slows the link instead of losing lines.
+  std::optional<StdStream> ts_out;
+  if (ts_fd >= 0) ts_out = StdStream::adopt(ts_fd, true);
+  std::string ts_name = ts_fd == 2 ? "stderr" : (o.timestamps ? *o.timestamps : "");
 
   LinkOptions lo = o.link;
   lo.receive_only = true;
@@ -63,9 +73,33 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
   Reactor::Id out_watch = 0;
   std::uint8_t headers[64][kRecordHeaderSize];
   static const std::uint8_t kNewline = '\n', kNul = '\0';
-  std::string ts_lines;
+  std::string ts_pending;
+  Reactor::Id ts_watch = 0;
+
+  // Writes what it can of ts_pending: true when all is written; false when the rest waits
+  // for POLLOUT, or on an error (then fatal is set).
+  auto flush_ts = [&]() -> bool {
+    while (!ts_pending.empty()) {
+      iovec v{ts_pending.data(), ts_pending.size()};
+      ssize_t w = ts_out->writev(&v, 1);
+      if (w > 0) {
+        ts_pending.erase(0, static_cast<std::size_t>(w));
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EAGAIN) {
+        reactor.set_events(ts_watch, POLLOUT);
+        return false;
+      }
+      fatal = errno_error(ErrorKind::io, "write " + ts_name, w < 0 ? errno : EIO);
+      return false;
+    }
+    if (ts_watch) reactor.set_events(ts_watch, 0);
+    return true;
+  };
 
   auto pump = [&] {
+    if (!flush_ts()) return;
     while (!fatal && !quiet_end) {
       iovec iov[128];
       std::size_t sizes[64];
@@ -112,10 +146,10 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
       std::size_t done = progress + static_cast<std::size_t>(w);
       int full = 0;
       while (full < n_msg && done >= sizes[full]) {
-        if (ts_fd >= 0) {
+        if (ts_out) {
           Message t;
           link.peek(t, static_cast<std::size_t>(full));
-          ts_lines += fmt::format("{:.6f} {} {}\n", t.timestamp, t.seq, t.payload.size());
+          ts_pending += fmt::format("{:.6f} {} {}\n", t.timestamp, t.seq, t.payload.size());
         }
         done -= sizes[full++];
       }
@@ -124,30 +158,29 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
         link.consume(static_cast<std::size_t>(full));
         delivered += static_cast<std::uint64_t>(full);
       }
-      if (!ts_lines.empty()) {
-        [[maybe_unused]] auto r = ::write(ts_fd, ts_lines.data(), ts_lines.size());
-        ts_lines.clear();
-      }
+      if (!flush_ts()) return;
       if (o.count && delivered >= o.count) break;
     }
     reactor.set_events(out_watch, 0);
   };
   out_watch = reactor.watch(output.poll_fd(), 0, [&](short) { pump(); });
+  if (ts_out) ts_watch = reactor.watch(ts_out->poll_fd(), 0, [&](short) { pump(); });
   report.on_readable_cb = [&] { pump(); };
 
   bool count_reached = false;
   while (!exit_now && !fatal && !quiet_end) {
-    if (o.count && delivered >= o.count) {
+    if (o.count && delivered >= o.count && ts_pending.empty()) {
       count_reached = true;
       break;
     }
-    if (link.closed()) {
+    if (link.closed() && ts_pending.empty()) {
       Message m;
       if (!link.peek(m)) break;  // closed and nothing left to write out
     }
     reactor.run_once();
   }
   reactor.unwatch(out_watch);
+  if (ts_watch) reactor.unwatch(ts_watch);
 
   if (exit_now) {
     link.abandon("dlrecv was interrupted");

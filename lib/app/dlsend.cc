@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "lib/app/dltools.h"
@@ -35,7 +36,12 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
       return exit_code(ErrorKind::io);
     }
     in_fd = file.get();
+  } else if (in_fd < 0) {
+    // Started with stdin closed (`<&-`): say so before dialing anyone.
+    report.error(errno_error(ErrorKind::io, "stdin", EBADF));
+    return exit_code(ErrorKind::io);
   }
+  const std::string in_name = o.file.empty() || o.file == "-" ? "stdin" : o.file;
   StdStream input = StdStream::adopt(in_fd, false);
 
   LinkOptions lo = o.link;
@@ -48,14 +54,17 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
   std::optional<Error> fatal;
   Reactor::Id in_watch = 0;
 
-  // Moves every complete message from the splitter into the link; false when the link is full.
+  // Moves every complete message from the splitter into the link; false when the link is full
+  // or closed. A closed link has its own failure to report (connection refused, peer gone): its
+  // "link is closed" refusal must not become the run's error.
   auto hand_over = [&] {
     std::span<const std::uint8_t> payload;
     double ts;
     while (splitter.peek(payload, ts)) {
+      if (link.closed()) return false;
       Error err;
       if (!link.try_send(payload, ts, &err)) {
-        if (!err.context.empty()) fatal = err;
+        if (!err.context.empty() && !link.closed()) fatal = err;
         return false;
       }
       splitter.pop();
@@ -64,35 +73,60 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
     return true;
   };
   bool waiting_for_room = false;
-  auto pump = [&] {
-    waiting_for_room = false;
-    while (!input_done && !fatal) {
-      if (o.mode == MessageMode::raw) {
-        auto span = link.reserve(o.chunk);
-        if (span.empty()) {
-          waiting_for_room = true;
-          break;
+  // Raw mode reads straight into the link's ring. A message is cut short only by the input
+  // (end of input, or a pipe or terminal with no more bytes right now), never by ring room:
+  // the next message waits until the ring has room for a whole one. --fixed also waits out an
+  // input that has no more bytes right now, so every message but the last has exactly chunk
+  // bytes. `pending` bytes of the next message are in the ring, not yet committed.
+  std::size_t pending = 0;
+  auto pump_raw = [&] {
+    while (!input_done && !fatal && !link.closed()) {
+      auto limit = link.known_send_limit();
+      if (!limit) {  // the peer's --max-message is not known yet: on_writable says when it is
+        waiting_for_room = true;
+        return;
+      }
+      if (o.fixed && *limit < o.chunk) {
+        fatal = make_error(ErrorKind::too_large, "--fixed " + std::to_string(o.chunk),
+                           "messages of " + std::to_string(o.chunk) + " bytes exceed the peer's limit of " +
+                               std::to_string(*limit) + " bytes (its --max-message)");
+        return;
+      }
+      std::size_t want = std::max(pending, std::min<std::size_t>(o.chunk, *limit));
+      auto span = link.reserve(want);
+      if (span.size() < want) {
+        waiting_for_room = true;
+        return;
+      }
+      ssize_t n = input.read(span.data() + pending, want - pending);
+      if (n > 0) {
+        pending += static_cast<std::size_t>(n);
+        if (pending == want) {
+          link.commit(pending, unix_now());
+          pending = 0;
         }
-        std::size_t got = 0;
-        bool eof = false;
-        while (got < span.size()) {
-          ssize_t n = input.read(span.data() + got, span.size() - got);
-          if (n > 0) {
-            got += static_cast<std::size_t>(n);
-            continue;
-          }
-          if (n == 0) eof = true;
-          else if (errno != EAGAIN && errno != EINTR) fatal = errno_error(ErrorKind::io, o.file.empty() ? "stdin" : o.file, errno);
-          break;
-        }
-        link.commit(got, unix_now());
-        if (eof) {
-          input_done = true;
-          link.finish();
-        }
-        if (got == 0 || fatal) break;
         continue;
       }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN) {
+        fatal = errno_error(ErrorKind::io, in_name, errno);
+        return;
+      }
+      if (n == 0 || !o.fixed) {  // end of input, or nothing more right now
+        if (pending) link.commit(pending, unix_now());
+        pending = 0;
+      }
+      if (n == 0) {
+        input_done = true;
+        link.finish();
+      }
+      return;
+    }
+  };
+  auto pump = [&] {
+    waiting_for_room = false;
+    if (o.mode == MessageMode::raw) pump_raw();
+    while (o.mode != MessageMode::raw && !input_done && !fatal) {
       // Delimited or framed input: hand over every complete message, then read more.
       bool blocked = !hand_over();
       if (blocked) waiting_for_room = true;
@@ -110,7 +144,7 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
         input_done = true;
         link.finish();
       } else {
-        if (errno != EAGAIN && errno != EINTR) fatal = errno_error(ErrorKind::io, o.file.empty() ? "stdin" : o.file, errno);
+        if (errno != EAGAIN && errno != EINTR) fatal = errno_error(ErrorKind::io, in_name, errno);
         break;
       }
     }

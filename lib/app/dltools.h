@@ -18,6 +18,7 @@ struct DlsendOptions {
   std::string file;                       // empty: stdin
   MessageMode mode = MessageMode::raw;
   std::size_t chunk = 1u << 20;           // raw mode: largest message
+  bool fixed = false;                     // raw mode: every message exactly chunk bytes but the last
   std::string port_file;
   Verbosity verbosity;
 };
@@ -26,7 +27,7 @@ struct DlrecvOptions {
   LinkOptions link;
   std::string output;                     // empty: stdout
   MessageMode mode = MessageMode::raw;
-  std::uint64_t count = 0;                // 0: no limit
+  std::uint64_t count = 0;                // 0: no limit (the flag itself refuses 0)
   std::optional<std::string> timestamps;  // "" = stderr, else a file
   std::string port_file;
   Verbosity verbosity;

@@ -4,8 +4,15 @@
 
 #include <cctype>
 #include <charconv>
+#include <cmath>
 
 namespace dl {
+
+const char* const kExitStatusFooter =
+    "Exit status: 0 ok, 1 local I/O error, 2 usage, 3 cannot resolve, 4 cannot connect/bind,\n"
+    "5 disconnected (peer gone past --reconnect), 6 protocol error, 7 timeout, 8 message too large,\n"
+    "9 incomplete (resumable), 10 authentication failed, 130 interrupted (SIGINT, SIGTERM, SIGHUP).\n"
+    "Signals: SIGUSR1 prints statistics. Durations: 2.5, 500ms, 10s, 5m, inf. See the man page for more.";
 
 void add_link_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("endpoint", f.endpoint,
@@ -22,24 +29,42 @@ void add_link_flags(CLI::App& app, LinkFlags& f) {
 }
 
 void add_session_flags(CLI::App& app, LinkFlags& f) {
-  app.add_option("-t,--timeout", f.timeout_ms, "Receive timeout in ms: drop and re-establish the connection after this long without a byte from the peer; 0 disables (default 10000)");
-  app.add_option("-k,--keepalive", f.keepalive_ms, "Keepalive interval in ms (default: a third of the shorter receive timeout of both sides)");
-  app.add_option("-w,--wait", f.wait_s, "Seconds to keep trying to reach the first peer (dial default 0: fail at once; listen default: forever)");
-  app.add_option("--reconnect", f.reconnect_s, "Seconds to keep trying after a connection drops before giving up; negative: forever (default 60)");
+  app.add_option("-t,--timeout", f.timeout, "Receive timeout: drop and re-establish the connection after this long without a byte from the peer; 0 or inf: none (default 10s)")
+      ->type_name("DURATION");
+  app.add_option("--keepalive", f.keepalive, "Send a keepalive after this long without sending; auto (default): a third of the shorter receive timeout of both sides; inf: never")
+      ->type_name("DURATION");
+  app.add_option("-w,--wait", f.wait, "How long to keep trying to reach the first peer; 0: one attempt (dial default); inf: forever (listen default)")
+      ->type_name("DURATION");
+  app.add_option("--reconnect", f.reconnect, "After a connection drops, keep trying this long before giving up (exit 5); inf: forever (default 60s)")
+      ->type_name("DURATION");
   app.add_option("--max-message", f.max_message, "Largest message accepted or sent, e.g. 65536, 64K, 16M (default 16M)");
   app.add_flag("--drop-negative-ts", f.drop_negative_ts, "Classic protocol: drop frames whose timestamp is negative, as the seed does (default: deliver them and warn)");
 }
 
-void add_output_flags(CLI::App& app, LinkFlags& f) {
+void add_output_flags(CLI::App& app, LinkFlags& f, bool with_progress) {
   app.add_flag("-v,--verbose", f.verbose, "Report connections and print a summary line at the end");
   app.add_flag("-q,--quiet", f.quiet, "Print nothing but fatal errors");
-  app.add_flag("--progress", f.progress, "Show progress on stderr even when it is not a terminal");
-  app.footer(
-      "Exit status: 0 ok, 1 local I/O error, 2 usage, 3 cannot resolve, 4 cannot connect/bind,\n"
-      "5 disconnected (peer gone past --reconnect), 6 protocol error, 7 timeout, 8 message too large,\n"
-      "9 incomplete (resumable), 10 authentication failed, 130 interrupted.\n"
-      "Signals: SIGUSR1 prints statistics. See the man page for more.");
+  if (with_progress) app.add_flag("--progress", f.progress, "Show progress on stderr even when it is not a terminal");
+  app.footer(kExitStatusFooter);
 }
+
+namespace {
+
+// Whole milliseconds for a link timer (rounded up, so 0.1ms is 1 ms, not "off"); the wire
+// carries them as 32 bits and the link as an int, hence the ceiling.
+Result<int> duration_ms(double seconds, const std::string& flag, const std::string& text) {
+  constexpr double kMaxMs = 2147483647.0;  // about 24.8 days
+  double ms = std::ceil(seconds * 1000.0);
+  if (ms > kMaxMs) {
+    return make_error(ErrorKind::usage, flag + " '" + text + "'", "at most 24 days; say inf for no limit");
+  }
+  return static_cast<int>(ms);
+}
+
+// A deadline in seconds for LinkOptions, where < 0 means forever.
+double deadline_seconds(double seconds) { return std::isinf(seconds) ? -1.0 : seconds; }
+
+}  // namespace
 
 Result<LinkOptions> link_options(const LinkFlags& f) {
   LinkOptions o;
@@ -55,15 +80,47 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
                       "only a listener can detect the peer's protocol; dial with native or classic");
   }
   o.proto = *p;
-  if (f.timeout_ms < 0) return make_error(ErrorKind::usage, "--timeout", "must be >= 0");
-  if (f.keepalive_ms < 0) return make_error(ErrorKind::usage, "--keepalive", "must be >= 0");
-  o.timeout_ms = f.timeout_ms;
-  o.keepalive_ms = f.keepalive_ms;
-  if (f.timeout_ms > 0 && f.keepalive_ms >= f.timeout_ms) {
-    return make_error(ErrorKind::usage, "--keepalive", "must be shorter than --timeout, or the link times itself out");
+
+  // --timeout: 0 and inf both mean "no receive timeout" (0 on the wire).
+  auto timeout = parse_duration(f.timeout, "--timeout");
+  if (!timeout) return timeout.error();
+  o.timeout_ms = 0;
+  if (!std::isinf(*timeout)) {
+    auto ms = duration_ms(*timeout, "--timeout", f.timeout);
+    if (!ms) return ms.error();
+    o.timeout_ms = *ms;
   }
-  o.wait_s = f.wait_s >= 0 ? f.wait_s : (f.listen ? -1 : 0);
-  o.reconnect_s = f.reconnect_s;
+  // --keepalive: auto (0 in LinkOptions), inf = never (-1), else a positive interval.
+  o.keepalive_ms = 0;
+  if (f.keepalive != "auto") {
+    auto ka = parse_duration(f.keepalive, "--keepalive");
+    if (!ka) return ka.error();
+    if (std::isinf(*ka)) {
+      o.keepalive_ms = -1;
+    } else {
+      if (*ka <= 0) {
+        return make_error(ErrorKind::usage, "--keepalive '" + f.keepalive + "'",
+                          "must be more than 0 (say auto for the default, inf for none)");
+      }
+      auto ms = duration_ms(*ka, "--keepalive", f.keepalive);
+      if (!ms) return ms.error();
+      o.keepalive_ms = *ms;
+      if (o.timeout_ms > 0 && o.keepalive_ms >= o.timeout_ms) {
+        return make_error(ErrorKind::usage, "--keepalive", "must be shorter than --timeout, or the link times itself out");
+      }
+    }
+  }
+  if (f.wait.empty()) {
+    o.wait_s = f.listen ? -1 : 0;
+  } else {
+    auto w = parse_duration(f.wait, "--wait");
+    if (!w) return w.error();
+    o.wait_s = deadline_seconds(*w);
+  }
+  auto r = parse_duration(f.reconnect, "--reconnect");
+  if (!r) return r.error();
+  o.reconnect_s = deadline_seconds(*r);
+
   auto mm = parse_size(f.max_message, "--max-message");
   if (!mm) return mm.error();
   if (*mm == 0 || *mm > frame::kHardMaxPayload) {
@@ -75,6 +132,17 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
     return make_error(ErrorKind::usage, "--port-file", "only with -l (a dialer has no port to report)");
   }
   return o;
+}
+
+Result<std::uint64_t> parse_count(std::string_view text, std::string_view flag) {
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  std::string ctx = std::string(flag) + " '" + std::string(text) + "'";
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return make_error(ErrorKind::usage, ctx, "expected a whole number of messages, at least 1");
+  }
+  if (v == 0) return make_error(ErrorKind::usage, ctx, "must be at least 1 (leave it out for no limit)");
+  return v;
 }
 
 Result<MessageMode> message_mode(const LinkFlags& f) {

@@ -1,9 +1,14 @@
 // link_flags: the command-line flags every link tool shares, defined once with CLI11, and
 // their checks (conflicts, ranges) done right after parsing, as OpenBSD nc does.
 // Mains call add_link_flags(), parse, then link_options(); nothing here opens sockets.
+// Durations (--timeout, --keepalive, --wait, --reconnect) are read with parse_duration: a bare
+// number is seconds, "500ms"/"2m" carry a unit, "inf"/"forever" mean no limit; negative, NaN
+// and garbage are usage errors naming the flag.
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "lib/app/dltools.h"
@@ -16,10 +21,10 @@ struct LinkFlags {
   std::string endpoint;
   bool listen = false;
   std::string proto;              // "" = native for dialers, auto for listeners
-  int timeout_ms = 10000;
-  int keepalive_ms = 0;
-  double wait_s = -1;             // unset: 0 for dialers, forever for listeners
-  double reconnect_s = 60;
+  std::string timeout = "10s";    // 0 or inf: none
+  std::string keepalive = "auto"; // auto: a third of the shorter timeout; inf: never
+  std::string wait;               // "": 0 for dialers, inf for listeners
+  std::string reconnect = "60s";  // inf: forever
   std::string max_message = "16M";
   bool drop_negative_ts = false;
   std::string port_file;
@@ -31,11 +36,19 @@ void add_link_flags(CLI::App& app, LinkFlags& f);
 // The parts of add_link_flags for tools with other endpoints or modes (dlbridge): timeouts,
 // keepalive, wait, reconnect, limits; and -v/-q/--progress with the exit-status footer.
 void add_session_flags(CLI::App& app, LinkFlags& f);
-void add_output_flags(CLI::App& app, LinkFlags& f);
+void add_output_flags(CLI::App& app, LinkFlags& f, bool with_progress = true);
 // Checks and converts; errors are ErrorKind::usage with the flag named.
 Result<LinkOptions> link_options(const LinkFlags& f);
 Result<MessageMode> message_mode(const LinkFlags& f);
 Verbosity verbosity(const LinkFlags& f);
+
+// A message count (--count): a whole number of at least 1. "-1", "0", "1.5", "many" and
+// anything past 2^64 are usage errors naming `flag`.
+Result<std::uint64_t> parse_count(std::string_view text, std::string_view flag);
+
+// The family's exit table as --help prints it (the same codes as error.h, README and the
+// man pages' EXIT STATUS).
+extern const char* const kExitStatusFooter;
 
 // Runs a CLI11 parse the family's way: --help/--version to stdout (exit 0), usage errors as
 // one line "prog: ..." on stderr (exit 2). Returns the exit code, or nullopt to go on.

@@ -104,10 +104,7 @@ Status Link::start() {
   rx_ = std::move(*rx);
   flush_hook_ = reactor_.before_poll([this] { flush(); });
   auto now = Clock::now();
-  if (opt_.wait_s >= 0) {
-    give_up_at_ = now + std::chrono::duration_cast<Clock::duration>(
-                            std::chrono::duration<double>(opt_.wait_s));
-  }
+  if (opt_.wait_s >= 0) give_up_at_ = deadline_after(now, opt_.wait_s);  // saturates: inf is never
   if (opt_.listen) {
     auto l = listen_on(opt_.endpoint);
     if (!l) return l.error();
@@ -481,8 +478,7 @@ void Link::connection_lost(const Error& why) {
   // keeps whatever deadline was running (--wait for a first connect).
   if (was_established) {
     if (opt_.reconnect_s >= 0) {
-      give_up_at_ = now + std::chrono::duration_cast<Clock::duration>(
-                              std::chrono::duration<double>(opt_.reconnect_s));
+      give_up_at_ = deadline_after(now, opt_.reconnect_s);  // saturates: inf is never
     } else {
       give_up_at_.reset();
     }
@@ -607,6 +603,7 @@ void Link::reschedule() {
 
 int Link::keepalive_interval() const {
   if (opt_.keepalive_ms > 0) return opt_.keepalive_ms;
+  if (opt_.keepalive_ms < 0) return 0;  // never
   int t = 0;
   for (int v : {opt_.timeout_ms, peer_timeout_ms_}) {
     if (v > 0 && (t == 0 || v < t)) t = v;
@@ -714,6 +711,12 @@ bool Link::proto_known() const {
 std::uint32_t Link::send_limit() const {
   bool peer_known = wire_proto_ == Proto::native && ever_connected_;
   return peer_known ? std::min(opt_.max_message, peer_max_message_) : opt_.max_message;
+}
+
+std::optional<std::uint32_t> Link::known_send_limit() const {
+  if (!proto_known()) return std::nullopt;
+  if (wire_proto_ == Proto::native && !ever_connected_) return std::nullopt;
+  return send_limit();
 }
 
 std::span<std::uint8_t> Link::reserve(std::size_t max_payload) {

@@ -42,10 +42,10 @@ struct LinkOptions {
   Endpoint endpoint;
   Proto proto = Proto::native;           // automatic: listeners detect classic peers
   int timeout_ms = 10000;                // receive timeout; <= 0 disables
-  int keepalive_ms = 0;                  // 0: a third of the shorter of both timeouts
+  int keepalive_ms = 0;                  // 0: a third of the shorter of both timeouts; < 0: never
   double wait_s = 0;                     // dial: retry the first connect this long; listen: wait
-                                         // this long for the first peer (< 0: forever)
-  double reconnect_s = 60;               // after a drop, keep trying this long (< 0: forever)
+                                         // this long for the first peer (< 0 or inf: forever)
+  double reconnect_s = 60;               // after a drop, keep trying this long (< 0 or inf: forever)
   std::size_t window = 8u << 20;         // replay ring; grows to fit one max-size message
   std::uint32_t max_message = kDefaultMaxMessage;
   bool drop_negative_ts = false;         // classic: drop frames with ts < 0 like the seed
@@ -106,6 +106,11 @@ class Link {
   // (classic: all of it was written).
   void finish();
   bool finished() const;
+  // The largest payload that may be sent: our max_message, lowered to the limit a native peer
+  // announced in its HELLO. nullopt until that is known (a native peer not reached yet, or a
+  // listener that has not detected its peer's protocol): raw senders wait rather than cut
+  // messages that the peer would refuse.
+  std::optional<std::uint32_t> known_send_limit() const;
   std::size_t queued_bytes() const { return tx_.size(); }
   // Messages committed so far, and how many of them are settled: acknowledged as delivered by
   // a native peer, or fully written to the socket in classic mode (which has no acks). A relay

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   app.add_option("--stats-interval", stats_interval, "Print counters every DURATION (also on SIGUSR1)");
   app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 8M)");
   dl::add_session_flags(app, common);
-  dl::add_output_flags(app, common);
+  dl::add_output_flags(app, common, /*with_progress=*/false);
   if (auto rc = dl::parse_command_line(app, argc, argv, ctx)) return *rc;
 
   auto usage = [&](const dl::Error& e) {
@@ -75,5 +75,6 @@ int main(int argc, char** argv) {
     o.stats_interval_s = *s;
   }
   o.verbosity = dl::verbosity(common);
+  o.verbosity.progress = false;  // two links and two directions: counters, not a progress line
   return dl::bridge::run_dlbridge(o, ctx);
 }

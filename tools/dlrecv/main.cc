@@ -12,8 +12,10 @@ int main(int argc, char** argv) {
   bool keep_open = false;
   dl::add_link_flags(app, f);
   app.add_option("-o,--output", o.output, "Write to FILE instead of stdout");
-  app.add_option("-n,--count", o.count, "Exit after N messages");
-  app.add_flag("--keep-open", keep_open, "With -l: after a session ends, wait for the next one");
+  std::string count, count_n;
+  app.add_option("-c,--count", count, "Exit after N messages (N at least 1)")->type_name("N");
+  app.add_option("-n", count_n, "")->group("");  // the old spelling of -c, kept for scripts
+  app.add_flag("-k,--keep-open", keep_open, "With -l: after a session ends, wait for the next one");
   app.add_option("--timestamps", o.timestamps, "Log each message's timestamp, seq and size, one line each, to stderr or to FILE")
       ->expected(0, 1)
       ->default_str("");
@@ -26,6 +28,18 @@ int main(int argc, char** argv) {
       ctx.say("dlrecv: " + e->message());
       return dl::exit_code(dl::ErrorKind::usage);
     }
+  }
+  if (!count.empty() && !count_n.empty()) {
+    ctx.say("dlrecv: -c, -n: choose one (-n is the old spelling of -c)");
+    return dl::exit_code(dl::ErrorKind::usage);
+  }
+  if (!count.empty() || !count_n.empty()) {
+    auto n = dl::parse_count(count.empty() ? count_n : count, count.empty() ? "-n" : "--count");
+    if (!n) {
+      ctx.say("dlrecv: " + n.error().message());
+      return dl::exit_code(dl::ErrorKind::usage);
+    }
+    o.count = *n;
   }
   if (keep_open && !f.listen) {
     ctx.say("dlrecv: --keep-open: only with -l (a dialer has one session)");

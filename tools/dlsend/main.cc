@@ -11,27 +11,37 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("dlsend ") + dl::kVersionString);
   dl::LinkFlags f;
   dl::DlsendOptions o;
-  std::string chunk = "1M", window = "8M";
+  std::string chunk, fixed, window = "8M";
   dl::add_link_flags(app, f);
   app.add_option("-f,--file", o.file, "Read FILE instead of stdin");
-  app.add_option("--chunk", chunk, "Raw mode: largest message cut from the input (default 1M)");
+  app.add_option("--chunk", chunk, "Raw mode: largest message cut from the input; shorter only where the input pauses or ends (default 1M)");
+  app.add_option("--fixed", fixed, "Raw mode: every message exactly N bytes, the last one possibly shorter (like dd iflag=fullblock)")
+      ->type_name("N");
   app.add_option("--window", window, "Replay buffer: how much unacknowledged data may be in flight (default 8M; at least one message)");
   if (auto rc = dl::parse_command_line(app, argc, argv, ctx)) return *rc;
 
+  auto usage = [&](const std::string& line) {
+    ctx.say("dlsend: " + line);
+    return dl::exit_code(dl::ErrorKind::usage);
+  };
   auto lo = dl::link_options(f);
   auto mode = dl::message_mode(f);
-  auto c = dl::parse_size(chunk, "--chunk");
+  auto c = dl::parse_size(fixed.empty() ? (chunk.empty() ? "1M" : chunk) : fixed, fixed.empty() ? "--chunk" : "--fixed");
   auto w = dl::parse_size(window, "--window");
   for (const dl::Error* e : {lo ? nullptr : &lo.error(), mode ? nullptr : &mode.error(),
                              c ? nullptr : &c.error(), w ? nullptr : &w.error()}) {
-    if (e) {
-      ctx.say("dlsend: " + e->message());
-      return dl::exit_code(dl::ErrorKind::usage);
-    }
+    if (e) return usage(e->message());
   }
-  if (*c == 0) {
-    ctx.say("dlsend: --chunk " + chunk + ": must be at least 1");
-    return dl::exit_code(dl::ErrorKind::usage);
+  if (!fixed.empty()) {
+    if (!chunk.empty()) return usage("--chunk, --fixed: choose one");
+    if (*mode != dl::MessageMode::raw) return usage("--fixed: only in raw mode (not with --lines, --null or --framed)");
+    if (*c == 0) return usage("--fixed " + fixed + ": must be at least 1");
+    if (*c > lo->max_message) {
+      return usage("--fixed " + fixed + ": larger than --max-message (" + std::to_string(lo->max_message) + " bytes)");
+    }
+    o.fixed = true;
+  } else if (*c == 0) {
+    return usage("--chunk " + chunk + ": must be at least 1");
   }
   o.link = *lo;
   o.link.window = *w;
