@@ -34,6 +34,7 @@ import threading
 import time
 
 BUF = 256 * 1024
+CAPTURE = 4096   # how much of each connection's first client bytes .captured keeps (replay tests)
 _DIRS = ("up", "down")
 
 
@@ -101,6 +102,7 @@ class FaultRelay:
         self.cuts = 0               # cuts performed (cut_after fired, or pairs reset by cut_all)
         self.corruptions = 0        # bytes flipped
         self.log = []               # (time, event) for debugging
+        self.captured = {}          # pair id -> the first CAPTURE bytes the client sent
 
         self._pairs = {}
         self._next_id = 0
@@ -369,6 +371,10 @@ class FaultRelay:
             h.eof = True
             self._note("pair %d %s EOF" % (pair.id, h.name))
             return
+        if h.name == "up":
+            cap = self.captured.setdefault(pair.id, bytearray())
+            if len(cap) < CAPTURE:
+                cap += data[:CAPTURE - len(cap)]
         data = self._apply_faults(pair, h, data)
         h.buf += data
 
