@@ -108,7 +108,7 @@ Result<Listener> listen_on(const Endpoint& endpoint, int backlog) {
 Result<Fd> start_connect(const SocketAddress& address) {
   Fd fd(new_socket(address.family()));
   if (!fd.valid()) return errno_error(ErrorKind::connect, "socket " + address.to_string(), errno);
-  if (address.family() != AF_UNIX) tune_stream_socket(fd.get());
+  tune_stream_socket(fd.get());
   if (::connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS &&
       errno != EAGAIN) {
     return errno_error(ErrorKind::connect, "connect " + address.to_string(), errno);
@@ -135,16 +135,22 @@ Result<Fd> accept_one(int listen_fd, SocketAddress* peer) {
     }
     return errno_error(ErrorKind::connect, "accept", errno);
   }
-  if (a.family() != AF_UNIX) {
-    tune_stream_socket(fd);
-  } else {
-    describe_unix_peer(listen_fd, fd, a);
-  }
+  tune_stream_socket(fd);
+  if (a.family() == AF_UNIX) describe_unix_peer(listen_fd, fd, a);
   if (peer) *peer = a;
   return Fd(fd);
 }
 
 void tune_stream_socket(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+  if (ss.ss_family == AF_UNIX) {
+    int size = kUnixSocketBuffer;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    return;
+  }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }

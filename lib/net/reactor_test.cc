@@ -1,4 +1,5 @@
 #include "lib/net/reactor.h"
+#include "lib/net/net_testing.h"
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 using namespace dl;
+using namespace dl::testing;
 using namespace std::chrono_literals;
 
 namespace {
@@ -27,13 +29,6 @@ struct Pair {
     b.reset(sv[1]);
   }
 };
-
-template <class Pred>
-bool run_until(Reactor& r, Pred pred, Clock::duration limit = 5s) {
-  auto end = Clock::now() + limit;
-  while (!pred() && Clock::now() < end) r.run_once(50ms);
-  return pred();
-}
 
 }  // namespace
 
