@@ -96,7 +96,7 @@ class ErrorPrecedenceTest(Base):
                 self.assertExited(send, 30)
                 self.assertEqual(send.returncode, dltest.EXIT_DISCONNECTED, send.describe())
                 self.assertNotIn("link is closed", send.stderr(), send.describe())
-                send.popen.stdin.close()
+                feeder.join(10)   # it ends on the broken pipe and closes the pipe itself
 
 
 class DurationTest(Base):
