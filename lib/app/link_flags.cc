@@ -34,7 +34,8 @@ void add_session_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("--keepalive", f.keepalive, "Send a keepalive after this long without sending; auto (default): a third of the shorter receive timeout of both sides; inf: never")
       ->type_name("DURATION");
   app.add_option("-w,--wait", f.wait, "How long to keep trying to reach the first peer; 0: one attempt (dial default); inf: forever (listen default)")
-      ->type_name("DURATION");
+      ->type_name("DURATION")
+      ->each([&f](const std::string&) { f.wait_given = true; });
   app.add_option("--reconnect", f.reconnect, "After a connection drops, keep trying this long before giving up (exit 5); inf: forever (default 60s)")
       ->type_name("DURATION");
   app.add_option("--max-message", f.max_message, "Largest message accepted or sent, e.g. 65536, 64K, 16M (default 16M)");
@@ -110,7 +111,7 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
       }
     }
   }
-  if (f.wait.empty()) {
+  if (!f.wait_given) {
     o.wait_s = f.listen ? -1 : 0;
   } else {
     auto w = parse_duration(f.wait, "--wait");
