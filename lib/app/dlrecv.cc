@@ -162,6 +162,12 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
     if (o.verbosity.verbose) report.summary();
     return 0;
   }
+  if (!fatal && o.count && delivered < o.count && !link.failure()) {
+    // The stream ended (or a classic peer closed with --close-ends) short of --count.
+    fatal = make_error(ErrorKind::disconnected, "stream",
+                       "the stream ended after " + std::to_string(delivered) + " of the " +
+                           std::to_string(o.count) + " messages asked for (--count)");
+  }
   return report.conclude(fatal);
 }
 

@@ -64,9 +64,14 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
     return true;
   };
   bool waiting_for_room = false;
+  // One call reads at most this much, so a huge --window never holds up the handshake, the
+  // writes and the acks behind a long read (the reactor comes back for more at once).
+  constexpr std::size_t kPumpBudget = 8u << 20;
   auto pump = [&] {
     waiting_for_room = false;
-    while (!input_done && !fatal) {
+    std::size_t budget = kPumpBudget;
+    std::uint64_t start_bytes = link.stats().bytes_sent;
+    while (!input_done && !fatal && link.stats().bytes_sent - start_bytes < budget) {
       if (o.mode == MessageMode::raw) {
         auto span = link.reserve(o.chunk);
         if (span.empty()) {
@@ -126,7 +131,12 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
     while (link.peek(m)) link.consume();  // dlsend ignores what the peer sends
   };
 
-  while (!exit.code && !fatal && !link.closed()) reactor.run_once();
+  // After bad input (or a message the peer cannot take), everything handed over before it is
+  // still delivered and acknowledged; only then is the peer told and the error reported.
+  while (!exit.code && !link.closed() && !(fatal && link.acknowledged())) {
+    if (fatal) reactor.set_events(in_watch, 0);
+    reactor.run_once();
+  }
   reactor.unwatch(in_watch);
 
   if (exit.code) {
@@ -134,7 +144,7 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
     if (!o.verbosity.quiet) report.summary();
     return *exit.code;
   }
-  if (fatal) link.abandon("dlsend stopped: " + fatal->message());
+  if (fatal) link.abandon("dlsend: " + fatal->message());
   return report.conclude(fatal);
 }
 

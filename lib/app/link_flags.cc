@@ -15,11 +15,12 @@ void add_link_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("--port-file", f.port_file, "With -l: write the bound port number to FILE once listening");
   app.add_option("--proto", f.proto, "Wire protocol: native, classic (the seed Datalink format) or auto (listeners only; default when listening)");
   app.add_option("-t,--timeout", f.timeout_ms, "Receive timeout in ms: drop and re-establish the connection after this long without a byte from the peer; 0 disables (default 10000)");
-  app.add_option("-k,--keepalive", f.keepalive_ms, "Keepalive interval in ms (default: a third of the shorter receive timeout of both sides)");
+  app.add_option("-k,--keepalive", f.keepalive_ms, "Keepalive interval in ms (default: native, a third of the shorter receive timeout of both sides; classic, 30 ms, since the seed's examples time out after 100 ms)");
   app.add_option("-w,--wait", f.wait_s, "Seconds to keep trying to reach the first peer (dial default 0: fail at once; listen default: forever)");
   app.add_option("--reconnect", f.reconnect_s, "Seconds to keep trying after a connection drops before giving up; negative: forever (default 60)");
   app.add_option("--max-message", f.max_message, "Largest message accepted or sent, e.g. 65536, 64K, 16M (default 16M)");
   app.add_flag("--drop-negative-ts", f.drop_negative_ts, "Classic protocol: drop frames whose timestamp is negative, as the seed does (default: deliver them and warn)");
+  app.add_flag("--close-ends", f.close_ends, "Classic protocol: an orderly close by the peer ends the stream (default: a close is a drop; a dialer reconnects, a listener waits for the next connection)");
   app.add_flag("--lines", f.lines, "One message per line (newline-terminated)");
   app.add_flag("--null", f.null, "One message per NUL-terminated record");
   app.add_flag("--framed", f.framed, "Records with length and timestamp (see dl-protocol(7)); keeps message boundaries and timestamps");
@@ -62,6 +63,7 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
   }
   o.max_message = static_cast<std::uint32_t>(*mm);
   o.drop_negative_ts = f.drop_negative_ts;
+  o.close_ends = f.close_ends;
   if (!f.port_file.empty() && !f.listen) {
     return make_error(ErrorKind::usage, "--port-file", "only with -l (a dialer has no port to report)");
   }

@@ -22,6 +22,7 @@ struct LinkFlags {
   double reconnect_s = 60;
   std::string max_message = "16M";
   bool drop_negative_ts = false;
+  bool close_ends = false;
   std::string port_file;
   bool verbose = false, quiet = false, progress = false;
   bool lines = false, null = false, framed = false;

@@ -10,9 +10,10 @@ int main(int argc, char** argv) {
   dl::LinkFlags f;
   dl::DlrecvOptions o;
   bool keep_open = false;
+  long long count = 0;
   dl::add_link_flags(app, f);
   app.add_option("-o,--output", o.output, "Write to FILE instead of stdout");
-  app.add_option("-n,--count", o.count, "Exit after N messages");
+  app.add_option("-n,--count", count, "Exit after N messages (exit 0 only once N arrived)");
   app.add_flag("--keep-open", keep_open, "With -l: after a session ends, wait for the next one");
   app.add_option("--timestamps", o.timestamps, "Log each message's timestamp, seq and size, one line each, to stderr or to FILE")
       ->expected(0, 1)
@@ -27,6 +28,11 @@ int main(int argc, char** argv) {
       return dl::exit_code(dl::ErrorKind::usage);
     }
   }
+  if (count < 0) {
+    ctx.say("dlrecv: --count " + std::to_string(count) + ": must be at least 0 (0: no limit)");
+    return dl::exit_code(dl::ErrorKind::usage);
+  }
+  o.count = static_cast<std::uint64_t>(count);
   if (keep_open && !f.listen) {
     ctx.say("dlrecv: --keep-open: only with -l (a dialer has one session)");
     return dl::exit_code(dl::ErrorKind::usage);

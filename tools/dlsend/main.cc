@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   dl::add_link_flags(app, f);
   app.add_option("-f,--file", o.file, "Read FILE instead of stdin");
   app.add_option("--chunk", chunk, "Raw mode: largest message cut from the input (default 1M)");
-  app.add_option("--window", window, "Replay buffer: how much unacknowledged data may be in flight (default 8M; at least one message)");
+  app.add_option("--window", window, "Replay buffer: how much unacknowledged data may be in flight (default 8M, at most 1G; grows to hold one message)");
   if (auto rc = dl::parse_command_line(app, argc, argv, ctx)) return *rc;
 
   auto lo = dl::link_options(f);
@@ -28,6 +28,12 @@ int main(int argc, char** argv) {
       ctx.say("dlsend: " + e->message());
       return dl::exit_code(dl::ErrorKind::usage);
     }
+  }
+  // The replay ring is memory: a window beyond 1G is a typo, not a plan (and a receiver's credit
+  // bounds what is in flight anyway).
+  if (*w == 0 || *w > (std::uint64_t(1) << 30)) {
+    ctx.say("dlsend: --window " + window + ": must be between 1 and 1G");
+    return dl::exit_code(dl::ErrorKind::usage);
   }
   if (*c == 0) {
     ctx.say("dlsend: --chunk " + chunk + ": must be at least 1");
