@@ -125,8 +125,7 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       if (why) info("retrying in " + detail + " (" + why->message() + ")");
       break;
     case LinkEvent::rejected:
-      // Strangers are said at -v only: the real session goes on, and a crowd must not flood stderr.
-      if (why) info("rejected connection " + detail + ": " + why->message());
+      if (why) warn("rejected connection " + detail + ": " + why->message());
       break;
     case LinkEvent::abandoned:
       if (why) warn("session with " + detail + " abandoned: " + why->message() + "; waiting for the next one");
