@@ -142,8 +142,14 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
       break;
     }
     if (link.closed()) {
+      // Everything that arrived is written out before we leave, whatever ended the link: no
+      // callback will come from a closed link, so pump directly (it waits for POLLOUT itself).
       Message m;
       if (!link.peek(m)) break;  // closed and nothing left to write out
+      std::uint64_t before = delivered;
+      std::size_t before_progress = progress;
+      pump();
+      if (delivered != before || progress != before_progress) continue;
     }
     reactor.run_once();
   }

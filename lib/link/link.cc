@@ -581,6 +581,8 @@ void Link::fail(const Error& e) {
   failure_ = e;
   closed_ = true;
   close();
+  // Messages parsed in the same read as the fatal frame were never announced.
+  if (obs_ && !rx_queue_.empty()) obs_->on_readable();
   if (obs_) obs_->on_event(LinkEvent::closed, "", &e);
 }
 

@@ -79,7 +79,11 @@ Session::Verdict Session::admit(const frame::Hello& p, bool session_over) const 
   // A resume of our session. Everything it claims must fit, or it is a replay or a forgery;
   // either way only the newcomer is refused.
   bool token_ok = p.token == token_ || (prev_token_valid_ && p.token == prev_token_);
-  if (p.incarnation != incarnation_ || !token_ok) {
+  // A dialer whose first answer from us was lost (corrupted, cut) still says incarnation 0 and
+  // token 0; that is fine until it confirms, like any other not-yet-confirmed token.
+  bool incarnation_ok = p.incarnation == incarnation_ ||
+                        (p.incarnation == 0 && p.token == 0 && prev_token_valid_ && prev_token_ == 0);
+  if (!incarnation_ok || !token_ok) {
     v.why = protocol_error("stale-hello", "", "a handshake for this session that is out of date (replayed?)", false);
     return v;
   }

@@ -235,3 +235,16 @@ TEST_CASE("keep-open: reset keeps the incarnation and forgets the session") {
   Session d2(dialer_cfg());
   CHECK(handshake(d2, l).action == Session::Admit::adopt);
 }
+
+TEST_CASE("a dialer that never got the listener's first answer may say its first HELLO again") {
+  Session d(dialer_cfg()), l(listener_cfg());
+  frame::Hello first = d.hello();
+  REQUIRE(l.admit(first, true).action == Session::Admit::adopt);
+  l.establish(first);  // our answer is lost on the way (corrupted)
+  CHECK(l.admit(first, false).action == Session::Admit::resume);
+  l.establish(first);
+  REQUIRE(d.check_answer(l.hello()));
+  d.establish(l.hello());
+  l.confirm();
+  CHECK(l.admit(first, false).action == Session::Admit::refuse);  // now it is a replay
+}
