@@ -31,7 +31,7 @@ void add_link_flags(CLI::App& app, LinkFlags& f) {
 void add_session_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("-t,--timeout", f.timeout, "Receive timeout: drop and re-establish the connection after this long without a byte from the peer; 0 or inf: none (default 10s)")
       ->type_name("DURATION");
-  app.add_option("--keepalive", f.keepalive, "Send a keepalive after this long without sending; auto (default): a third of the shorter receive timeout of both sides; inf: never")
+  app.add_option("--keepalive", f.keepalive, "Send a keepalive after this long without sending; auto (default): native, a third of the shorter receive timeout of both sides; classic, 30ms (the seed's examples time out after 100 ms); inf: never")
       ->type_name("DURATION");
   app.add_option("-w,--wait", f.wait, "How long to keep trying to reach the first peer; 0: one attempt (dial default); inf: forever (listen default)")
       ->type_name("DURATION")
@@ -40,6 +40,7 @@ void add_session_flags(CLI::App& app, LinkFlags& f) {
       ->type_name("DURATION");
   app.add_option("--max-message", f.max_message, "Largest message accepted or sent, e.g. 65536, 64K, 16M (default 16M)");
   app.add_flag("--drop-negative-ts", f.drop_negative_ts, "Classic protocol: drop frames whose timestamp is negative, as the seed does (default: deliver them and warn)");
+  app.add_flag("--close-ends", f.close_ends, "Classic protocol: an orderly close by the peer ends the stream (default: a close is a drop; a dialer reconnects, a listener waits for the next connection)");
 }
 
 void add_output_flags(CLI::App& app, LinkFlags& f, bool with_progress) {
@@ -129,6 +130,7 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
   }
   o.max_message = static_cast<std::uint32_t>(*mm);
   o.drop_negative_ts = f.drop_negative_ts;
+  o.close_ends = f.close_ends;
   if (!f.port_file.empty() && !f.listen) {
     return make_error(ErrorKind::usage, "--port-file", "only with -l (a dialer has no port to report)");
   }

@@ -28,6 +28,7 @@ struct LinkFlags {
   std::string reconnect = "60s";  // inf: forever
   std::string max_message = "16M";
   bool drop_negative_ts = false;
+  bool close_ends = false;
   std::string port_file;
   bool verbose = false, quiet = false, progress = false;
   bool lines = false, null = false, framed = false;
