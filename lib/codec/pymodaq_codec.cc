@@ -732,15 +732,15 @@ Decoded decode(std::span<const std::uint8_t> buf, const Dialect& d, const Limits
   Reader r{buf.data(), buf.size(), buf.size(), false, stream_offset, limits};
   try {
     decode_message(r, out.message, d);
-    out.status = Status::message;
+    out.status = DecodeStatus::message;
     out.consumed = r.pos;
   } catch (const NeedMore& n) {
     out = Decoded{};
-    out.status = Status::need_more;
+    out.status = DecodeStatus::need_more;
     out.needed = n.needed;
   } catch (Bad& b) {
     out = Decoded{};
-    out.status = Status::bad;
+    out.status = DecodeStatus::bad;
     out.too_large = b.too_large;
     out.id = std::move(b.id);
     out.field = std::move(b.field);

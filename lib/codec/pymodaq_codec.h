@@ -32,10 +32,10 @@ struct Limits {
   std::uint32_t max_command = 1024;          // a command string (PyMoDAQ's are < 20 bytes)
 };
 
-enum class Status { message, need_more, bad };
+enum class DecodeStatus { message, need_more, bad };
 
 struct Decoded {
-  Status status = Status::need_more;
+  DecodeStatus status = DecodeStatus::need_more;
   Message message;            // message
   std::size_t consumed = 0;   // message: its size in bytes
   std::size_t needed = 0;     // need_more: bytes the buffer must hold before decode() can progress

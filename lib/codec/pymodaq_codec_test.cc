@@ -80,8 +80,8 @@ Dte golden_dte(const std::string& dim) {
 
 Decoded decode_all(const Bytes& b, const Dialect& d) {
   Decoded r = decode(std::span<const std::uint8_t>(b), d);
-  if (r.status == Status::bad) MESSAGE("bad: " << r.field << " @" << r.offset << ": " << r.detail);
-  REQUIRE(r.status == Status::message);
+  if (r.status == DecodeStatus::bad) MESSAGE("bad: " << r.field << " @" << r.offset << ": " << r.detail);
+  REQUIRE(r.status == DecodeStatus::message);
   CHECK(r.consumed == b.size());
   return r;
 }
@@ -91,7 +91,7 @@ void check_prefixes(const Bytes& b, const Dialect& d) {
   for (std::size_t n = 0; n < b.size(); ++n) {
     Decoded r = decode(std::span<const std::uint8_t>(b.data(), n), d);
     INFO("prefix " << n << " of " << b.size());
-    REQUIRE(r.status == Status::need_more);
+    REQUIRE(r.status == DecodeStatus::need_more);
     CHECK(r.needed > n);
     CHECK(r.needed <= b.size());
   }
@@ -238,14 +238,14 @@ TEST_CASE("v4 minor layouts: DataActuator(1.5) is 149/153/157/161 bytes and each
   encode(m, dialect("4.1.0"), b);
   Bytes tail(200, 0);  // enough bytes that "need more" is not the answer
   Decoded r = decode(std::span<const std::uint8_t>(cat(b, tail)), dialect("4.4"));
-  CHECK(r.status == Status::bad);
+  CHECK(r.status == DecodeStatus::bad);
 }
 
 TEST_CASE("v5 examples from the notes: Done is 19 bytes, DataActuator(1.5) 263") {
   Bytes b;
   encode_string("Done", dialect("v5"), b);
   // Done without its data: the decoder waits for the DataToExport frame.
-  CHECK(decode(std::span<const std::uint8_t>(b), dialect("v5")).status == Status::need_more);
+  CHECK(decode(std::span<const std::uint8_t>(b), dialect("v5")).status == DecodeStatus::need_more);
   CHECK(b.size() == 19);
   b.clear();
   encode_position(*position_message("move_abs", 1.5, "", 1.7e9).position, dialect("v5"), b);
@@ -319,7 +319,7 @@ TEST_CASE("bad input names the field and its byte offset") {
   Bytes bad = b;
   bad[32] = 'x';  // "<f8" -> "xf8"
   Decoded r = decode(std::span<const std::uint8_t>(bad), v4, {}, 1000);
-  REQUIRE(r.status == Status::bad);
+  REQUIRE(r.status == DecodeStatus::bad);
   CHECK(r.id == "bad-dtype");
   CHECK(r.field == "timestamp dtype");
   CHECK(r.offset == 1028);
@@ -333,7 +333,7 @@ TEST_CASE("bad input names the field and its byte offset") {
   Limits lim;
   lim.max_message = 1 << 20;
   r = decode(std::span<const std::uint8_t>(big), dialect("v2"), lim);
-  REQUIRE(r.status == Status::bad);
+  REQUIRE(r.status == DecodeStatus::bad);
   CHECK(r.too_large);
   CHECK(r.field == "data array nbytes");
   CHECK(r.offset == 28);
@@ -347,21 +347,21 @@ TEST_CASE("bad input names the field and its byte offset") {
   encode_data(t, dialect("v2"), data);
   data[31] = 5;  // first dimension 3 -> 5
   r = decode(std::span<const std::uint8_t>(cat(shape, data)), dialect("v2"));
-  REQUIRE(r.status == Status::bad);
+  REQUIRE(r.status == DecodeStatus::bad);
   CHECK(r.id == "bad-shape");
 
   // A wrong list tag (v2 desynchronises there; we stop and say where).
   Bytes tag = cat(golden(kGens[1], "str_Done"), golden(kGens[1], "data_0D"));
   tag[8 + 8] = 'X';  // "array" -> "Xrray"
   r = decode(std::span<const std::uint8_t>(tag), dialect("v2"));
-  REQUIRE(r.status == Status::bad);
+  REQUIRE(r.status == DecodeStatus::bad);
   CHECK(r.id == "bad-tag");
   CHECK(r.offset == 12);
 
   // A command length out of step.
   Bytes garbage = {0x3c, 0x66, 0x38, 0x00, 1, 2, 3};
   r = decode(std::span<const std::uint8_t>(garbage), v4);
-  REQUIRE(r.status == Status::bad);
+  REQUIRE(r.status == DecodeStatus::bad);
   CHECK(r.field == "command length");
   CHECK(r.offset == 0);
 
@@ -371,7 +371,7 @@ TEST_CASE("bad input names the field and its byte offset") {
   f.push_back(0);
   f.push_back(0);
   r = decode(std::span<const std::uint8_t>(f), dialect("v5"));
-  REQUIRE(r.status == Status::bad);
+  REQUIRE(r.status == DecodeStatus::bad);
   CHECK(r.field == "command frame length");
 }
 
@@ -382,10 +382,10 @@ TEST_CASE("unknown commands: v1-v4 report them and read on; v5 keeps step by fra
     encode_string("frobnicate", d, b);
     encode_string("Send Data 1D", d, b);
     Decoded r = decode(std::span<const std::uint8_t>(b), d);
-    REQUIRE(r.status == Status::message);
+    REQUIRE(r.status == DecodeStatus::message);
     CHECK(payload_of(r.message.command, d) == Payload::unknown);
     r = decode(std::span<const std::uint8_t>(b).subspan(r.consumed), d);
-    REQUIRE(r.status == Status::message);
+    REQUIRE(r.status == DecodeStatus::message);
     CHECK(r.message.command == "Send Data 1D");
   }
   // v5: an unknown command's payload (a float) arrives as an object of its own.
@@ -402,16 +402,16 @@ TEST_CASE("unknown commands: v1-v4 report them and read on; v5 keeps step by fra
   encode_string("Quit", v5, b);
   std::span<const std::uint8_t> s(b);
   Decoded r = decode(s, v5);
-  REQUIRE(r.status == Status::message);
+  REQUIRE(r.status == DecodeStatus::message);
   s = s.subspan(r.consumed);
   r = decode(s, v5);
-  REQUIRE(r.status == Status::message);
+  REQUIRE(r.status == DecodeStatus::message);
   CHECK(r.message.command.empty());
   REQUIRE(r.message.object);
   CHECK(r.message.object->scalar.as_double() == 3.0);
   s = s.subspan(r.consumed);
   r = decode(s, v5);
-  REQUIRE(r.status == Status::message);
+  REQUIRE(r.status == DecodeStatus::message);
   CHECK(r.message.command == "Quit");
 }
 

@@ -23,12 +23,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::uint64_t offset = 0;
   while (!buf.empty()) {
     Decoded r = decode(buf, d, lim, offset);
-    if (r.status != Status::message) break;
+    if (r.status != DecodeStatus::message) break;
     if (r.consumed == 0 || r.consumed > buf.size()) __builtin_trap();
     std::vector<std::uint8_t> again;
     encode(r.message, d, again);
     Decoded back = decode(std::span<const std::uint8_t>(again), d, Limits{});
-    if (back.status != Status::message || back.message.command != r.message.command) __builtin_trap();
+    if (back.status != DecodeStatus::message || back.message.command != r.message.command) __builtin_trap();
     buf = buf.subspan(r.consumed);
     offset += r.consumed;
   }

@@ -1,0 +1,292 @@
+#include "lib/pymodaq/connection.h"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "lib/net/net.h"
+
+namespace dl::pymodaq {
+
+namespace {
+constexpr std::size_t kReadSlice = 256u << 10;
+}
+
+Connection::Connection(Reactor& r, Fd fd, std::string peer, Dialect d, Limits limits, Callbacks cb)
+    : r_(r), fd_(std::move(fd)), peer_(std::move(peer)), dialect_(d), limits_(limits), cb_(std::move(cb)) {
+  watch_ = r_.watch(fd_.get(), POLLIN, [this](short ev) { on_io(ev); });
+}
+
+Connection::~Connection() {
+  *alive_ = false;
+  if (watch_) r_.unwatch(watch_);
+}
+
+void Connection::send(const Message& m) {
+  if (dead_ || closing_) return;
+  std::size_t before = out_.size();
+  encode(m, dialect_, out_);
+  out_total_ += out_.size() - before;
+  write_some();
+}
+
+void Connection::send_raw(const std::vector<std::uint8_t>& bytes) {
+  if (dead_ || closing_) return;
+  out_.insert(out_.end(), bytes.begin(), bytes.end());
+  out_total_ += bytes.size();
+  write_some();
+}
+
+void Connection::pause_reading(bool paused) {
+  if (paused_ == paused) return;
+  paused_ = paused;
+  update_events();
+  if (!paused_ && !dead_) {
+    // Whole messages may already be buffered: deliver them without waiting for new bytes.
+    auto alive = alive_;
+    decode_buffered();
+    if (!*alive) return;
+  }
+}
+
+void Connection::close_after_flush(std::function<void()> done) {
+  if (dead_) {
+    if (done) done();
+    return;
+  }
+  closing_ = true;
+  flushed_ = std::move(done);
+  if (pending() == 0) {
+    finish_close();
+    return;
+  }
+  update_events();
+}
+
+void Connection::finish_close() {
+  dead_ = true;
+  if (watch_) {
+    r_.unwatch(watch_);
+    watch_ = 0;
+  }
+  if (fd_.valid()) ::shutdown(fd_.get(), SHUT_WR);
+  fd_ = Fd();
+  if (auto f = std::move(flushed_)) f();
+}
+
+void Connection::update_events() {
+  if (!watch_) return;
+  short ev = 0;
+  if (!paused_ && !closing_ && !dead_) ev |= POLLIN;
+  if (pending() > 0) ev |= POLLOUT;
+  r_.set_events(watch_, ev);
+}
+
+void Connection::fail(Error e) {
+  if (dead_) return;
+  dead_ = true;
+  if (watch_) {
+    r_.unwatch(watch_);
+    watch_ = 0;
+  }
+  fd_ = Fd();
+  if (closing_) {
+    if (auto f = std::move(flushed_)) f();
+    return;
+  }
+  if (cb_.on_closed) cb_.on_closed(e);
+}
+
+void Connection::on_io(short revents) {
+  auto alive = alive_;
+  if (revents & POLLOUT) {
+    write_some();
+    if (!*alive || dead_) return;
+  }
+  if (revents & (POLLIN | POLLHUP | POLLERR)) {
+    if (closing_) {
+      if (pending() == 0) finish_close();
+      return;
+    }
+    if (!paused_) read_some();
+  }
+}
+
+void Connection::read_some() {
+  auto alive = alive_;
+  std::size_t budget = 4 * kReadSlice;  // then let other descriptors have a turn
+  while (!dead_ && !paused_ && budget > 0) {
+    std::size_t buffered = in_.size() - in_head_;
+    std::size_t want = std::max(kReadSlice, in_needed_ > buffered ? in_needed_ - buffered : 0);
+    if (in_head_ > 0 && (in_head_ >= in_.size() / 2 || in_.capacity() - in_.size() < want)) {
+      in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(in_head_));
+      in_head_ = 0;
+    }
+    std::size_t at = in_.size();
+    in_.resize(at + want);
+    ssize_t n = ::recv(fd_.get(), in_.data() + at, want, 0);
+    if (n < 0) {
+      in_.resize(at);
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      fail(errno_error(ErrorKind::disconnected, "read " + peer_, errno));
+      return;
+    }
+    in_.resize(at + static_cast<std::size_t>(n));
+    if (n == 0) {
+      std::size_t left = in_.size() - in_head_;
+      if (left == 0) {
+        fail(make_error(ErrorKind::disconnected, peer_, "connection closed by peer"));
+      } else {
+        Error e = make_error(ErrorKind::disconnected, peer_,
+                             fmt::format("connection closed in the middle of the message at byte {} ({} of {} bytes)",
+                                         in_offset_, left, std::max(in_needed_, left + 1)));
+        e.id = "truncated";
+        fail(e);
+      }
+      return;
+    }
+    budget -= std::min(budget, static_cast<std::size_t>(n));
+    decode_buffered();
+    if (!*alive) return;
+  }
+}
+
+void Connection::decode_buffered() {
+  auto alive = alive_;
+  while (!dead_ && !paused_ && !closing_) {
+    std::size_t buffered = in_.size() - in_head_;
+    if (buffered == 0 || buffered < in_needed_) return;
+    Decoded d = decode(std::span<const std::uint8_t>(in_.data() + in_head_, buffered), dialect_, limits_, in_offset_);
+    if (d.status == DecodeStatus::need_more) {
+      in_needed_ = d.needed;
+      return;
+    }
+    if (d.status == DecodeStatus::bad) {
+      fail(decode_error(d, "from " + peer_));
+      return;
+    }
+    std::uint64_t off = in_offset_;
+    in_head_ += d.consumed;
+    in_offset_ += d.consumed;
+    in_needed_ = 1;
+    if (in_head_ == in_.size()) {
+      in_.clear();
+      in_head_ = 0;
+    }
+    if (cb_.on_message) cb_.on_message(std::move(d.message), off, d.consumed);
+    if (!*alive) return;
+  }
+}
+
+void Connection::write_some() {
+  auto alive = alive_;
+  while (!dead_ && pending() > 0) {
+    ssize_t n = ::send(fd_.get(), out_.data() + out_head_, pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      fail(errno_error(ErrorKind::disconnected, "write " + peer_, errno));
+      return;
+    }
+    out_head_ += static_cast<std::size_t>(n);
+  }
+  if (dead_) return;
+  if (pending() == 0) {
+    out_.clear();
+    out_head_ = 0;
+  } else if (out_head_ > (1u << 20) && out_head_ > out_.size() / 2) {
+    out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_head_));
+    out_head_ = 0;
+  }
+  if (closing_ && pending() == 0) {
+    finish_close();
+    return;
+  }
+  update_events();
+  if (congested()) {
+    was_congested_ = true;
+  } else if (was_congested_ && pending() < kHighWater / 2) {
+    was_congested_ = false;
+    if (cb_.on_drained) cb_.on_drained();
+    if (!*alive) return;
+  }
+}
+
+// ------------------------------------------------------------------------------------ Dialer
+
+Dialer::Dialer(Reactor& r, Endpoint endpoint, double wait_s, std::function<void(Fd, std::string)> on_connected,
+               std::function<void(const Error&)> on_failed)
+    : r_(r), ep_(std::move(endpoint)), wait_s_(wait_s), on_connected_(std::move(on_connected)),
+      on_failed_(std::move(on_failed)), timer_(r, [this] { attempt(); }) {}
+
+Dialer::~Dialer() {
+  if (watch_) r_.unwatch(watch_);
+}
+
+void Dialer::start() {
+  deadline_ = deadline_after(Clock::now(), wait_s_);
+  backoff_.reset();
+  attempt();
+}
+
+void Dialer::attempt() {
+  // Names are resolved again on every attempt: the server may have moved.
+  auto addrs = resolve(ep_, false);
+  if (!addrs) {
+    retry_later(addrs.error());
+    return;
+  }
+  addrs_ = std::move(*addrs);
+  next_ = 0;
+  try_next_address();
+}
+
+void Dialer::try_next_address() {
+  while (next_ < addrs_.size()) {
+    const SocketAddress& a = addrs_[next_++];
+    auto fd = start_connect(a);
+    if (!fd) {
+      last_ = fd.error();
+      continue;
+    }
+    pending_ = std::move(*fd);
+    watch_ = r_.watch(pending_.get(), POLLOUT, [this, a](short) {
+      r_.unwatch(watch_);
+      watch_ = 0;
+      Status st = finish_connect(pending_.get(), a);
+      if (st) {
+        backoff_.reset();
+        Fd fd = std::move(pending_);
+        on_connected_(std::move(fd), a.to_string());
+        return;
+      }
+      pending_ = Fd();
+      last_ = st.error();
+      try_next_address();
+    });
+    return;
+  }
+  retry_later(last_);
+}
+
+void Dialer::retry_later(Error e) {
+  last_ = e;
+  auto now = Clock::now();
+  auto delay = backoff_.next();
+  if (now + delay > deadline_) {
+    if (now < deadline_) {
+      timer_.arm(deadline_);  // one last try at the deadline
+      deadline_ = now;        // and then give up
+      return;
+    }
+    on_failed_(last_);
+    return;
+  }
+  timer_.arm(now + delay);
+}
+
+}  // namespace dl::pymodaq
