@@ -36,7 +36,7 @@ class LineOut {
   void line(std::string s) {
     buf_ += s;
     buf_ += '\n';
-    if (buf_.size() > (1u << 20)) flush();
+    if (buf_.size() > (1u << 20)) (void)flush();  // a failure is kept and reported by the next flush()
   }
   Status flush() {
     std::size_t at = 0;
@@ -563,7 +563,11 @@ class ServerRole : public RoleBase {
  public:
   ServerRole(const EmuOptions& o, ToolContext& ctx)
       : RoleBase(o, ctx), out_(ctx.stdout_fd), wait_timer_(r_, [this] { no_client(); }),
-        linger_timer_(r_, [this] { finish(kExitOk, current()); }) {}
+        linger_timer_(r_, [this] { finish(kExitOk, current()); }),
+        sleep_timer_(r_, [this] {
+          sleeping_ = false;
+          pump_stdin();
+        }) {}
 
  private:
   struct Client {
@@ -677,6 +681,10 @@ class ServerRole : public RoleBase {
       if (cmd == "Done" && awaiting_data_ > 0) --awaiting_data_;
       if ((cmd == "move_done") && awaiting_move_ > 0) --awaiting_move_;
       if (cmd == "position_is" && awaiting_position_ > 0) --awaiting_position_;
+      if (syncing_ && !awaiting()) {
+        syncing_ = false;
+        pump_stdin();
+      }
       maybe_done();
     }
   }
@@ -734,21 +742,25 @@ class ServerRole : public RoleBase {
       return;
     }
     awaiting_data_ = awaiting_move_ = awaiting_position_ = 0;
+    syncing_ = false;
     if (in_watch_) {
       r_.unwatch(in_watch_);
       in_watch_ = 0;
     }
   }
 
+  bool awaiting() const { return awaiting_data_ || awaiting_move_ || awaiting_position_; }
+
   void maybe_done() {
     if (!stdin_eof_ || quit_sent_ || finishing_) return;
-    if (awaiting_data_ || awaiting_move_ || awaiting_position_) return;
+    if (awaiting()) return;
     finish(kExitOk, current());
   }
 
   // Reads stdin lines while a client is there to take them and its output is not congested.
   void pump_stdin() {
-    while (current() && !finishing_ && !quit_sent_ && !stdin_eof_ && !current()->congested()) {
+    while (current() && !finishing_ && !quit_sent_ && !stdin_eof_ && !syncing_ && !sleeping_ &&
+           !current()->congested()) {
       std::size_t nl = line_buf_.find('\n');
       if (nl != std::string::npos) {
         std::string line = line_buf_.substr(0, nl);
@@ -856,11 +868,20 @@ class ServerRole : public RoleBase {
       c->send(command_message("Quit"));
       quit_sent_ = true;
       linger_timer_.arm(deadline_after(Clock::now(), o_.linger_s));
+    } else if (verb == "sync") {
+      // Holds further lines until every command sent so far has had its reply.
+      syncing_ = awaiting();
+    } else if (verb == "sleep") {
+      char* end = nullptr;
+      double v = std::strtod(rest.c_str(), &end);
+      if (rest.empty() || end != rest.c_str() + rest.size() || !(v >= 0) || v > 86400) return bad("sleep takes seconds");
+      sleeping_ = true;
+      sleep_timer_.arm(deadline_after(Clock::now(), v));
     } else if (verb == "send") {
       if (rest.empty()) return bad("send takes a command string");
       c->send(command_message(rest));
     } else {
-      bad("unknown command '" + verb + "' (grab, move_abs, move_rel, home, position, stop, set_info, send, quit)");
+      bad("unknown command '" + verb + "' (grab, move_abs, move_rel, home, position, stop, set_info, send, sync, sleep, quit)");
     }
   }
 
@@ -870,11 +891,11 @@ class ServerRole : public RoleBase {
   std::optional<StdStream> in_;
   std::string line_buf_;
   std::uint64_t line_no_ = 0;
-  bool stdin_eof_ = false, quit_sent_ = false;
+  bool stdin_eof_ = false, quit_sent_ = false, syncing_ = false, sleeping_ = false;
   std::vector<std::shared_ptr<Client>> clients_, graveyard_;
   std::shared_ptr<Client> current_;
   std::unique_ptr<Timer> bury_timer_;
-  Timer wait_timer_, linger_timer_;
+  Timer wait_timer_, linger_timer_, sleep_timer_;
   std::string units_;
   std::uint64_t awaiting_data_ = 0, awaiting_move_ = 0, awaiting_position_ = 0;
 
