@@ -1,16 +1,18 @@
 #!/bin/bash
 # man_test: checks that the man pages document every option each tool's --help lists, and
 # that the EXIT STATUS section lists every exit code of the family.
-# Usage: tests/man_test.sh DLSEND DLRECV MANDIR
+# Usage: tests/man_test.sh TOOL... MANDIR
 #   e.g. tests/man_test.sh bazel-bin/tools/dlsend/dlsend bazel-bin/tools/dlrecv/dlrecv man
+# A tool with subcommands (pymodaq-emu) has each subcommand's --help checked too.
 # Prints what is missing and exits 1 if anything is.
 set -u
 
-if [ $# -ne 3 ]; then
-  echo "usage: $0 DLSEND DLRECV MANDIR" >&2
+if [ $# -lt 2 ]; then
+  echo "usage: $0 TOOL... MANDIR" >&2
   exit 2
 fi
-mandir=$3
+mandir=${!#}
+tools=("${@:1:$#-1}")
 exit_codes="0 1 2 3 4 5 6 7 8 130"
 missing=0
 
@@ -19,7 +21,7 @@ miss() {
   missing=1
 }
 
-for tool in "$1" "$2"; do
+for tool in "${tools[@]}"; do
   name=$(basename "$tool")
   page="$mandir/$name.1"
   if [ ! -x "$tool" ]; then
@@ -35,10 +37,15 @@ for tool in "$1" "$2"; do
     miss "$name: --help printed nothing"
     continue
   fi
+  subs=$(printf '%s\n' "$help" | awk '/^Subcommands:/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }')
+  for sub in $subs; do
+    help="$help
+$("$tool" "$sub" --help 2>&1)"
+  done
   # The page as plain text for matching: roff's \- is a plain hyphen here.
   text=$(sed -e 's/\\-/-/g' "$page")
 
-  longs=$(printf '%s\n' "$help" | grep -oE -- '--[a-z][a-z-]*' | sed 's/-*$//' | sort -u)
+  longs=$(printf '%s\n' "$help" | grep -oE -- '--[a-z][a-z0-9-]*' | sed 's/-*$//' | sort -u)
   shorts=$(printf '%s\n' "$help" | grep -oE -- '(^|[[:space:],])-[A-Za-z]([,[:space:]]|$)' |
            grep -oE -- '-[A-Za-z]' | sort -u)
   n=0

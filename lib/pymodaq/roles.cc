@@ -281,7 +281,13 @@ class GrabberRole : public ClientRole {
     stop_input();
   }
 
-  void on_drained() override { serve(); }
+  void on_drained() override {
+    if (push_blocked_) {
+      push_blocked_ = false;
+      push_tick();
+    }
+    serve();
+  }
 
   void on_command(Message&& m) override {
     const std::string& c = m.command;
@@ -310,8 +316,13 @@ class GrabberRole : public ClientRole {
 
   void push_tick() {
     if (!conn_ || finishing_) return;
-    // Unsolicited Done at --rate; a tick that finds the socket congested is skipped, not queued.
-    if (requests_.empty() && !conn_->congested()) {
+    // Unsolicited Done at --rate; while the socket is congested the ticks stop (no queue, no
+    // spinning) and resume from on_drained.
+    if (conn_->congested()) {
+      push_blocked_ = true;
+      return;
+    }
+    if (requests_.empty()) {
       requests_.push_back(o_.push_dim);
       serve();
     }
@@ -451,6 +462,7 @@ class GrabberRole : public ClientRole {
   std::uint64_t sent_ = 0;
   Timer push_timer_;
   Clock::time_point next_push_;
+  bool push_blocked_ = false;
   // --data
   Fd file_;
   std::optional<StdStream> in_;
