@@ -1,13 +1,10 @@
 #include "lib/pymodaq/connection.h"
 
 #include <fmt/format.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include "lib/net/net.h"
 
 namespace dl::pymodaq {
 
@@ -16,14 +13,14 @@ constexpr std::size_t kReadSlice = 256u << 10;
 }
 
 Connection::Connection(Reactor& r, Fd fd, std::string peer, Dialect d, Limits limits, Callbacks cb)
-    : r_(r), fd_(std::move(fd)), peer_(std::move(peer)), dialect_(d), limits_(limits), cb_(std::move(cb)) {
-  watch_ = r_.watch(fd_.get(), POLLIN, [this](short ev) { on_io(ev); });
+    : stream_(Stream::from_fd(r, std::move(fd))), peer_(std::move(peer)), dialect_(d), limits_(limits),
+      cb_(std::move(cb)) {
+  stream_->on_readable([this] { on_readable(); });
+  stream_->on_writable([this] { write_some(); });
+  stream_->want_read(true);
 }
 
-Connection::~Connection() {
-  *alive_ = false;
-  if (watch_) r_.unwatch(watch_);
-}
+Connection::~Connection() { *alive_ = false; }
 
 void Connection::send(const Message& m) {
   if (dead_ || closing_) return;
@@ -68,31 +65,21 @@ void Connection::close_after_flush(std::function<void()> done) {
 
 void Connection::finish_close() {
   dead_ = true;
-  if (watch_) {
-    r_.unwatch(watch_);
-    watch_ = 0;
-  }
-  if (fd_.valid()) ::shutdown(fd_.get(), SHUT_WR);
-  fd_ = Fd();
+  if (stream_) (void)stream_->shutdown_write();  // closing anyway: nothing to do about an error
+  stream_.reset();
   if (auto f = std::move(flushed_)) f();
 }
 
 void Connection::update_events() {
-  if (!watch_) return;
-  short ev = 0;
-  if (!paused_ && !closing_ && !dead_) ev |= POLLIN;
-  if (pending() > 0) ev |= POLLOUT;
-  r_.set_events(watch_, ev);
+  if (!stream_) return;
+  stream_->want_read(!paused_ && !closing_ && !dead_);
+  stream_->want_write(pending() > 0);
 }
 
 void Connection::fail(Error e) {
   if (dead_) return;
   dead_ = true;
-  if (watch_) {
-    r_.unwatch(watch_);
-    watch_ = 0;
-  }
-  fd_ = Fd();
+  stream_.reset();
   if (closing_) {
     if (auto f = std::move(flushed_)) f();
     return;
@@ -100,19 +87,12 @@ void Connection::fail(Error e) {
   if (cb_.on_closed) cb_.on_closed(e);
 }
 
-void Connection::on_io(short revents) {
-  auto alive = alive_;
-  if (revents & POLLOUT) {
-    write_some();
-    if (!*alive || dead_) return;
+void Connection::on_readable() {
+  if (closing_) {
+    if (pending() == 0) finish_close();
+    return;
   }
-  if (revents & (POLLIN | POLLHUP | POLLERR)) {
-    if (closing_) {
-      if (pending() == 0) finish_close();
-      return;
-    }
-    if (!paused_) read_some();
-  }
+  if (!paused_) read_some();
 }
 
 void Connection::read_some() {
@@ -127,7 +107,7 @@ void Connection::read_some() {
     }
     std::size_t at = in_.size();
     in_.resize(at + want);
-    ssize_t n = ::recv(fd_.get(), in_.data() + at, want, 0);
+    ssize_t n = stream_->read(in_.data() + at, want);
     if (n < 0) {
       in_.resize(at);
       if (errno == EINTR) continue;
@@ -185,7 +165,7 @@ void Connection::decode_buffered() {
 void Connection::write_some() {
   auto alive = alive_;
   while (!dead_ && pending() > 0) {
-    ssize_t n = ::send(fd_.get(), out_.data() + out_head_, pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = stream_->write(out_.data() + out_head_, pending());
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -214,79 +194,6 @@ void Connection::write_some() {
     if (cb_.on_drained) cb_.on_drained();
     if (!*alive) return;
   }
-}
-
-// ------------------------------------------------------------------------------------ Dialer
-
-Dialer::Dialer(Reactor& r, Endpoint endpoint, double wait_s, std::function<void(Fd, std::string)> on_connected,
-               std::function<void(const Error&)> on_failed)
-    : r_(r), ep_(std::move(endpoint)), wait_s_(wait_s), on_connected_(std::move(on_connected)),
-      on_failed_(std::move(on_failed)), timer_(r, [this] { attempt(); }) {}
-
-Dialer::~Dialer() {
-  if (watch_) r_.unwatch(watch_);
-}
-
-void Dialer::start() {
-  deadline_ = deadline_after(Clock::now(), wait_s_);
-  backoff_.reset();
-  attempt();
-}
-
-void Dialer::attempt() {
-  // Names are resolved again on every attempt: the server may have moved.
-  auto addrs = resolve(ep_, false);
-  if (!addrs) {
-    retry_later(addrs.error());
-    return;
-  }
-  addrs_ = std::move(*addrs);
-  next_ = 0;
-  try_next_address();
-}
-
-void Dialer::try_next_address() {
-  while (next_ < addrs_.size()) {
-    const SocketAddress& a = addrs_[next_++];
-    auto fd = start_connect(a);
-    if (!fd) {
-      last_ = fd.error();
-      continue;
-    }
-    pending_ = std::move(*fd);
-    watch_ = r_.watch(pending_.get(), POLLOUT, [this, a](short) {
-      r_.unwatch(watch_);
-      watch_ = 0;
-      Status st = finish_connect(pending_.get(), a);
-      if (st) {
-        backoff_.reset();
-        Fd fd = std::move(pending_);
-        on_connected_(std::move(fd), a.to_string());
-        return;
-      }
-      pending_ = Fd();
-      last_ = st.error();
-      try_next_address();
-    });
-    return;
-  }
-  retry_later(last_);
-}
-
-void Dialer::retry_later(Error e) {
-  last_ = e;
-  auto now = Clock::now();
-  auto delay = backoff_.next();
-  if (now + delay > deadline_) {
-    if (now < deadline_) {
-      timer_.arm(deadline_);  // one last try at the deadline
-      deadline_ = now;        // and then give up
-      return;
-    }
-    on_failed_(last_);
-    return;
-  }
-  timer_.arm(now + delay);
 }
 
 }  // namespace dl::pymodaq

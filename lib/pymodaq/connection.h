@@ -7,7 +7,7 @@
 // flat by asking congested() before queueing more and waiting for on_drained (backpressure,
 // not an unbounded queue). Input is bounded by Limits: a message announcing more is an error.
 //
-// It is not: dialing or accepting (dial.h-style helpers below), nor who says what when (roles).
+// It is not: dialing or accepting (dl::Connector, dl::Acceptor), nor who says what when (roles).
 #pragma once
 
 #include <cstdint>
@@ -16,12 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "lib/base/backoff.h"
 #include "lib/base/error.h"
 #include "lib/base/fd.h"
 #include "lib/codec/pymodaq_codec.h"
-#include "lib/net/endpoint.h"
 #include "lib/net/reactor.h"
+#include "lib/net/stream.h"
 
 namespace dl::pymodaq {
 
@@ -71,7 +70,7 @@ class Connection {
   // Stops reading, writes everything queued, then closes the socket and calls `done` (also on a
   // write error). Messages still arriving are dropped.
   void close_after_flush(std::function<void()> done);
-  bool open() const { return fd_.valid(); }
+  bool open() const { return stream_ != nullptr; }
   const std::string& peer() const { return peer_; }
   std::uint64_t bytes_in() const { return in_offset_; }
   std::uint64_t bytes_out() const { return out_total_; }
@@ -79,7 +78,7 @@ class Connection {
   static constexpr std::size_t kHighWater = 8u << 20;
 
  private:
-  void on_io(short revents);
+  void on_readable();
   void read_some();
   void decode_buffered();
   void write_some();
@@ -87,13 +86,11 @@ class Connection {
   void fail(Error e);
   void finish_close();
 
-  Reactor& r_;
-  Fd fd_;
+  std::unique_ptr<Stream> stream_;
   std::string peer_;
   Dialect dialect_;
   Limits limits_;
   Callbacks cb_;
-  Reactor::Id watch_ = 0;
   InBuffer in_;
   std::size_t in_head_ = 0;       // first undecoded byte in in_
   std::size_t in_needed_ = 1;     // decode again once this many bytes are buffered
@@ -104,36 +101,6 @@ class Connection {
   bool paused_ = false, was_congested_ = false, closing_ = false, dead_ = false;
   std::function<void()> flushed_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-};
-
-// Dials `endpoint` (TCP) with backoff until connected or `wait_s` seconds have passed (0: one
-// attempt per resolved address; inf: forever). Resolving blocks briefly; the connects do not.
-// Calls exactly one of on_connected / on_failed (errors: resolve, connect) from the reactor.
-class Dialer {
- public:
-  Dialer(Reactor& r, Endpoint endpoint, double wait_s, std::function<void(Fd, std::string)> on_connected,
-         std::function<void(const Error&)> on_failed);
-  ~Dialer();
-  void start();
-
- private:
-  void attempt();
-  void try_next_address();
-  void retry_later(Error e);
-
-  Reactor& r_;
-  Endpoint ep_;
-  Clock::time_point deadline_;
-  double wait_s_;
-  std::function<void(Fd, std::string)> on_connected_;
-  std::function<void(const Error&)> on_failed_;
-  Backoff backoff_;
-  std::vector<SocketAddress> addrs_;
-  std::size_t next_ = 0;
-  Fd pending_;
-  Reactor::Id watch_ = 0;
-  Timer timer_;
-  Error last_;
 };
 
 }  // namespace dl::pymodaq

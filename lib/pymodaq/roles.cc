@@ -14,8 +14,10 @@
 #include <sstream>
 
 #include "lib/base/clock.h"
+#include "lib/net/acceptor.h"
+#include "lib/net/connector.h"
 #include "lib/net/net.h"
-#include "lib/net/stdio_stream.h"
+#include "lib/net/stream.h"
 #include "lib/pymodaq/array_input.h"
 #include "lib/pymodaq/connection.h"
 #include "lib/pymodaq/json.h"
@@ -158,10 +160,23 @@ class ClientRole : public RoleBase {
       fail(make_error(ErrorKind::usage, o_.endpoint, "PyMoDAQ speaks TCP only"));
       return;
     }
-    dialer_ = std::make_unique<Dialer>(
-        r_, *ep, o_.wait_s, [this](Fd fd, std::string peer) { connected(std::move(fd), std::move(peer)); },
-        [this](const Error& e) { fail(e); });
-    dialer_->start();
+    endpoint_ = *ep;
+    dial();
+  }
+
+  // Dials with backoff until --wait has passed (0: one round), again after every disconnect.
+  void dial() {
+    ConnectorOptions co;
+    co.deadline = deadline_after(Clock::now(), o_.wait_s);
+    co.fail_fast_on_resolve = o_.wait_s <= 0;
+    connector_ = std::make_unique<Connector>(r_, endpoint_, co, [this](Result<Connected> c) {
+      if (!c) {
+        fail(c.error());
+        return;
+      }
+      connected(std::move(c->fd), c->peer.to_string());
+    });
+    connector_->start();
   }
 
   Connection* connection() override { return conn_.get(); }
@@ -207,7 +222,7 @@ class ClientRole : public RoleBase {
     if (finishing_) return;
     if (o_.wait_s > 0) {
       info(e.message() + "; reconnecting");
-      dialer_->start();
+      dial();
       return;
     }
     fail(e);
@@ -224,7 +239,8 @@ class ClientRole : public RoleBase {
   std::unique_ptr<Connection> conn_;
   std::vector<std::unique_ptr<Connection>> dead_;
   std::unique_ptr<Timer> cleanup_;
-  std::unique_ptr<Dialer> dialer_;
+  Endpoint endpoint_;
+  std::unique_ptr<Connector> connector_;
 };
 
 // ------------------------------------------------------------------------------------ grabber
@@ -253,16 +269,20 @@ class GrabberRole : public ClientRole {
   void start() override {
     t0_ = Clock::now();
     if (!o_.data.empty()) {
-      int fd = ctx_.stdin_fd;
-      if (o_.data != "-") {
-        fd = ::open(o_.data.c_str(), O_RDONLY | O_CLOEXEC);
+      if (o_.data == "-") {
+        in_ = Stream::from_inherited(r_, ctx_.stdin_fd, false);
+      } else {
+        int fd = ::open(o_.data.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
           fail(errno_error(ErrorKind::io, "--data " + o_.data, errno));
           return;
         }
-        file_ = Fd(fd);
+        in_ = Stream::from_fd(r_, Fd(fd));
       }
-      in_ = StdStream::adopt(fd, false);
+      in_->on_readable([this] {
+        stop_input();
+        serve();
+      });
     }
     ClientRole::start();
   }
@@ -445,15 +465,10 @@ class GrabberRole : public ClientRole {
   }
 
   void start_input() {
-    if (in_watch_ || !in_) return;
-    in_watch_ = r_.watch(in_->poll_fd(), POLLIN, [this](short) {
-      stop_input();
-      serve();
-    });
+    if (in_) in_->want_read(true);
   }
   void stop_input() {
-    if (in_watch_) r_.unwatch(in_watch_);
-    in_watch_ = 0;
+    if (in_) in_->want_read(false);
   }
 
   Synth synth_;
@@ -464,9 +479,7 @@ class GrabberRole : public ClientRole {
   Clock::time_point next_push_;
   bool push_blocked_ = false;
   // --data
-  Fd file_;
-  std::optional<StdStream> in_;
-  Reactor::Id in_watch_ = 0;
+  std::unique_ptr<Stream> in_;
   InBuffer buf_;
   std::size_t head_ = 0, needed_ = 1;
   std::uint64_t offset_ = 0;
@@ -604,23 +617,26 @@ class ServerRole : public RoleBase {
       fail(l.error());
       return;
     }
-    listener_ = std::move(*l);
-    std::uint16_t port = port_of(listener_.local);
+    local_ = l->local;
+    std::uint16_t port = port_of(local_);
     if (!o_.port_file.empty()) {
       if (auto st = write_port_file(o_.port_file, port); !st) {
         fail(st.error());
         return;
       }
     }
-    if (ep->port == 0 && o_.port_file.empty()) info("listening on " + listener_.local.to_string());
-    else debug("listening on " + listener_.local.to_string());
-    accept_watch_ = r_.watch(listener_.fd.get(), POLLIN, [this](short) { accept_all(); });
-    in_ = StdStream::adopt(ctx_.stdin_fd, false);
+    if (ep->port == 0 && o_.port_file.empty()) info("listening on " + local_.to_string());
+    else debug("listening on " + local_.to_string());
+    acceptor_ = std::make_unique<Acceptor>(
+        r_, std::move(*l), AcceptorOptions{}, [this](Accepted a) { accepted(std::move(a)); },
+        [this](const Error& e, const SocketAddress*) { debug(e.message()); });
+    in_ = Stream::from_inherited(r_, ctx_.stdin_fd, false);
+    in_->on_readable([this] { pump_stdin(); });
     if (std::isfinite(o_.wait_s) && o_.wait_s > 0) wait_timer_.arm(deadline_after(Clock::now(), o_.wait_s));
   }
 
   void no_client() {
-    if (!current_) fail(make_error(ErrorKind::timeout, "listen " + listener_.local.to_string(),
+    if (!current_) fail(make_error(ErrorKind::timeout, "listen " + local_.to_string(),
                                    fmt::format("no {} connected within {} s", o_.expect, o_.wait_s)));
   }
 
@@ -633,27 +649,18 @@ class ServerRole : public RoleBase {
     out_.line(std::move(s));
   }
 
-  void accept_all() {
-    for (;;) {
-      SocketAddress peer;
-      auto fd = accept_one(listener_.fd.get(), &peer);
-      if (!fd) {
-        info(fd.error().message());
-        return;
-      }
-      if (!fd->valid()) return;
-      if (finishing_) continue;  // dropped: we are on our way out
-      auto c = std::make_shared<Client>();
-      std::string name = peer.to_string();
-      Client* raw = c.get();
-      Connection::Callbacks cb;
-      cb.on_message = [this, raw](Message&& m, std::uint64_t off, std::size_t size) { on_message(raw, std::move(m), off, size); };
-      cb.on_closed = [this, raw](const Error& e) { on_closed(raw, e); };
-      cb.on_drained = [this] { pump_stdin(); };
-      c->conn = std::make_unique<Connection>(r_, std::move(*fd), name, o_.dialect, o_.limits, cb);
-      clients_.push_back(c);
-      event("connected", name);
-    }
+  void accepted(Accepted a) {
+    if (finishing_) return;  // dropped: we are on our way out
+    auto c = std::make_shared<Client>();
+    std::string name = a.peer.to_string();
+    Client* raw = c.get();
+    Connection::Callbacks cb;
+    cb.on_message = [this, raw](Message&& m, std::uint64_t off, std::size_t size) { on_message(raw, std::move(m), off, size); };
+    cb.on_closed = [this, raw](const Error& e) { on_closed(raw, e); };
+    cb.on_drained = [this] { pump_stdin(); };
+    c->conn = std::make_unique<Connection>(r_, std::move(a.fd), name, o_.dialect, o_.limits, cb);
+    clients_.push_back(c);
+    event("connected", name);
   }
 
   void on_message(Client* c, Message&& m, std::uint64_t off, std::size_t size) {
@@ -755,10 +762,7 @@ class ServerRole : public RoleBase {
     }
     awaiting_data_ = awaiting_move_ = awaiting_position_ = 0;
     syncing_ = false;
-    if (in_watch_) {
-      r_.unwatch(in_watch_);
-      in_watch_ = 0;
-    }
+    in_->want_read(false);
   }
 
   bool awaiting() const { return awaiting_data_ || awaiting_move_ || awaiting_position_; }
@@ -790,7 +794,7 @@ class ServerRole : public RoleBase {
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          if (!in_watch_) in_watch_ = r_.watch(in_->poll_fd(), POLLIN, [this](short) { pump_stdin(); });
+          in_->want_read(true);
           return;
         }
         fail(errno_error(ErrorKind::io, "stdin", errno), current());
@@ -804,19 +808,13 @@ class ServerRole : public RoleBase {
           command(line);
         }
         stdin_eof_ = true;
-        if (in_watch_) {
-          r_.unwatch(in_watch_);
-          in_watch_ = 0;
-        }
+        in_->want_read(false);
         maybe_done();
         return;
       }
       line_buf_.append(buf, static_cast<std::size_t>(n));
     }
-    if (in_watch_) {
-      r_.unwatch(in_watch_);
-      in_watch_ = 0;
-    }
+    if (in_) in_->want_read(false);
   }
 
   void command(const std::string& raw) {
@@ -898,9 +896,10 @@ class ServerRole : public RoleBase {
   }
 
   LineOut out_;
-  Listener listener_;
-  Reactor::Id accept_watch_ = 0, in_watch_ = 0, flush_hook_ = 0;
-  std::optional<StdStream> in_;
+  SocketAddress local_;
+  std::unique_ptr<Acceptor> acceptor_;
+  Reactor::Id flush_hook_ = 0;
+  std::unique_ptr<Stream> in_;
   std::string line_buf_;
   std::uint64_t line_no_ = 0;
   bool stdin_eof_ = false, quit_sent_ = false, syncing_ = false, sleeping_ = false;
@@ -915,8 +914,6 @@ class ServerRole : public RoleBase {
   ~ServerRole() override {
     (void)out_.flush();
     if (flush_hook_) r_.remove_before_poll(flush_hook_);
-    if (accept_watch_) r_.unwatch(accept_watch_);
-    if (in_watch_) r_.unwatch(in_watch_);
   }
 };
 
