@@ -13,28 +13,34 @@ constexpr std::size_t kReadSlice = 256u << 10;
 }
 
 Connection::Connection(Reactor& r, Fd fd, std::string peer, Dialect d, Limits limits, Callbacks cb)
-    : stream_(Stream::from_fd(r, std::move(fd))), peer_(std::move(peer)), dialect_(d), limits_(limits),
+    : r_(r), stream_(Stream::from_fd(r, std::move(fd))), peer_(std::move(peer)), dialect_(d), limits_(limits),
       cb_(std::move(cb)) {
   stream_->on_readable([this] { on_readable(); });
   stream_->on_writable([this] { write_some(); });
   stream_->want_read(true);
+  flush_hook_ = r_.before_poll([this] {
+    if (pending() > 0 && !dead_) write_some();
+  });
 }
 
-Connection::~Connection() { *alive_ = false; }
+Connection::~Connection() {
+  *alive_ = false;
+  r_.remove_before_poll(flush_hook_);
+}
 
 void Connection::send(const Message& m) {
   if (dead_ || closing_) return;
   std::size_t before = out_.size();
   encode(m, dialect_, out_);
   out_total_ += out_.size() - before;
-  write_some();
+  if (pending() >= kHighWater) write_some();  // else before the reactor waits
 }
 
 void Connection::send_raw(const std::vector<std::uint8_t>& bytes) {
   if (dead_ || closing_) return;
   out_.insert(out_.end(), bytes.begin(), bytes.end());
   out_total_ += bytes.size();
-  write_some();
+  if (pending() >= kHighWater) write_some();
 }
 
 void Connection::pause_reading(bool paused) {

@@ -59,7 +59,8 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Queues one whole message. Never blocks; write errors surface through on_closed.
+  // Queues one whole message; it is written before the reactor next waits (so a burst of small
+  // commands leaves in one write). Never blocks; write errors surface through on_closed.
   void send(const Message& m);
   // Queues bytes that already hold whole messages (the same encoding, built by the caller).
   void send_raw(const std::vector<std::uint8_t>& bytes);
@@ -86,6 +87,8 @@ class Connection {
   void fail(Error e);
   void finish_close();
 
+  Reactor& r_;
+  Reactor::Id flush_hook_ = 0;
   std::unique_ptr<Stream> stream_;
   std::string peer_;
   Dialect dialect_;

@@ -149,6 +149,8 @@ class ClientRole : public RoleBase {
   virtual void on_connected() {}
   virtual void on_disconnected() {}
   virtual void on_drained() {}
+  // No request waiting for an answer (Quit may end the run).
+  virtual bool idle() const { return true; }
 
   void start() override {
     auto ep = dial_endpoint(o_.endpoint);
@@ -198,8 +200,11 @@ class ClientRole : public RoleBase {
 
   void handle(Message&& m) {
     if (m.command == "Quit") {
+      // Commands are answered in order: what was asked before Quit is still answered.
       debug("Quit received");
-      finish(kExitOk, conn_.get());
+      quit_received_ = true;
+      conn_->pause_reading(true);
+      if (idle()) finish(kExitOk, conn_.get());
       return;
     }
     if (m.command.empty()) {
@@ -218,6 +223,7 @@ class ClientRole : public RoleBase {
     dead_.push_back(std::move(conn_));
     cleanup_ = std::make_unique<Timer>(r_, [this] { dead_.clear(); });
     cleanup_->arm(Clock::now());
+    quit_received_ = false;
     on_disconnected();
     if (finishing_) return;
     if (o_.wait_s > 0) {
@@ -239,6 +245,7 @@ class ClientRole : public RoleBase {
   std::unique_ptr<Connection> conn_;
   std::vector<std::unique_ptr<Connection>> dead_;
   std::unique_ptr<Timer> cleanup_;
+  bool quit_received_ = false;
   Endpoint endpoint_;
   std::unique_ptr<Connector> connector_;
 };
@@ -373,9 +380,16 @@ class GrabberRole : public ClientRole {
         return;
       }
     }
+    if (!conn_ || finishing_) return;
+    if (quit_received_) {
+      if (requests_.empty()) finish(kExitOk, conn_.get());
+      return;
+    }
     // A flood of requests waits in the kernel rather than in our queue.
-    if (conn_) conn_->pause_reading(requests_.size() > 16 || conn_->congested());
+    conn_->pause_reading(requests_.size() > 16 || conn_->congested());
   }
+
+  bool idle() const override { return requests_.empty(); }
 
   std::optional<Dte> next_frame(const std::string& dim) {
     double now = unix_now();
@@ -704,6 +718,9 @@ class ServerRole : public RoleBase {
         syncing_ = false;
         pump_stdin();
       }
+      if (quit_sent_ && !awaiting() && !linger_timer_.armed()) {
+        linger_timer_.arm(deadline_after(Clock::now(), o_.linger_s));
+      }
       maybe_done();
     }
   }
@@ -877,7 +894,8 @@ class ServerRole : public RoleBase {
     } else if (verb == "quit" || verb == "Quit") {
       c->send(command_message("Quit"));
       quit_sent_ = true;
-      linger_timer_.arm(deadline_after(Clock::now(), o_.linger_s));
+      // The client answers what came before Quit first; the linger starts once it has.
+      if (!awaiting()) linger_timer_.arm(deadline_after(Clock::now(), o_.linger_s));
     } else if (verb == "sync") {
       // Holds further lines until every command sent so far has had its reply.
       syncing_ = awaiting();
