@@ -259,6 +259,16 @@ class ServerGrabberTest(EmuTest):
         self.assertEqual(g.wait(), EXIT_PROTOCOL)
         self.assertIn("at byte 28", g.err())  # 12-byte header + 16 data bytes
 
+    def test_v1_has_no_send_data_nd(self):
+        s, port = self.server("grabber", "v1")
+        g = self.start(["grabber", "127.0.0.1:%d" % port, "--dialect", "v1", "--shape-2d", "2x2"])
+        s.expect_command("Infos")
+        s.send("grab ND\nsend Send Data ND\ngrab 2D\nquit\n")
+        self.assertEqual(s.expect_command("Done")["data"][0]["dim"], "Data2D")
+        self.assertEqual(g.wait(), EXIT_OK)
+        self.assertIn("has no Send Data ND", s.err() if s.wait() == 0 else "")
+        self.assertIn("'Send Data ND' is not in", g.err())
+
     def test_v1_cannot_carry_nd_from_stdin(self):
         s, port = self.server("grabber", "v1")
         g = self.start(["grabber", "127.0.0.1:%d" % port, "--dialect", "v1", "--data", "-"])

@@ -319,6 +319,10 @@ class GrabberRole : public ClientRole {
   void on_command(Message&& m) override {
     const std::string& c = m.command;
     if (c.rfind("Send Data ", 0) == 0) {
+      if (c == "Send Data ND" && o_.dialect.gen == Generation::v1) {
+        info("'Send Data ND' is not in PyMoDAQ 1.6-2.0.0's command list (ignored)");
+        return;
+      }
       requests_.push_back(c.substr(10));
       serve();
       return;
@@ -708,6 +712,10 @@ class ServerRole : public RoleBase {
     } else if (m.command == "Quit") {
       drop(c, "client sent Quit");
       return;
+    } else if ((m.command == "x_axis" || m.command == "y_axis") &&
+               (o_.dialect.gen == Generation::v4 || o_.dialect.gen == Generation::v5)) {
+      drop(c, m.command + " is deprecated from PyMoDAQ 4.1 on (the plugin drops the client)");
+      return;
     }
     if (c == current_.get()) {
       const std::string& cmd = m.command;
@@ -849,6 +857,7 @@ class ServerRole : public RoleBase {
     if (verb == "grab") {
       std::string dim = rest.empty() ? "2D" : rest;
       if (dim != "0D" && dim != "1D" && dim != "2D" && dim != "ND") return bad("grab takes 0D, 1D, 2D or ND");
+      if (dim == "ND" && o_.dialect.gen == Generation::v1) return bad("v1 (PyMoDAQ 1.6-2.0.0) has no Send Data ND");
       c->send(command_message("Send Data " + dim));
       ++awaiting_data_;
     } else if (verb == "move_abs" || verb == "move_rel" || verb == "abs" || verb == "rel") {
