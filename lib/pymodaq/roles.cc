@@ -420,7 +420,7 @@ class GrabberRole : public ClientRole {
     d.timestamp = now;
     d.name = o_.name;
     Dwa w;
-    w.cls = "DataFromPlugins";
+    w.cls = "DataRaw";  // as in the data PyMoDAQ itself encoded (testdata/pymodaq)
     w.timestamp = now;
     w.name = o_.name;
     w.origin = o_.name;

@@ -76,7 +76,7 @@ Dte Synth::frame(std::string_view dim, double t, double timestamp, const std::st
   std::size_t planes = n / (rows * cols);
 
   Dwa w;
-  w.cls = "DataFromPlugins";
+  w.cls = "DataRaw";  // as in the data PyMoDAQ itself encoded (testdata/pymodaq)
   w.timestamp = timestamp;
   w.name = name;
   w.origin = name;

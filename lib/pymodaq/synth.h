@@ -35,7 +35,7 @@ class Synth {
  public:
   explicit Synth(SynthConfig c);
   // One frame for "0D", "1D", "2D" or "ND" at `t` seconds since start; `name` names the
-  // DataToExport and its DataFromPlugins (origin too, as a DTE sets it), stamped `timestamp`.
+  // DataToExport and its DataRaw (origin too, as a DTE sets it), stamped `timestamp`.
   Dte frame(std::string_view dim, double t, double timestamp, const std::string& name);
   const SynthConfig& config() const { return config_; }
 
