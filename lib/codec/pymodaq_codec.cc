@@ -286,7 +286,7 @@ struct Reader {
     if (len == 0 || dt.itemsize == 0 || len % dt.itemsize != 0) {
       bad("bad-shape", field + " nbytes", at, fmt::format("{} bytes for items of {}", len, dt.itemsize));
     }
-    s.bytes = bytes(len, field, at);
+    s.bytes = bytes(len, field + " nbytes", at);
     return s;
   }
   void array_body(Array& a, const DType& dt, std::uint64_t nbytes, std::size_t nbytes_at, const std::string& field) {
