@@ -30,16 +30,25 @@ Connection::~Connection() {
 
 void Connection::send(const Message& m) {
   if (dead_ || closing_) return;
-  std::size_t before = out_.size();
-  encode(m, dialect_, out_);
-  out_total_ += out_.size() - before;
+  // Reserve the whole message up front: a 2 MiB frame is copied once, not regrown.
+  std::size_t hint = 4096;
+  if (m.data)
+    for (const auto& w : m.data->data)
+      for (const auto& a : w.data) hint += a.bytes.size() + 64;
+  std::vector<std::uint8_t> buf;
+  buf.reserve(hint);
+  encode(m, dialect_, buf);
+  out_total_ += buf.size();
+  out_pending_ += buf.size();
+  out_.push_back(std::move(buf));
   if (pending() >= kHighWater) write_some();  // else before the reactor waits
 }
 
 void Connection::send_raw(const std::vector<std::uint8_t>& bytes) {
   if (dead_ || closing_) return;
-  out_.insert(out_.end(), bytes.begin(), bytes.end());
+  out_.push_back(bytes);
   out_total_ += bytes.size();
+  out_pending_ += bytes.size();
   if (pending() >= kHighWater) write_some();
 }
 
@@ -171,23 +180,34 @@ void Connection::decode_buffered() {
 void Connection::write_some() {
   auto alive = alive_;
   while (!dead_ && pending() > 0) {
-    ssize_t n = stream_->write(out_.data() + out_head_, pending());
+    iovec iov[64];
+    int cnt = 0;
+    for (auto it = out_.begin(); it != out_.end() && cnt < 64; ++it, ++cnt) {
+      std::size_t skip = cnt == 0 ? out_head_ : 0;
+      iov[cnt].iov_base = it->data() + skip;
+      iov[cnt].iov_len = it->size() - skip;
+    }
+    ssize_t n = stream_->writev(iov, cnt);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       fail(errno_error(ErrorKind::disconnected, "write " + peer_, errno));
       return;
     }
-    out_head_ += static_cast<std::size_t>(n);
+    std::size_t done = static_cast<std::size_t>(n);
+    out_pending_ -= done;
+    while (done > 0) {
+      std::size_t left = out_.front().size() - out_head_;
+      if (done < left) {
+        out_head_ += done;
+        break;
+      }
+      done -= left;
+      out_.pop_front();
+      out_head_ = 0;
+    }
   }
   if (dead_) return;
-  if (pending() == 0) {
-    out_.clear();
-    out_head_ = 0;
-  } else if (out_head_ > (1u << 20) && out_head_ > out_.size() / 2) {
-    out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_head_));
-    out_head_ = 0;
-  }
   if (closing_ && pending() == 0) {
     finish_close();
     return;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -65,7 +66,7 @@ class Connection {
   // Queues bytes that already hold whole messages (the same encoding, built by the caller).
   void send_raw(const std::vector<std::uint8_t>& bytes);
   bool congested() const { return pending() >= kHighWater; }
-  std::size_t pending() const { return out_.size() - out_head_; }
+  std::size_t pending() const { return out_pending_; }
   // Stops (or resumes) reading: input waits in the kernel, which pushes back on the peer.
   void pause_reading(bool paused);
   // Stops reading, writes everything queued, then closes the socket and calls `done` (also on a
@@ -98,8 +99,10 @@ class Connection {
   std::size_t in_head_ = 0;       // first undecoded byte in in_
   std::size_t in_needed_ = 1;     // decode again once this many bytes are buffered
   std::uint64_t in_offset_ = 0;   // stream offset of in_[in_head_]
-  std::vector<std::uint8_t> out_;
-  std::size_t out_head_ = 0;
+  // Whole encoded messages, oldest first; written with writev, never moved once queued.
+  std::deque<std::vector<std::uint8_t>> out_;
+  std::size_t out_head_ = 0;      // bytes of out_.front() already written
+  std::size_t out_pending_ = 0;
   std::uint64_t out_total_ = 0;
   bool paused_ = false, was_congested_ = false, closing_ = false, dead_ = false;
   std::function<void()> flushed_;

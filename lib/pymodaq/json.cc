@@ -39,14 +39,32 @@ void array(std::string& out, const Array& a, bool full) {
     double mn = INFINITY, mx = -INFINITY, sum = 0;
     if (dt->kind == 'f' && dt->itemsize == 8 && !dt->big_endian()) {
       // The common case (and the benchmark's): native doubles, no per-element decoding.
+      // Four independent chains, so the adds and compares pipeline.
       const char* p = a.bytes.data();
-      for (std::size_t i = 0; i < n; ++i) {
+      double lo[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, hi[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+      double acc[4] = {0, 0, 0, 0};
+      std::size_t i = 0;
+      for (; i + 4 <= n; i += 4) {
+        double v[4];
+        std::memcpy(v, p + 8 * i, 32);
+        for (int k = 0; k < 4; ++k) {
+          lo[k] = v[k] < lo[k] ? v[k] : lo[k];
+          hi[k] = v[k] > hi[k] ? v[k] : hi[k];
+          acc[k] += v[k];
+        }
+      }
+      for (; i < n; ++i) {
         double v;
         std::memcpy(&v, p + 8 * i, 8);
-        mn = std::min(mn, v);
-        mx = std::max(mx, v);
-        sum += v;
+        lo[0] = std::min(lo[0], v);
+        hi[0] = std::max(hi[0], v);
+        acc[0] += v;
       }
+      for (int k = 0; k < 4; ++k) {
+        mn = std::min(mn, lo[k]);
+        mx = std::max(mx, hi[k]);
+      }
+      sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     } else {
       for (std::size_t i = 0; i < n; ++i) {
         double v = a.at(i, *dt);
