@@ -92,12 +92,18 @@ class RoleBase {
     if (finishing_) return;
     finishing_ = true;
     if (!conn || !conn->open()) {
-      code_ = code;
+      end(code);
       return;
     }
-    finish_timer_ = std::make_unique<Timer>(r_, [this, code] { code_ = code; });
+    finish_timer_ = std::make_unique<Timer>(r_, [this, code] { end(code); });
     finish_timer_->arm(deadline_after(Clock::now(), 5));
-    conn->close_after_flush([this, code] { code_ = code; });
+    conn->close_after_flush([this, code] { end(code); });
+  }
+  // The run ends with `code`. It may be decided in a before-poll hook, so the reactor is woken
+  // rather than left to sleep until some later event.
+  void end(int code) {
+    if (code_ < 0) code_ = code;
+    r_.wake();
   }
   void fail(const Error& e, Connection* conn = nullptr) {
     if (finishing_) return;
@@ -114,7 +120,7 @@ class RoleBase {
   virtual Connection* connection() { return nullptr; }
   virtual void on_signal(int) {
     if (finishing_) {
-      code_ = kCancelled;  // a second signal: stop now
+      end(kCancelled);  // a second signal: stop now
       return;
     }
     finish(kCancelled, connection());
