@@ -502,6 +502,45 @@ class MemoryTest(EmuTest):
         self.assertGreater(4000 * frame, 40 * max(g_rss, s_rss))
 
 
+    def test_server_that_stops_printing_pushes_back_on_the_grabber(self):
+        """stdout nobody reads: the server stops reading its socket, the grabber's pushes pause."""
+        pf = os.path.join(self.dir, "port")
+        server = subprocess.Popen([EMU, "server", "-l", "127.0.0.1:0", "--port-file", pf, "-q"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            port = wait_file(pf)
+            g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", "256x256", "--rate", "1000000"],
+                           stdout=subprocess.DEVNULL)
+
+            def rss(pid):
+                with open("/proc/%d/status" % pid) as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            return int(line.split()[1]) << 10
+                return 0
+
+            deadline = time.monotonic() + t(3)
+            peak = 0
+            while time.monotonic() < deadline:
+                self.assertIsNone(g.p.poll(), g.err())
+                peak = max(peak, rss(g.p.pid), rss(server.pid))
+                time.sleep(0.05)
+            self.assertLess(peak, 64 << 20, "peak RSS %d with a stalled reader" % peak)
+            # The stall is only backpressure: once stdout is read, the frames flow again.
+            got = 0
+            end = time.monotonic() + t(10)
+            while got < 50 and time.monotonic() < end:
+                line = server.stdout.readline()
+                if b'"command":"Done"' in line:
+                    got += 1
+            self.assertEqual(got, 50)
+        finally:
+            server.kill()
+            server.wait()
+            server.stdout.close()
+            server.stdin.close()
+
+
 class DecodeTest(EmuTest):
     CAPTURES = {
         "v1": ("v2.0.0", ["str_GRABBER", "xml_Infos", "str_Send_Data_2D", "str_Done", "data_0D", "str_Done", "data_1D",
