@@ -474,6 +474,7 @@ class ConnectTest(EmuTest):
         s.expect_command("Infos")
         g.p.send_signal(signal.SIGTERM)
         self.assertEqual(g.wait(), 130)
+        s.expect_command("Quit")  # as PyMoDAQ's own client says when it stops
 
 
 class MemoryTest(EmuTest):

@@ -189,6 +189,13 @@ class ClientRole : public RoleBase {
 
   Connection* connection() override { return conn_.get(); }
 
+  // Like PyMoDAQ's own client when it stops: say Quit (after the message being written), so the
+  // plugin closes our socket at once instead of finding it dead later.
+  void on_signal(int sig) override {
+    if (!finishing_ && conn_ && conn_->open() && !quit_received_) conn_->send(command_message("Quit"));
+    RoleBase::on_signal(sig);
+  }
+
   void connected(Fd fd, std::string peer) {
     Connection::Callbacks cb;
     cb.on_message = [this](Message&& m, std::uint64_t, std::size_t) { handle(std::move(m)); };
