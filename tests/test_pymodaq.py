@@ -259,6 +259,34 @@ class ServerGrabberTest(EmuTest):
         self.assertEqual(g.wait(), EXIT_PROTOCOL)
         self.assertIn("at byte 28", g.err())  # 12-byte header + 16 data bytes
 
+    def test_done_bytes_match_what_pymodaq_encodes(self):
+        """Golden arrays piped in and a hand-made PyMoDAQ side asking for them: the reply is
+        PyMoDAQ's own encoding, byte for byte but the timestamps (all f8 scalars are masked)."""
+        gens = {"v1": "v2.0.0", "v2": "v4.0.11", "v4": "v4.4.5", "v5": "v5.0.x"}
+        ts = re.compile(rb"(\x00\x00\x00\x03<f8\x00\x00\x00\x08).{8}", re.S)
+        for d, folder in gens.items():
+            with self.subTest(dialect=d):
+                f = FakeServer()
+                g = self.start(["grabber", "127.0.0.1:%d" % f.port, "--dialect", d, "--data", "-",
+                                "--name", "pymodaq_peer"])
+                g.send("ARRAY <f8 3x4\n")
+                g.p.stdin.write(struct.pack("<12d", *range(12)))
+                g.p.stdin.flush()
+                c = f.accept()
+                c.sendall(golden(folder, "%s_str_Send_Data_2D.bin" % d) + enc_str(d, "Quit"))
+                data = b""
+                while True:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.assertEqual(g.wait(), EXIT_OK, g.err())
+                c.close()
+                want = golden(folder, "%s_str_Done.bin" % d) + golden(folder, "%s_data_2D.bin" % d)
+                got = data[-len(want):]
+                mask = lambda b: ts.sub(lambda m: m.group(1) + b"T" * 8, b)
+                self.assertEqual(mask(got).hex(), mask(want).hex())
+
     def test_v1_has_no_send_data_nd(self):
         s, port = self.server("grabber", "v1")
         g = self.start(["grabber", "127.0.0.1:%d" % port, "--dialect", "v1", "--shape-2d", "2x2"])
@@ -330,6 +358,34 @@ class ServerActuatorTest(EmuTest):
             self.assertIn(want, data)
             raw.close()
             s.wait()
+
+    def test_move_done_bytes_match_what_pymodaq_encodes(self):
+        """A hand-made PyMoDAQ side sends golden bytes; the reply is PyMoDAQ's own encoding of
+        move_done + 1.25 (byte for byte, but the timestamp of v4/v5's DataActuator)."""
+        gens = {"v1": ("v2.0.0", None), "v2": ("v4.0.11", None), "v4": ("v4.4.5", 27), "v5": ("v5.0.x", 40)}
+        for d, (folder, ts_at) in gens.items():
+            with self.subTest(dialect=d):
+                f = FakeServer()
+                a = self.start(["actuator", "127.0.0.1:%d" % f.port, "--dialect", d, "--velocity", "0",
+                                "--units", ""])
+                c = f.accept()
+                pos = golden(folder, "%s_position_1p25.bin" % d)
+                c.sendall(enc_str(d, "move_abs") + pos + enc_str(d, "Quit"))
+                data = b""
+                while True:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.assertEqual(a.wait(), EXIT_OK, a.err())
+                c.close()
+                want = golden(folder, "%s_str_move_done.bin" % d) + pos
+                got = data[-len(want):]
+                self.assertTrue(data.startswith(golden(folder, "%s_str_ACTUATOR.bin" % d)))
+                if ts_at is not None:
+                    at = len(golden(folder, "%s_str_move_done.bin" % d)) + ts_at
+                    got = got[:at] + want[at:at + 8] + got[at + 8:]
+                self.assertEqual(got.hex(), want.hex())
 
     def test_real_pymodaq_44_moves_units_mm_then_empty(self):
         """PyMoDAQ 4.4 sends move_abs with units 'mm' and move_rel with ''; both are accepted."""
