@@ -160,7 +160,7 @@ std::string jstr(const std::string& s) {
   }
   return o + "\"";
 }
-std::string jnum(double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : "null"; }
+std::string jnum(double v) { return std::isfinite(v) ? fmt::format("{:.15g}", v) : "null"; }
 }  // namespace
 
 std::string json_latency(const LatencyStats& s) {

@@ -44,6 +44,7 @@ struct Responder::Impl {
   Listener listener;
   Fd udp;
   Reactor::Id listen_watch = 0;
+  std::string bound;  // the address answered on, as announced
   bool stopping = false;
   std::uint64_t next_id = 1;
 
@@ -51,6 +52,7 @@ struct Responder::Impl {
   struct Held {
     std::int64_t due = 0;
     int stage = 0;             // 0: waiting to be stamped as received (t1), 1: to be sent (t2)
+    bool ack = false;          // an ACK3 / client ack: held by --reply-delay only, then counted
     std::int64_t t1 = 0;
     std::vector<std::uint8_t> bytes;  // native: the PING frame; fastSocket: the id (JSON)
     SocketAddress peer;        // udp
@@ -63,7 +65,7 @@ struct Responder::Impl {
     std::string name;
     InBuffer in;
     OutBuffer out;
-    bool want_write = false, reading = true;
+    bool want_write = false, reading = true, eof = false;
     std::deque<Held> held;
     std::unique_ptr<Timer> timer;
     // Figures.
@@ -117,6 +119,7 @@ struct Responder::Impl {
       where = listener.local.to_string();
       listen_watch = r.watch(listener.fd.get(), POLLIN, [this](short) { on_accept(); });
     }
+    bound = where;
     if (!o.port_file.empty()) {
       auto st = write_port_file(o.port_file, port);
       if (!st) return st;
@@ -199,7 +202,14 @@ struct Responder::Impl {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       return close_session(id, errno_error(ErrorKind::disconnected, s.name, errno));
     }
-    if (n == 0) return close_session(id, std::nullopt);
+    if (n == 0) {
+      if (s.held.empty()) return close_session(id, std::nullopt);
+      // What --reply-delay still holds has "left" the client already: let it arrive first.
+      s.eof = true;
+      s.reading = false;
+      r.set_events(s.watch, static_cast<short>(s.want_write ? POLLOUT : 0));
+      return;
+    }
     std::optional<Error> err = o.proto == Proto::native ? handle_frames(s, now) : handle_lines(s, now);
     if (err) {
       if (o.proto == Proto::native) {
@@ -218,12 +228,12 @@ struct Responder::Impl {
   bool flush(Session& s) {
     auto st = s.out.flush(s.fd.get());
     if (!st) {
-      close_session(s.id, st.error());
+      close_session(s.id, s.eof ? std::nullopt : std::optional<Error>(st.error()));
       return false;
     }
     bool need = !s.out.empty();
     // Backpressure: a client that does not read its pongs is not read from either.
-    bool read = s.out.size() < (4u << 20) && s.held.size() < kMaxHeld;
+    bool read = !s.eof && s.out.size() < (4u << 20) && s.held.size() < kMaxHeld;
     if (need != s.want_write || read != s.reading) {
       s.want_write = need;
       s.reading = read;
@@ -275,6 +285,19 @@ struct Responder::Impl {
       return std::nullopt;
     }
     if (st->kind == Kind::ack3) {
+      if (o.reply_delay_s > 0) {
+        hold(s, std::vector<std::uint8_t>(f, f + size), t_in, peer, true);
+        return std::nullopt;
+      }
+      count_ack3(s, *st, t_in);
+      return std::nullopt;
+    }
+    return protocol_error("unexpected-kind", s.name, "a client sends PINGs and ACK3s only", false);
+  }
+
+  void count_ack3(Session& s, const Stamps& a, std::int64_t t_in) {
+    {
+      const Stamps* st = &a;
       ++s.acks;
       std::int64_t own = responder_rtt(*st, t_in);
       s.client_rtt.add(st->rtt);
@@ -285,9 +308,7 @@ struct Responder::Impl {
                              fmt_ns(static_cast<double>(st->rtt)), fmt_ns(static_cast<double>(own)),
                              fmt_ns(static_cast<double>(st->t2 - st->t1))));
       }
-      return std::nullopt;
     }
-    return protocol_error("unexpected-kind", s.name, "a client sends PINGs and ACK3s only", false);
   }
 
   void send(Session& s, const void* p, std::size_t n, const SocketAddress* peer) {
@@ -313,8 +334,10 @@ struct Responder::Impl {
   }
 
   // ---- delays
-  void hold(Session& s, std::vector<std::uint8_t> bytes, std::int64_t t_in, const SocketAddress* peer) {
+  void hold(Session& s, std::vector<std::uint8_t> bytes, std::int64_t t_in, const SocketAddress* peer,
+            bool ack = false) {
     Held h;
+    h.ack = ack;
     h.bytes = std::move(bytes);
     h.t1 = t_in;
     if (o.reply_delay_s > 0) {
@@ -342,32 +365,54 @@ struct Responder::Impl {
   void release_held(Session& s) {
     std::int64_t now = mono_ns();
     for (auto& h : s.held) {
-      if (h.stage == 0 && h.due <= now) {
-        // The probe "arrives" now: the delay so far was path, not turnaround.
-        h.t1 = mono_ns();
-        h.stage = 1;
-        h.due = h.t1 + to_ns(o.turnaround_s);
+      if (h.stage != 0 || h.due > now) continue;
+      // The message "arrives" now: the delay so far was path, not turnaround.
+      h.t1 = mono_ns();
+      if (h.ack) {
+        h.stage = 2;  // done: counted below, in order
+        continue;
       }
+      h.stage = 1;
+      h.due = h.t1 + to_ns(o.turnaround_s);
     }
-    while (!s.held.empty() && s.held.front().stage == 1 && s.held.front().due <= mono_ns()) {
+    std::deque<Held> keep;
+    while (!s.held.empty()) {
       Held h = std::move(s.held.front());
       s.held.pop_front();
-      const SocketAddress* peer = s.fd.valid() ? nullptr : &h.peer;
-      if (o.proto == Proto::native) {
-        std::uint8_t* f = h.bytes.data();
-        auto payload = std::span<std::uint8_t>(f + frame::kHeaderSize, h.bytes.size() - frame::kHeaderSize);
-        turn_into_pong(payload.data(), h.t1, mono_ns());
-        frame::encode(f, frame::Type::data, get_u64(f + 8), 0, payload);
-        send(s, f, h.bytes.size(), peer);
+      if (h.stage == 2) {
+        on_held_ack(s, h);
+      } else if (h.stage == 1 && h.due <= mono_ns()) {
+        const SocketAddress* peer = s.fd.valid() ? nullptr : &h.peer;
+        if (o.proto == Proto::native) {
+          std::uint8_t* f = h.bytes.data();
+          auto payload = std::span<std::uint8_t>(f + frame::kHeaderSize, h.bytes.size() - frame::kHeaderSize);
+          turn_into_pong(payload.data(), h.t1, mono_ns());
+          frame::encode(f, frame::Type::data, get_u64(f + 8), 0, payload);
+          send(s, f, h.bytes.size(), peer);
+        } else {
+          std::string id(h.bytes.begin(), h.bytes.end());
+          ack_message(s, id, h.t1);
+        }
       } else {
-        std::string id(h.bytes.begin(), h.bytes.end());
-        ack_message(s, id, h.t1);
+        keep.push_back(std::move(h));
       }
     }
+    s.held = std::move(keep);
     if (s.fd.valid()) {
       if (!flush(s)) return;  // closed the session
+      if (s.eof && s.held.empty()) return close_session(s.id, std::nullopt);
     }
     arm(s);
+  }
+
+  void on_held_ack(Session& s, const Held& h) {
+    if (o.proto == Proto::native) {
+      auto st = decode_stamps(std::span<const std::uint8_t>(h.bytes).subspan(frame::kHeaderSize));
+      if (st) count_ack3(s, *st, h.t1);
+    } else {
+      auto f = fastsocket::decode_line(std::string_view(reinterpret_cast<const char*>(h.bytes.data()), h.bytes.size()));
+      if (f) client_ack(s, *f, h.t1);
+    }
   }
 
   // ---- fastSocket
@@ -396,7 +441,11 @@ struct Responder::Impl {
           ack_message(s, f->id_json, t_in);
         }
       } else if (f->has_time) {
-        client_ack(s, *f, t_in);
+        if (o.reply_delay_s > 0) {
+          hold(s, std::vector<std::uint8_t>(p, p + len), t_in, nullptr, true);
+        } else {
+          client_ack(s, *f, t_in);
+        }
       } else {
         return protocol_error("unexpected-frame", s.name, "a fastSocket client does not send server acks", false);
       }
@@ -479,7 +528,7 @@ struct Responder::Impl {
     by_signal = mono_ns() < deadline;
     while (!sessions.empty()) close_session(sessions.begin()->first, std::nullopt);
     if (udp_session && udp_session->pings > 0) {
-      udp_session->name = t.text;
+      udp_session->name = bound;
       summary(*udp_session);
     }
     return by_signal ? exit_code(ErrorKind::cancelled) : 0;

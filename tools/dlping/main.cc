@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
       !dur(timeout, "--timeout", o.timeout_s) || !dur(reply_delay, "--reply-delay", o.reply_delay_s) ||
       !dur(turnaround, "--turnaround", o.turnaround_s))
     return dl::exit_code(dl::ErrorKind::usage);
-  if (rate != 0) {
+  if (app.count("--rate") > 0) {
     if (!interval.empty()) return usage("--rate and -i both set the interval: use one");
     if (!(rate > 0) || !std::isfinite(rate)) return usage("--rate must be a positive number of probes per second");
     o.interval_s = 1.0 / rate;
