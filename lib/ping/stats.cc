@@ -47,6 +47,8 @@ void ProbeBook::sent(std::uint64_t seq, std::int64_t at_ns) {
   if (s.state == State::out) {  // the ring wrapped over a probe nobody answered
     --outstanding_;
     ++timeouts_;
+    s.state = State::timed_out;
+    advance();
   }
   s = Slot{seq, at_ns, State::out};
   ++sent_;
@@ -84,32 +86,39 @@ ProbeBook::Reply ProbeBook::reply(std::uint64_t seq) {
   }
   if (!any_answered_ || seq > highest_answered_) highest_answered_ = seq;
   any_answered_ = true;
+  if (seq == oldest_) advance();
   return r;
+}
+
+// Moves oldest_ past every probe that is no longer out: each seq is passed once, so keeping
+// it current costs O(1) per probe, and next_expiry() looks at one slot.
+void ProbeBook::advance() {
+  while (any_sent_ && oldest_ <= highest_sent_) {
+    const Slot& s = ring_[oldest_ & mask_];
+    if (s.seq == oldest_ && s.state == State::out) break;
+    ++oldest_;
+  }
 }
 
 std::uint64_t ProbeBook::expire(std::int64_t now_ns, std::int64_t timeout_ns) {
   std::uint64_t n = 0;
+  advance();
   while (outstanding_ > 0 && oldest_ <= highest_sent_) {
     Slot& s = ring_[oldest_ & mask_];
-    if (s.seq == oldest_ && s.state == State::out) {
-      if (s.sent_ns > now_ns - timeout_ns) break;
-      s.state = State::timed_out;
-      --outstanding_;
-      ++timeouts_;
-      ++n;
-    }
-    ++oldest_;
+    if (s.sent_ns > now_ns - timeout_ns) break;
+    s.state = State::timed_out;
+    --outstanding_;
+    ++timeouts_;
+    ++n;
+    advance();
   }
   return n;
 }
 
 std::int64_t ProbeBook::next_expiry(std::int64_t timeout_ns) const {
-  if (outstanding_ == 0) return INT64_MAX;
-  for (std::uint64_t q = oldest_; q <= highest_sent_; ++q) {
-    const Slot& s = ring_[q & mask_];
-    if (s.seq == q && s.state == State::out) return s.sent_ns + timeout_ns;
-  }
-  return INT64_MAX;
+  if (outstanding_ == 0 || oldest_ > highest_sent_) return INT64_MAX;
+  const Slot& s = ring_[oldest_ & mask_];
+  return s.seq == oldest_ && s.state == State::out ? s.sent_ns + timeout_ns : INT64_MAX;
 }
 
 void RateTracker::arrival(std::int64_t at_ns) {

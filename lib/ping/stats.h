@@ -80,6 +80,7 @@ class ProbeBook {
   std::uint64_t lost() const { return sent_ - received(); }  // never answered (so far)
 
  private:
+  void advance();
   enum class State : std::uint8_t { empty, out, answered, timed_out };
   struct Slot {
     std::uint64_t seq = 0;
@@ -88,7 +89,7 @@ class ProbeBook {
   };
   std::vector<Slot> ring_;
   std::uint64_t mask_;
-  std::uint64_t oldest_ = 0;   // no outstanding probe has a smaller seq
+  std::uint64_t oldest_ = 0;   // the oldest probe still out (or highest sent + 1)
   std::uint64_t highest_sent_ = 0, highest_answered_ = 0;
   bool any_sent_ = false, any_answered_ = false;
   std::uint64_t sent_ = 0, fresh_ = 0, late_ = 0, dup_ = 0, ooo_ = 0, timeouts_ = 0,
