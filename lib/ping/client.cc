@@ -39,6 +39,7 @@ struct Client::Impl {
   Fd fd;
   Reactor::Id watch = 0;
   Timer tick;
+  std::int64_t tick_at = INT64_MAX;  // when `tick` fires, while armed
   InBuffer in;
   OutBuffer out;
   bool want_write = false;
@@ -257,14 +258,18 @@ struct Client::Impl {
     std::int64_t when = book->next_expiry(to_ns(o.timeout_s));
     if (sending && !o.flood) when = std::min(when, next_send);
     when = std::min(when, deadline);
+    // A timer armed earlier than needed only costs a wasted wake-up; re-arming it for every
+    // probe would cost map operations per round trip. So only ever pull it forward.
     if (when == INT64_MAX) {
-      tick.cancel();
-    } else {
-      tick.arm(Clock::time_point(std::chrono::nanoseconds(std::max(when, now))));
+      if (tick.armed()) return;  // fires, finds nothing due, and then cancels
+    } else if (!tick.armed() || when < tick_at) {
+      tick_at = std::max(when, now);
+      tick.arm(Clock::time_point(std::chrono::nanoseconds(tick_at)));
     }
   }
 
   void on_tick() {
+    tick_at = INT64_MAX;
     schedule();
   }
 
