@@ -505,11 +505,7 @@ struct Client::Impl {
     }
     start_phase();
     while (!finished) {
-      if (o.busy_poll) {
-        r.run_once(Clock::duration::zero());
-      } else {
-        r.run_once();
-      }
+      r.run_once();
     }
     return finish();
   }

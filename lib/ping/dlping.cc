@@ -56,6 +56,7 @@ int run_dlping(const DlpingOptions& o, ToolContext& ctx) {
     if (!st) return fail(st.error());
   }
   Reactor reactor;
+  reactor.set_busy_poll(o.busy_poll);
   if (o.listen) {
     Responder responder(o, ctx, reactor, *target);
     SignalWatcher signals(reactor, [&](int sig) {

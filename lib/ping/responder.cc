@@ -519,11 +519,7 @@ struct Responder::Impl {
     if (deadline != INT64_MAX) end.arm(Clock::time_point(std::chrono::nanoseconds(deadline)));
     bool by_signal = false;
     while (!stopping) {
-      if (o.busy_poll) {
-        r.run_once(Clock::duration::zero());
-      } else {
-        r.run_once();
-      }
+      r.run_once();
     }
     by_signal = mono_ns() < deadline;
     while (!sessions.empty()) close_session(sessions.begin()->first, std::nullopt);

@@ -11,19 +11,12 @@
 namespace dl::ping {
 
 Result<Target> parse_target(const std::string& text, bool listen) {
-  Target t;
-  std::string rest = text;
-  if (rest.rfind("udp:", 0) == 0) {
-    t.udp = true;
-    rest = rest.substr(4);
-  }
-  auto ep = listen ? parse_listen_endpoint(rest) : parse_dial_endpoint(rest);
+  auto ep = listen ? parse_listen_endpoint(text) : parse_dial_endpoint(text);
   if (!ep) return ep.error();
-  if (t.udp && ep->kind == Endpoint::Kind::unix_socket) {
-    return make_error(ErrorKind::usage, "endpoint " + text, "udp: takes HOST:PORT, not a unix path");
-  }
+  Target t;
   t.endpoint = *ep;
-  t.text = (t.udp ? "udp:" : "") + ep->to_string();
+  t.udp = ep->kind == Endpoint::Kind::udp;
+  t.text = ep->to_string();
   return t;
 }
 

@@ -16,8 +16,8 @@
 namespace dl::ping {
 
 struct Target {
-  Endpoint endpoint;   // host/port or unix path (kind tcp for udp targets too)
-  bool udp = false;
+  Endpoint endpoint;   // the family's grammar (dl-endpoint(7)), udp: included
+  bool udp = false;    // endpoint.kind == udp
   std::string text;    // canonical, "udp:127.0.0.1:9000" for datagrams
   std::string transport() const {
     return udp ? "udp" : endpoint.kind == Endpoint::Kind::unix_socket ? "unix" : "tcp";
