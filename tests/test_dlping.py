@@ -278,6 +278,32 @@ class DlpingTest(dltest.DlTestCase):
         self.assertEqual(j["phases"][0]["received"], 3)
         self.assertTrue(fr.running, fr.describe())
 
+    def test_responder_killed_mid_measurement(self):
+        r, port = self.responder()
+        out = self.path("client.out")
+        p = self.P.start([self.DLPING, "-i", "5ms", "127.0.0.1:%d" % port], stdout=out)
+        wait_until(lambda: self.read_text(out).count(" bytes from ") >= 3, 10, "three replies")
+        r.kill()
+        self.assertEqual(p.wait(t(10)), dltest.EXIT_DISCONNECTED, p.describe())
+        self.assertIn("dlping statistics", self.read_text(out))  # what it measured, still
+        self.assertRegex(p.stderr(), r"^dlping: 127\.0\.0\.1:%d: " % port)
+
+    def test_a_peer_that_is_not_a_responder(self):
+        # dlrecv expects a native HELLO and answers a PING with an ERROR frame: exit 6.
+        dlrecv = dltest.dlrecv_path()
+        if not os.path.exists(dlrecv):
+            self.skipTest("dlrecv not built")
+        pf = self.path("recv-port")
+        self.P.start([dlrecv, "-l", "127.0.0.1:0", "--port-file", pf, "-o", "/dev/null"])
+        port = wait_port_file(pf)
+        p, _ = self.client("-c", "1", "127.0.0.1:%d" % port, expect=dltest.EXIT_PROTOCOL)
+        self.assertTrue(p.stderr().startswith("dlping: "), p.stderr())
+        # A fastSocket server's lines are not native frames either.
+        srv = RawFastSocketServer()
+        self.addCleanup(srv.close)
+        p, _ = self.client("-c", "1", "127.0.0.1:%d" % srv.port, timeout=10, expect=None)
+        self.assertIn(p.returncode, (dltest.EXIT_PROTOCOL, dltest.EXIT_DISCONNECTED, dltest.EXIT_TIMEOUT), p.describe())
+
     def test_usage_errors(self):
         for args in (["-c", "1", "-s", "10", "127.0.0.1:1"], ["--rate", "0", "127.0.0.1:1"],
                      ["--window", "4", "127.0.0.1:1"], ["--proto", "fastsocket", "udp:127.0.0.1:1"],
@@ -351,11 +377,13 @@ class RawFastSocketServer(threading.Thread):
         self.t1 = []
         self.latency = []
         self.error = None
+        self.conn = None
         self.start()
 
     def run(self):
         try:
             c, _ = self.sock.accept()
+            self.conn = c
             f = c.makefile("rb")
             s1 = {}
             while True:
@@ -387,6 +415,8 @@ class RawFastSocketServer(threading.Thread):
 
     def close(self):
         self.sock.close()
+        if self.conn:
+            self.conn.close()
 
 
 class UdpRelay(threading.Thread):

@@ -364,8 +364,7 @@ struct Client::Impl {
           in.consume(in.size());
           return;
         }
-        in.reserve_total(d.needed);
-        return;
+        return;  // the buffer grows as bytes arrive, never on a length's say-so
       }
       if (d.status == frame::Status::bad) {
         if (t.udp) {  // a stray datagram: not worth ending the measurement for

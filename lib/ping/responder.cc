@@ -248,8 +248,7 @@ struct Responder::Impl {
     while (s.in.size() > 0) {
       auto d = frame::decode(std::span<const std::uint8_t>(s.in.data(), s.in.size()), kMaxProbe);
       if (d.status == frame::Status::need_more) {
-        s.in.reserve_total(d.needed);
-        break;
+        break;  // the buffer grows as bytes arrive, never on a length's say-so
       }
       if (d.status == frame::Status::bad) return frame::decode_error(d, kMaxProbe, s.name);
       std::uint8_t* f = s.in.data();
