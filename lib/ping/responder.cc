@@ -1,6 +1,8 @@
 #include "lib/ping/responder.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -140,6 +142,11 @@ struct Responder::Impl {
         return;
       }
       if (!f->valid()) return;
+      // Blocking mode, but every call except the single-client wait passes MSG_DONTWAIT.
+      int flags = ::fcntl(f->get(), F_GETFL);
+      if (flags >= 0) ::fcntl(f->get(), F_SETFL, flags & ~O_NONBLOCK);
+      timeval tv{0, 20000};
+      ::setsockopt(f->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       auto s = std::make_unique<Session>();
       s->id = next_id++;
       s->fd = std::move(*f);
@@ -198,6 +205,12 @@ struct Responder::Impl {
     if (!(ev & (POLLIN | POLLHUP | POLLERR)) || !s.reading) return;
     long n = s.in.read_from(s.fd.get(), false);
     std::int64_t now = mono_ns();
+    on_read(s, n, now);
+  }
+
+  // One read's result for session `s` (which it may close).
+  void on_read(Session& s, long n, std::int64_t now) {
+    std::uint64_t id = s.id;
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       return close_session(id, errno_error(ErrorKind::disconnected, s.name, errno));
@@ -512,12 +525,36 @@ struct Responder::Impl {
     }
   }
 
+  // With a single client (the usual measurement), wait for its next message in recv(2) itself
+  // rather than in the reactor and then recv: one system call less per round trip, as
+  // sockperf's server does. The wait times out after 20 ms, and every kDirectRounds messages a
+  // reactor round runs anyway, so a second client, timers and signals wait at most that long.
+  static constexpr int kDirectRounds = 256;
+  int direct_rounds = 0;
+
+  bool direct_round() {
+    if (o.busy_poll || t.udp || sessions.size() != 1 || direct_rounds >= kDirectRounds) return false;
+    Session& s = *sessions.begin()->second;
+    if (!s.reading || s.eof || !s.out.empty() || !s.held.empty()) return false;
+    ++direct_rounds;
+    long n = s.in.read_from(s.fd.get(), false, true);
+    std::int64_t now = mono_ns();
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      direct_rounds = kDirectRounds;
+      return true;
+    }
+    on_read(s, n, now);
+    return true;
+  }
+
   int run() {
     std::int64_t deadline = std::isinf(o.deadline_s) ? INT64_MAX : mono_ns() + to_ns(o.deadline_s);
     Timer end(r, [this] { stopping = true; });
     if (deadline != INT64_MAX) end.arm(Clock::time_point(std::chrono::nanoseconds(deadline)));
     bool by_signal = false;
     while (!stopping) {
+      if (direct_round()) continue;
+      direct_rounds = 0;
       r.run_once();
     }
     by_signal = mono_ns() < deadline;

@@ -91,7 +91,7 @@ void InBuffer::reserve_total(std::size_t n) {
   if (buf_.size() < n) buf_.resize(n);
 }
 
-long InBuffer::read_from(int fd, bool datagram) {
+long InBuffer::read_from(int fd, bool datagram, bool wait) {
   if (datagram) {
     start_ = end_ = 0;  // one datagram at a time; the caller handled the previous one
     if (buf_.size() < 65536) buf_.resize(65536);
@@ -99,8 +99,7 @@ long InBuffer::read_from(int fd, bool datagram) {
     reserve_total(std::max<std::size_t>(buf_.size() - start_ + 1, 64 * 1024));
     if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);
   }
-  ssize_t n = datagram ? ::recv(fd, buf_.data() + end_, buf_.size() - end_, 0)
-                       : ::read(fd, buf_.data() + end_, buf_.size() - end_);
+  ssize_t n = ::recv(fd, buf_.data() + end_, buf_.size() - end_, wait ? 0 : MSG_DONTWAIT);
   if (n > 0) end_ += static_cast<std::size_t>(n);
   return n;
 }
@@ -116,17 +115,12 @@ void OutBuffer::append(const void* p, std::size_t n) {
 
 Status OutBuffer::flush(int fd) {
   while (off_ < buf_.size()) {
-    ssize_t n = ::send(fd, buf_.data() + off_, buf_.size() - off_, MSG_NOSIGNAL);
+    ssize_t n = ::send(fd, buf_.data() + off_, buf_.size() - off_, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (errno == ENOTSOCK) {  // never for sockets; keeps the helper honest for pipes in tests
-        n = ::write(fd, buf_.data() + off_, buf_.size() - off_);
-        if (n < 0) return errno_error(ErrorKind::io, "write", errno);
-      } else {
-        return errno_error(errno == EPIPE || errno == ECONNRESET ? ErrorKind::disconnected : ErrorKind::io, "send",
-                           errno);
-      }
+      return errno_error(errno == EPIPE || errno == ECONNRESET ? ErrorKind::disconnected : ErrorKind::io, "send",
+                         errno);
     }
     off_ += static_cast<std::size_t>(n);
   }

@@ -46,8 +46,9 @@ class InBuffer {
   void consume(std::size_t n);
   // Makes room for at least `n` bytes in total from data() on (moving what is there to the front).
   void reserve_total(std::size_t n);
-  // One read(2)/recv(2). Returns bytes read, 0 at EOF, -1 with errno (EAGAIN included).
-  long read_from(int fd, bool datagram);
+  // One recv(2): non-blocking unless `wait` (then the socket's own mode and SO_RCVTIMEO
+  // decide). Returns bytes read, 0 at EOF, -1 with errno (EAGAIN included).
+  long read_from(int fd, bool datagram, bool wait = false);
 
  private:
   std::vector<std::uint8_t> buf_;
