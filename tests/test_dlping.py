@@ -156,6 +156,25 @@ class DlpingTest(dltest.DlTestCase):
         self.assertEqual([p["wire_bytes"] for p in j["phases"]], [96, 1056, 65568])
         self.assertEqual([p["received"] for p in j["phases"]], [5, 5, 5])  # warm-up not counted
 
+    def test_two_clients_at_once_and_sigint_during_flood(self):
+        # One client floods (one probe in flight: both ends wait in recv itself); a second
+        # client must still be accepted and answered meanwhile, and SIGINT ends the flood.
+        r, port = self.responder()
+        out = self.path("flood.out")
+        flood = self.P.start([self.DLPING, "--flood", "--every", "1000", "127.0.0.1:%d" % port], stdout=out)
+        wait_until(lambda: " bytes from " in self.read_text(out), 10, "the flood under way")
+        j = self.client_json("-c", "5", "-i", "10ms", "127.0.0.1:%d" % port, timeout=20)
+        self.assertEqual(j["phases"][0]["received"], 5)
+        self.assertIn(" bytes from ", self.read_text(out))
+        self.assertTrue(flood.running)
+        flood.signal(signal.SIGINT)
+        self.assertEqual(flood.wait(t(10)), 0, flood.describe())
+        m = re.search(r"(\d+) sent, (\d+) received, \d+ lost \([^)]*\), 0 duplicated, 0 out of order", self.read_text(out))
+        self.assertIsNotNone(m, self.read_text(out))
+        sent, received = int(m.group(1)), int(m.group(2))
+        self.assertGreaterEqual(received, 1000)
+        self.assertLessEqual(sent - received, 1)  # at most the one in flight
+
     def test_min_rate_counts_slow_intervals(self):
         r, port = self.responder()
         j = self.client_json("-c", "12", "-i", "10ms", "--min-rate", "1000", "127.0.0.1:%d" % port)
