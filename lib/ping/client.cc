@@ -539,7 +539,10 @@ struct Client::Impl {
       say_out(fmt::format("DLPING {} ({} over {}){}", t.text, figures.proto, figures.transport, setup));
     }
     start_phase();
+    setup_direct();
     while (!finished) {
+      if (direct_round()) continue;
+      direct_rounds = 0;
       r.run_once();
     }
     return finish();
