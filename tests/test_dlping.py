@@ -151,10 +151,13 @@ class DlpingTest(dltest.DlTestCase):
         ph = j["phases"][0]
         self.assertEqual((ph["sent"], ph["received"], ph["out_of_order"], ph["duplicated"]), (500, 500, 0, 0))
         self.assertGreater(ph["rate"]["achieved"], 100)
-        j = self.client_json("--sweep", "64,1K,64K", "-c", "5", "--warmup", "2", "-i", "2ms", "127.0.0.1:%d" % port)
-        self.assertEqual([p["size"] for p in j["phases"]], [64, 1024, 65536])
-        self.assertEqual([p["wire_bytes"] for p in j["phases"]], [96, 1056, 65568])
-        self.assertEqual([p["received"] for p in j["phases"]], [5, 5, 5])  # warm-up not counted
+        j = self.client_json("--sweep", "64,1K,64K,1M", "-c", "5", "--warmup", "2", "-i", "5ms", "127.0.0.1:%d" % port)
+        self.assertEqual([p["size"] for p in j["phases"]], [64, 1024, 65536, 1 << 20])
+        self.assertEqual([p["wire_bytes"] for p in j["phases"]], [96, 1056, 65568, (1 << 20) + 32])
+        self.assertEqual([p["received"] for p in j["phases"]], [5, 5, 5, 5])  # warm-up not counted
+        # A megabyte each way takes about a millisecond here; a receive buffer that grew a byte
+        # at a time once made it hundreds.
+        self.assertLess(j["phases"][3]["rtt"]["p50"], 0.1e9 * dltest.SCALE, j["phases"][3]["rtt"])
 
     def test_two_clients_at_once_and_sigint_during_flood(self):
         # One client floods (one probe in flight: both ends wait in recv itself); a second

@@ -96,8 +96,14 @@ long InBuffer::read_from(int fd, bool datagram, bool wait) {
     start_ = end_ = 0;  // one datagram at a time; the caller handled the previous one
     if (buf_.size() < 65536) buf_.resize(65536);
   } else if (end_ == buf_.size()) {
-    reserve_total(std::max<std::size_t>(buf_.size() - start_ + 1, 64 * 1024));
-    if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);
+    // Full: move what is there to the front, and double when that frees nothing. The decoders
+    // refuse a frame (or line) above its limit first, so this stays bounded by about twice that.
+    if (start_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+      end_ -= start_;
+      start_ = 0;
+    }
+    if (buf_.size() - end_ < buf_.size() / 2) buf_.resize(buf_.size() * 2);
   }
   ssize_t n = ::recv(fd, buf_.data() + end_, buf_.size() - end_, wait ? 0 : MSG_DONTWAIT);
   if (n > 0) end_ += static_cast<std::size_t>(n);
