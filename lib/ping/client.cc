@@ -349,7 +349,11 @@ struct Client::Impl {
     }
     if (n == 0) {
       if (t.udp) return true;
-      fail(make_error(ErrorKind::disconnected, t.text, "the responder closed the connection"));
+      std::uint64_t answered = book ? book->received() : 0;
+      for (auto& p : figures.phases) answered += p.received;
+      fail(make_error(ErrorKind::disconnected, t.text,
+                      answered ? "the responder closed the connection"
+                               : "the peer closed the connection before any reply (a dlping -l with the same --proto?)"));
       return false;
     }
     if (o.proto == Proto::native) {
