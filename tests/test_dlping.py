@@ -491,4 +491,4 @@ class UdpRelay(threading.Thread):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    dltest.main()
