@@ -66,6 +66,9 @@ int run_dlping(const DlpingOptions& o, ToolContext& ctx) {
     if (!st) return fail(st.error());
     return responder.run();
   }
+  // Probes leave on schedule: the kernel's default 50 us timer slack would make a 1 ms interval
+  // wander by tens of microseconds.
+  reactor.set_timer_slack(std::chrono::nanoseconds(1));
   Client client(o, ctx, reactor, *target);
   SignalWatcher signals(reactor, [&](int sig) {
     if (sig != SIGUSR1) client.stop();
