@@ -28,6 +28,7 @@ namespace {
 constexpr std::uint32_t kMaxProbe = 16u << 20;   // the largest -s a client may use, plus slack
 constexpr std::size_t kMaxHeld = 4096;            // delayed replies per session before we stop reading
 constexpr std::size_t kMaxPendingIds = 1 << 16;   // fastSocket messages awaiting their client ack
+constexpr std::size_t kMaxPendingBytes = 16 << 20; // ... and the bytes of their ids
 std::int64_t to_ns(double s) { return static_cast<std::int64_t>(s * 1e9); }
 
 std::string brief(const char* name, const LatencyStats& s) {
@@ -79,6 +80,7 @@ struct Responder::Impl {
     };
     std::unordered_map<std::string, Sent> sent;
     std::deque<std::string> sent_order;
+    std::size_t order_bytes = 0;
     std::uint64_t forgotten = 0;
     LatencyStats t1, corrected, formula;
   };
@@ -471,12 +473,18 @@ struct Responder::Impl {
     fastsocket::append_server_ack(line, id_json);
     std::int64_t s2 = mono_ns();
     send(s, line.data(), line.size(), nullptr);
-    if (s.sent.size() >= kMaxPendingIds) {  // a client that never acks: forget its oldest
-      s.sent.erase(s.sent_order.front());
+    // A client that never acks (some) messages: forget the oldest, by count and by bytes, so
+    // neither the map nor the order queue (which also holds ids acked out of order) grows.
+    while (!s.sent_order.empty() &&
+           (s.sent_order.size() >= kMaxPendingIds || s.order_bytes + id_json.size() > kMaxPendingBytes)) {
+      if (s.sent.erase(s.sent_order.front())) ++s.forgotten;
+      s.order_bytes -= s.sent_order.front().size();
       s.sent_order.pop_front();
-      ++s.forgotten;
     }
-    if (s.sent.insert_or_assign(id_json, Session::Sent{s1, s2}).second) s.sent_order.push_back(id_json);
+    if (s.sent.insert_or_assign(id_json, Session::Sent{s1, s2}).second) {
+      s.sent_order.push_back(id_json);
+      s.order_bytes += id_json.size();
+    }
   }
 
   void client_ack(Session& s, const fastsocket::Frame& f, std::int64_t s5) {
@@ -488,7 +496,10 @@ struct Responder::Impl {
     Session::Sent sent = it->second;
     s.sent.erase(it);
     // sent_order keeps the id until it reaches the front; erase() of a missing key is harmless.
-    while (!s.sent_order.empty() && !s.sent.count(s.sent_order.front())) s.sent_order.pop_front();
+    while (!s.sent_order.empty() && !s.sent.count(s.sent_order.front())) {
+      s.order_bytes -= s.sent_order.front().size();
+      s.sent_order.pop_front();
+    }
     ++s.acks;
     std::int64_t t1 = f.send_and_ack_time_ns, t2 = s5 - sent.s1;
     std::int64_t formula = t1 - t2 / 2, corrected = t1 - (sent.s2 - sent.s1);
