@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
-#include <unordered_map>
 #include <fmt/format.h>
 
 #include "lib/base/atomic_file.h"
@@ -67,7 +66,7 @@ struct Client::Impl {
   PhaseFigures* fig = nullptr;  // null in a warm-up phase
   bool sending = false;
   std::uint64_t phase_sent = 0;
-  std::uint64_t unknown_ids = 0;  // fastSocket acks for ids we never sent (or already answered)
+  std::uint64_t unknown_ids = 0;  // fastSocket acks for ids we never sent
   std::uint64_t next_seq = 1;
   std::int64_t next_send = 0, phase_start = 0;
 
@@ -75,14 +74,16 @@ struct Client::Impl {
   std::vector<std::uint8_t> probe;
   std::uint8_t ack3[frame::kHeaderSize + kPayloadHeader];
 
-  // fastSocket: outstanding ids -> (seq, c0, written).
-  struct Pending {
-    std::uint64_t seq;
-    std::int64_t c0, written;
+  // fastSocket: a message's seq rides in its id's last 48 bits (the id stays a valid uuid4, with
+  // 74 random bits), so acks are matched without a map that could grow. Per ring slot: the
+  // id's first 8 bytes (to refuse ids we did not send) and when the message was written.
+  struct FsSent {
+    std::uint64_t seq = 0, tag = 0;
+    std::int64_t written = 0;
   };
-  std::unordered_map<std::string, Pending> pending;
+  std::vector<FsSent> fs_sent = std::vector<FsSent>(kBookSlots);
   std::mt19937_64 rng;
-  std::string payload_json, line;
+  std::string payload_json, line, line_id;
 
   Impl(const DlpingOptions& o_, ToolContext& c, Reactor& r_, Target t_)
       : o(o_), ctx(c), r(r_), t(std::move(t_)), tick(r_, [this] { on_tick(); }) {
@@ -168,7 +169,7 @@ struct Client::Impl {
   void start_phase() {
     const Phase& p = phases[phase_i];
     book = std::make_unique<ProbeBook>(kBookSlots);
-    pending.clear();
+    std::fill(fs_sent.begin(), fs_sent.end(), FsSent{});
     fig = nullptr;
     if (!p.warmup) {
       figures.phases.emplace_back();
@@ -285,19 +286,23 @@ struct Client::Impl {
       book->sent(seq, t0);
       send_bytes(probe.data(), probe.size());
     } else {
-      std::uint8_t rnd[16];
-      for (int k = 0; k < 16; k += 8) {
-        std::uint64_t v = rng();
-        std::memcpy(rnd + k, &v, 8);
-      }
+      std::uint8_t b[16];
+      std::uint64_t r1 = rng(), r2 = rng();
+      std::memcpy(b, &r1, 8);
+      std::memcpy(b + 8, &r2, 2);
+      b[6] = static_cast<std::uint8_t>((b[6] & 0x0F) | 0x40);  // as uuid4_text() will
+      b[8] = static_cast<std::uint8_t>((b[8] & 0x3F) | 0x80);
+      for (int k = 0; k < 6; ++k) b[10 + k] = static_cast<std::uint8_t>(seq >> (8 * (5 - k)));
       std::int64_t c0 = mono_ns();
-      std::string id = "\"" + fastsocket::uuid4_text(std::span<const std::uint8_t, 16>(rnd)) + "\"";
       line.clear();
-      fastsocket::append_message(line, id, payload_json);
+      line_id = "\"" + fastsocket::uuid4_text(std::span<const std::uint8_t, 16>(b)) + "\"";
+      fastsocket::append_message(line, line_id, payload_json);
       book->sent(seq, c0);
       send_bytes(line.data(), line.size());
       flush();
-      pending.emplace(std::move(id), Pending{seq, c0, mono_ns()});
+      std::uint64_t tag;
+      std::memcpy(&tag, b, 8);
+      fs_sent[seq & (kBookSlots - 1)] = FsSent{seq, tag, mono_ns()};
     }
   }
 
@@ -467,27 +472,47 @@ struct Client::Impl {
       if (f->type != fastsocket::Type::ack || f->has_time) {
         return fail(protocol_error("unexpected-frame", t.text, "a fastSocket server sends only acks", false));
       }
-      auto it = pending.find(f->id_json);
-      if (it == pending.end()) {
+      const FsSent* sent = match_id(f->id_json);
+      if (!sent) {
         ++unknown_ids;
       } else {
-        Pending pd = it->second;
-        pending.erase(it);
-        auto rep = book->reply(pd.seq);
-        std::int64_t t1 = t3 - pd.c0;
-        line.clear();
-        fastsocket::append_client_ack(line, f->id_json, t1);
-        send_bytes(line.data(), line.size());
-        flush();
-        std::int64_t t4 = mono_ns();
-        // What the server's formula gives: T1 - T2/2, where T2 (message in to client ack in)
-        // is, seen from here with equal legs, our ack's write time minus the message's.
-        std::int64_t formula = t1 - (t4 - pd.written) / 2;
-        if (rep.kind == ProbeBook::Kind::fresh || rep.kind == ProbeBook::Kind::late)
-          record(pd.seq, rep, t1, t1, 0, formula, t3);
+        auto rep = book->reply(sent->seq);
+        if (rep.kind == ProbeBook::Kind::fresh || rep.kind == ProbeBook::Kind::late) {
+          std::int64_t t1 = t3 - rep.sent_ns;
+          line.clear();
+          fastsocket::append_client_ack(line, f->id_json, t1);
+          send_bytes(line.data(), line.size());
+          flush();
+          std::int64_t t4 = mono_ns();
+          // What the server's formula gives: T1 - T2/2, where T2 (message in to client ack in)
+          // is, seen from here with equal legs, our ack's write time minus the message's.
+          std::int64_t formula = t1 - (t4 - sent->written) / 2;
+          record(sent->seq, rep, t1, t1, 0, formula, t3);
+        }
       }
       in.consume(len + 1);
     }
+  }
+
+  // The message an ack's id names, if we sent it (and its slot was not reused since).
+  const FsSent* match_id(const std::string& id_json) const {
+    if (id_json.size() != 38) return nullptr;
+    std::uint8_t b[16];
+    int n = 0;
+    for (std::size_t i = 1; i + 1 < id_json.size() && n < 32; ++i) {
+      char c = id_json[i];
+      if (c == '-') continue;
+      int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (v < 0) return nullptr;
+      b[n / 2] = static_cast<std::uint8_t>(n % 2 ? (b[n / 2] | v) : (v << 4));
+      ++n;
+    }
+    if (n != 32) return nullptr;
+    std::uint64_t seq = 0, tag;
+    for (int k = 10; k < 16; ++k) seq = (seq << 8) | b[k];
+    std::memcpy(&tag, b, 8);
+    const FsSent& s = fs_sent[seq & (kBookSlots - 1)];
+    return s.seq == seq && s.tag == tag && s.written != 0 ? &s : nullptr;
   }
 
   void record(std::uint64_t seq, const ProbeBook::Reply& rep, std::int64_t rtt, std::int64_t raw,
