@@ -335,7 +335,7 @@ class DlpingTest(dltest.DlTestCase):
 
     # -- fastSocket, both roles, against raw peers written from the notes
     def test_fastsocket_client_against_a_raw_server(self):
-        srv = RawFastSocketServer()
+        srv = RawFastSocketServer(bogus_acks=2)
         self.addCleanup(srv.close)
         j = self.client_json("--proto", "fastsocket", "-c", "20", "-i", "5ms", "-s", "10",
                              "127.0.0.1:%d" % srv.port)
@@ -346,6 +346,7 @@ class DlpingTest(dltest.DlTestCase):
         ph = j["phases"][0]
         self.assertEqual(ph["received"], 20)
         self.assertFalse(ph["turnaround_removed"])  # the server stamps nothing
+        self.assertEqual(ph["unknown"], 2)  # acks for ids it never sent: counted, not answered
         self.assertIn("fastsocket_formula", ph)
         self.assertEqual(ph["fastsocket_formula"]["count"], 20)
         # The T1 the server was told is the client's raw RTT for that message.
@@ -389,8 +390,9 @@ class RawFastSocketServer(threading.Thread):
     and compute T1 - T2/2. Checks every line the client sends is what Python's json.dumps
     writes for that object, with the notes' key order."""
 
-    def __init__(self):
+    def __init__(self, bogus_acks=0):
         super().__init__(daemon=True)
+        self.bogus_acks = bogus_acks  # acks for ids the client never sent, before the first real one
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(1)
@@ -421,6 +423,9 @@ class RawFastSocketServer(threading.Thread):
                     uuid.UUID(obj["id"], version=4)
                     self.messages += 1
                     s1[obj["id"]] = time.time_ns()
+                    for _ in range(self.bogus_acks):
+                        c.sendall((json.dumps({"id": str(uuid.uuid4()), "type": "ack"}) + "\n").encode())
+                    self.bogus_acks = 0
                     c.sendall((json.dumps({"id": obj["id"], "type": "ack"}) + "\n").encode())
                 else:
                     if list(obj) != ["id", "type", "send_and_ack_time_ns"] or obj["type"] != "ack":
