@@ -180,12 +180,15 @@ class DlpingTest(dltest.DlTestCase):
 
     def test_min_rate_counts_slow_intervals(self):
         r, port = self.responder()
-        j = self.client_json("-c", "12", "-i", "10ms", "--min-rate", "1000", "127.0.0.1:%d" % port)
+        j = self.client_json("-c", "12", "-i", "20ms", "--min-rate", "1000", "127.0.0.1:%d" % port)
         rate = j["phases"][0]["rate"]
         self.assertEqual(rate["intervals"], 11)
-        self.assertEqual(rate["below_min_rate"], 11)  # every 10 ms gap is slower than 1000/s
-        self.assertGreaterEqual(rate["longest_gap_ns"], 0.009e9)
-        self.assertLess(rate["achieved"], 150)
+        # Every 20 ms gap is slower than 1000/s; a reply delayed by a busy machine may shorten
+        # the gap after it below 1 ms, so allow two such.
+        self.assertGreaterEqual(rate["below_min_rate"], 9)
+        self.assertLessEqual(rate["below_min_rate"], 11)
+        self.assertGreaterEqual(rate["longest_gap_ns"], 0.019e9)
+        self.assertLess(rate["achieved"], 75)
         j = self.client_json("-c", "12", "-i", "10ms", "--min-rate", "2", "127.0.0.1:%d" % port)
         self.assertEqual(j["phases"][0]["rate"]["below_min_rate"], 0)
 
