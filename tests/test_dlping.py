@@ -196,7 +196,7 @@ class DlpingTest(dltest.DlTestCase):
         r, port = self.responder(endpoint="udp:127.0.0.1:0")
         relay = UdpRelay(("127.0.0.1", port), ping_size=232, drop_every=3, duplicate={2})
         self.addCleanup(relay.close)
-        j = self.client_json("-c", "12", "-i", "10ms", "-s", "200", "--timeout", "300ms",
+        j = self.client_json("-c", "12", "-i", "10ms", "-s", "200", "--timeout", "1s",
                              "udp:127.0.0.1:%d" % relay.port)
         ph = j["phases"][0]
         self.assertEqual(relay.dropped, 4)
