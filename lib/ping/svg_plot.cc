@@ -43,11 +43,36 @@ std::string num(double v) {
   return s;
 }
 
+// Three significant digits: "24.2", "580", "1250".
+std::string num3(double v) {
+  if (v >= 1000) return fmt::format("{:.0f}", v);
+  return num(std::stod(fmt::format("{:.3g}", v)));
+}
+
 struct Axis {
   double lo, hi, px_lo, px_hi;
+  bool log = false;  // logarithmic (lo > 0)
   double map(double v) const {
     if (hi <= lo) return px_lo;
+    if (log) {
+      v = std::max(v, lo);
+      return px_lo + (std::log(v) - std::log(lo)) / (std::log(hi) - std::log(lo)) * (px_hi - px_lo);
+    }
     return px_lo + (v - lo) / (hi - lo) * (px_hi - px_lo);
+  }
+  std::vector<double> ticks() const {
+    if (!log) return nice_ticks(lo, hi);
+    // 1, 2, 5 per decade when few decades, else the decades alone.
+    std::vector<double> t;
+    bool dense = hi / lo < 1e3;
+    for (double d = std::pow(10.0, std::floor(std::log10(lo))); d <= hi; d *= 10) {
+      for (double m : {1.0, 2.0, 5.0}) {
+        if (!dense && m != 1.0) continue;
+        double v = d * m;
+        if (v >= lo * 0.999 && v <= hi * 1.001) t.push_back(v);
+      }
+    }
+    return t;
   }
 };
 
@@ -55,13 +80,13 @@ void axes(std::string& o, const Axis& x, const Axis& y, double top, double botto
           const std::string& xlabel, const std::string& ylabel) {
   o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\n",
                    kLeft, top, kRight - kLeft, bottom - top);
-  for (double t : nice_ticks(x.lo, x.hi)) {
+  for (double t : x.ticks()) {
     double px = x.map(t);
     o += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#444\"/>"
                      "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",
                      px, bottom, bottom + 5, bottom + 18, num(t));
   }
-  for (double t : nice_ticks(y.lo, y.hi)) {
+  for (double t : y.ticks()) {
     double py = y.map(t);
     o += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
                      "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5}</text>\n",
@@ -74,13 +99,15 @@ void axes(std::string& o, const Axis& x, const Axis& y, double top, double botto
                    22, (top + bottom) / 2, esc(ylabel));
 }
 
-void hline(std::string& o, const Axis& y, double v, const char* color, const std::string& label) {
+void hline(std::string& o, const Axis& y, double v, const char* color, const std::string& label, bool left) {
   if (v < y.lo || v > y.hi) return;
   double py = y.map(v);
   o += fmt::format("<line class=\"marker\" x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" "
                    "stroke=\"{3}\" stroke-dasharray=\"6 4\"/><text x=\"{4}\" y=\"{5:.1f}\" "
-                   "fill=\"{3}\" text-anchor=\"end\">{6}</text>\n",
-                   kLeft, py, kRight, color, kRight - 4, py - 4, esc(label));
+                   "fill=\"{3}\" text-anchor=\"{7}\" stroke=\"white\" stroke-width=\"3\" "
+                   "paint-order=\"stroke\">{6}</text>\n",
+                   kLeft, py, kRight, color, left ? kLeft + 4 : kRight - 4, py - 4, esc(label),
+                   left ? "start" : "end");
 }
 
 void vline(std::string& o, const Axis& x, double v, double top, double bottom, const char* color,
@@ -133,7 +160,7 @@ std::string render_svg(const PlotInput& in) {
   if (tmax <= 0) tmax = 1;
   if (ymax <= 0) ymax = 1;
   ymax = nice_ticks(0, ymax * 1.05).back() < ymax * 1.05 ? ymax * 1.05 : nice_ticks(0, ymax * 1.05).back();
-  Axis x{0, tmax, kLeft, kRight}, y{0, ymax, kBottom1, kTop1};
+  Axis x{0, tmax, kLeft, kRight, false}, y{0, ymax, kBottom1, kTop1, false};
   o += "<g id=\"timeseries\">\n";
   axes(o, x, y, kTop1, kBottom1, "time since the first probe (s)", in.y_label);
   o += fmt::format("<polyline id=\"rtt-series\" data-samples=\"{}\" fill=\"none\" stroke=\"#1f77b4\" "
@@ -157,39 +184,49 @@ std::string render_svg(const PlotInput& in) {
     }
   }
   o += "\"/>\n";
-  hline(o, y, in.p50_us, "#2ca02c", "p50 " + num(in.p50_us));
-  hline(o, y, in.p99_us, "#d62728", "p99 " + num(in.p99_us));
+  hline(o, y, in.p50_us, "#2ca02c", "p50 " + num3(in.p50_us) + " µs", true);
+  hline(o, y, in.p99_us, "#d62728", "p99 " + num3(in.p99_us) + " µs", false);
   o += "</g>\n";
 
-  // Histogram: the log-linear buckets regrouped into up to 80 equal bins from 0 to the largest
-  // value (or p99's 4x, when a far outlier would squash everything into one bar).
+  // Histogram: the log-linear buckets regrouped into 80 bins. When the values spread over
+  // more than a factor of 20 the x axis is logarithmic (equal bins in log RTT), so the bulk
+  // and the tail both show; otherwise linear from 0 (or up to 4 x p99 when a far outlier would
+  // squash everything into one bar).
   o += "<g id=\"histogram\">\n";
-  double vmax = 0;
+  double vmin = HUGE_VAL, vmax = 0;
   std::uint64_t total = 0;
   for (auto& b : in.buckets) {
+    vmin = std::min(vmin, std::max(static_cast<double>(b.low), 1.0) / 1000.0);
     vmax = std::max(vmax, static_cast<double>(b.high) / 1000.0);
     total += b.count;
   }
-  if (in.p99_us > 0 && vmax > 4 * in.p99_us) vmax = 4 * in.p99_us;
-  if (vmax <= 0) vmax = 1;
+  bool logx = total > 0 && vmax / vmin > 20;
+  double xlo = 0;
+  if (logx) {
+    xlo = std::pow(10.0, std::floor(std::log10(vmin) * 4) / 4);  // a little below, on a round-ish value
+  } else if (in.p99_us > 0 && vmax > 4 * in.p99_us) {
+    vmax = 4 * in.p99_us;
+  }
+  if (vmax <= xlo) vmax = xlo + 1;
   const int bins = 80;
   std::vector<std::uint64_t> counts(bins, 0);
   std::uint64_t beyond = 0;
+  Axis hx{xlo, vmax, kLeft, kRight, logx};
   for (auto& b : in.buckets) {
     double mid = (static_cast<double>(b.low) + static_cast<double>(b.high)) / 2000.0;
     if (mid > vmax) {
       beyond += b.count;
       continue;
     }
-    int k = std::clamp(static_cast<int>(mid / vmax * bins), 0, bins - 1);
+    int k = std::clamp(static_cast<int>((hx.map(mid) - kLeft) / (kRight - kLeft) * bins), 0, bins - 1);
     counts[k] += b.count;
   }
   double cmax = 1;
   for (auto c : counts) cmax = std::max(cmax, static_cast<double>(c));
   double cticks = nice_ticks(0, cmax).back();
   if (cticks < cmax) cticks = cmax;
-  Axis hx{0, vmax, kLeft, kRight}, hy{0, cticks, kBottom2, kTop2};
-  axes(o, hx, hy, kTop2, kBottom2, in.y_label, "samples");
+  Axis hy{0, cticks, kBottom2, kTop2};
+  axes(o, hx, hy, kTop2, kBottom2, logx ? in.y_label + ", logarithmic" : in.y_label, "samples");
   double bw = (kRight - kLeft) / bins;
   for (int k = 0; k < bins; ++k) {
     if (counts[k] == 0) continue;
