@@ -66,3 +66,21 @@ TEST_CASE("a long series is drawn per pixel column, an empty one still renders")
   PlotInput empty;
   CHECK(render_svg(empty).find("</svg>") != std::string::npos);
 }
+
+TEST_CASE("a wide spread gets a logarithmic histogram axis, a narrow one a linear one") {
+  Histogram wide, narrow;
+  for (int i = 0; i < 100; ++i) {
+    wide.record(10'000 + i * 50'000);  // 10 us .. 5 ms
+    narrow.record(10'000 + i * 10);
+  }
+  PlotInput a, b;
+  a.buckets = wide.buckets();
+  a.p99_us = wide.percentile(99) / 1000.0;
+  b.buckets = narrow.buckets();
+  b.p99_us = narrow.percentile(99) / 1000.0;
+  std::string sa = render_svg(a), sb = render_svg(b);
+  CHECK(sa.find("RTT (µs), logarithmic") != std::string::npos);
+  CHECK(sb.find("logarithmic") == std::string::npos);
+  CHECK(sa.find(">1000<") != std::string::npos);  // a decade tick
+  CHECK(count_of(sa, "class=\"bar\"") >= 10);
+}
