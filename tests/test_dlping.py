@@ -332,7 +332,8 @@ class DlpingTest(dltest.DlTestCase):
     def test_usage_errors(self):
         for args in (["-c", "1", "-s", "10", "127.0.0.1:1"], ["--rate", "0", "127.0.0.1:1"],
                      ["--window", "4", "127.0.0.1:1"], ["--proto", "fastsocket", "udp:127.0.0.1:1"],
-                     ["--sweep", "1K:64", "127.0.0.1:1"], ["--reply-delay", "1ms", "127.0.0.1:1"]):
+                     ["--sweep", "1K:64", "127.0.0.1:1"], ["--reply-delay", "1ms", "127.0.0.1:1"],
+                     ["-l", "-c", "5", "127.0.0.1:0"], ["-l", "--json", "127.0.0.1:0"]):
             p, _ = self.client(*args, expect=dltest.EXIT_USAGE)
             self.assertTrue(p.stderr().startswith("dlping: "), p.stderr())
 

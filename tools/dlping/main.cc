@@ -97,8 +97,13 @@ int main(int argc, char** argv) {
   if (o.flood && app.count("--every") == 0) o.every = 0;
   o.verbosity.quiet = quiet;
   o.verbosity.verbose = verbose;
-  if (o.listen && (o.json || !o.csv_path.empty() || !o.plot_path.empty() || o.histogram))
-    return usage("--json, --csv, --plot and --histogram are the client's (the responder prints per-session summaries)");
+  if (o.listen) {
+    for (const char* flag : {"--json", "--csv", "--plot", "--histogram", "--count", "--interval", "--rate", "--size",
+                             "--sweep", "--warmup", "--flood", "--window", "--timeout", "--min-rate", "--every"}) {
+      if (app.count(flag) > 0)
+        return usage(std::string(flag) + " is the client's (the responder answers what it gets and prints per-session summaries)");
+    }
+  }
   if (!o.listen && (o.reply_delay_s > 0 || o.turnaround_s > 0 || !o.port_file.empty()))
     return usage("--reply-delay, --turnaround and --port-file are the responder's (-l)");
   return dl::ping::run_dlping(o, ctx);
