@@ -217,10 +217,17 @@ class DlpingTest(dltest.DlTestCase):
         out = self.path("client.out")
         p = self.P.start([self.DLPING, "-i", "5ms", "127.0.0.1:%d" % port], stdout=out)
         wait_until(lambda: self.read_text(out).count(" bytes from ") >= 3, 10, "three replies")
+        p.signal(signal.SIGUSR1)  # the summary so far, and on
+        wait_until(lambda: "dlping statistics" in self.read_text(out), 10, "an interim summary")
+        n = self.read_text(out).count(" bytes from ")
+        wait_until(lambda: self.read_text(out).count(" bytes from ") > n + 2, 10, "more replies")
+        self.assertTrue(p.running)
+        r.signal(signal.SIGUSR1)
+        wait_until(lambda: "so far:" in self.read_out(r), 10, "the responder's interim figures")
         p.signal(signal.SIGINT)
         self.assertEqual(p.wait(t(10)), 0, p.describe())
         text = self.read_text(out)
-        self.assertIn("dlping statistics", text)
+        self.assertEqual(text.count("dlping statistics"), 2)
         self.assertRegex(text, r"(\d+) sent, \d+ received")
 
     def test_plot_csv_and_json(self):

@@ -624,6 +624,26 @@ Client::Client(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t)
     : impl_(std::make_unique<Impl>(o, ctx, r, std::move(t))) {}
 Client::~Client() = default;
 int Client::run() { return impl_->run(); }
+void Client::interim() {
+  Impl& m = *impl_;
+  if (!m.book || m.figures.phases.empty()) return;
+  RunFigures copy = m.figures;
+  if (m.fig) {
+    PhaseFigures& f = copy.phases.back();
+    f.sent = m.book->sent_count();
+    f.received = m.book->received();
+    f.lost = m.book->lost();
+    f.duplicated = m.book->duplicates();
+    f.out_of_order = m.book->out_of_order();
+    f.timeouts = m.book->timeouts();
+    f.late = m.book->late();
+    f.unknown = m.book->unknown() + m.unknown_ids;
+    f.duration_s = static_cast<double>(mono_ns() - m.phase_start) / 1e9;
+  }
+  std::string text = m.o.json ? json_summary(copy) : text_summary(copy, m.o.histogram);
+  [[maybe_unused]] auto n = ::write(m.ctx.stdout_fd, text.data(), text.size());
+}
+
 void Client::stop() {
   impl_->stopping = true;
   impl_->sending = false;

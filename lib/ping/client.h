@@ -21,6 +21,8 @@ class Client {
   int run();
   // SIGINT/SIGTERM: stop sending, finish with what was measured.
   void stop();
+  // SIGUSR1: print the summary so far and go on.
+  void interim();
 
  private:
   struct Impl;

@@ -60,7 +60,11 @@ int run_dlping(const DlpingOptions& o, ToolContext& ctx) {
   if (o.listen) {
     Responder responder(o, ctx, reactor, *target);
     SignalWatcher signals(reactor, [&](int sig) {
-      if (sig != SIGUSR1) responder.stop();
+      if (sig == SIGUSR1) {
+        responder.interim();
+      } else {
+        responder.stop();
+      }
     });
     auto st = responder.start();
     if (!st) return fail(st.error());
@@ -71,7 +75,11 @@ int run_dlping(const DlpingOptions& o, ToolContext& ctx) {
   reactor.set_timer_slack(std::chrono::nanoseconds(1));
   Client client(o, ctx, reactor, *target);
   SignalWatcher signals(reactor, [&](int sig) {
-    if (sig != SIGUSR1) client.stop();
+    if (sig == SIGUSR1) {
+      client.interim();
+    } else {
+      client.stop();
+    }
   });
   return client.run();
 }

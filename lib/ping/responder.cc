@@ -172,10 +172,11 @@ struct Responder::Impl {
     sessions.erase(it);
   }
 
-  void summary(Session& s) {
-    if (o.verbosity.quiet) return;
+  void summary(Session& s, bool so_far = false) {
+    if (o.verbosity.quiet && !so_far) return;
+    const char* state = so_far ? "so far" : "ended";
     if (o.proto == Proto::native) {
-      out_line(fmt::format("session {} ended: {} probes answered, {} acknowledged", s.name, s.pings, s.acks));
+      out_line(fmt::format("session {} {}: {} probes answered, {} acknowledged", s.name, state, s.pings, s.acks));
       if (s.acks > 0) {
         out_line("  " + brief("rtt the client measured (our turnaround removed)", s.client_rtt));
         out_line("  " + brief("rtt seen from here (pong to ack3, the client's turnaround removed)", s.own_rtt));
@@ -184,7 +185,7 @@ struct Responder::Impl {
                              fmt_ns(static_cast<double>(s.client_rtt.histogram().percentile(50)) / 2)));
       }
     } else {
-      out_line(fmt::format("fastSocket session {} ended: {} messages, {} client acks", s.name, s.pings, s.acks));
+      out_line(fmt::format("fastSocket session {} {}: {} messages, {} client acks", s.name, state, s.pings, s.acks));
       if (s.acks > 0) {
         out_line("  " + brief("T1, the client's send_and_ack_time (our turnaround included)", s.t1));
         out_line("  " + brief("rtt with our turnaround removed, T1 - (s2 - s1)", s.corrected));
@@ -584,5 +585,12 @@ Responder::~Responder() = default;
 Status Responder::start() { return impl_->start(); }
 int Responder::run() { return impl_->run(); }
 void Responder::stop() { impl_->stopping = true; }
+void Responder::interim() {
+  for (auto& [id, s] : impl_->sessions) impl_->summary(*s, true);
+  if (impl_->udp_session && impl_->udp_session->pings > 0) {
+    impl_->udp_session->name = impl_->bound;
+    impl_->summary(*impl_->udp_session, true);
+  }
+}
 
 }  // namespace dl::ping

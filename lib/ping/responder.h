@@ -22,6 +22,8 @@ class Responder {
   // Serves until stop() or the -w deadline; returns the exit code. Blocks.
   int run();
   void stop();
+  // SIGUSR1: print the figures of the open sessions so far.
+  void interim();
 
  private:
   struct Impl;
