@@ -139,6 +139,11 @@ class DlpingTest(dltest.DlTestCase):
         j = self.client_json("-c", "5", "-i", "5ms", "unix:" + sock)
         self.assertEqual(j["transport"], "unix")
         self.assertEqual(j["phases"][0]["received"], 5)
+        if dltest.have_ipv6_loopback():
+            v6, port6 = self.responder(endpoint="[::1]:0")
+            j = self.client_json("-c", "3", "-i", "5ms", "[::1]:%d" % port6)
+            self.assertEqual(j["phases"][0]["received"], 3)
+            self.assertEqual(j["target"], "[::1]:%d" % port6)
         u, port = self.responder(endpoint="udp:127.0.0.1:0")
         j = self.client_json("-c", "5", "-i", "5ms", "udp:127.0.0.1:%d" % port)
         self.assertEqual(j["transport"], "udp")
@@ -151,6 +156,11 @@ class DlpingTest(dltest.DlTestCase):
         ph = j["phases"][0]
         self.assertEqual((ph["sent"], ph["received"], ph["out_of_order"], ph["duplicated"]), (500, 500, 0, 0))
         self.assertGreater(ph["rate"]["achieved"], 100)
+        # Spinning instead of sleeping, pinned to a CPU: the same counts.
+        j = self.client_json("-c", "300", "--flood", "--busy-poll", "--cpu", "0", "127.0.0.1:%d" % port)
+        self.assertEqual((j["phases"][0]["sent"], j["phases"][0]["received"]), (300, 300))
+        p, _ = self.client("-c", "1", "--cpu", "100000", "127.0.0.1:%d" % port, expect=dltest.EXIT_USAGE)
+        self.assertIn("--cpu", p.stderr())
         j = self.client_json("--sweep", "64,1K,64K,1M", "-c", "5", "--warmup", "2", "-i", "5ms", "127.0.0.1:%d" % port)
         self.assertEqual([p["size"] for p in j["phases"]], [64, 1024, 65536, 1 << 20])
         self.assertEqual([p["wire_bytes"] for p in j["phases"]], [96, 1056, 65568, (1 << 20) + 32])
