@@ -101,8 +101,8 @@ struct Client::Impl {
   }
 
   void say_out(const std::string& s) {
-    std::string line = s + "\n";
-    [[maybe_unused]] auto n = ::write(ctx.stdout_fd, line.data(), line.size());
+    std::string text = s + "\n";
+    [[maybe_unused]] auto n = ::write(ctx.stdout_fd, text.data(), text.size());
   }
 
   // ---- connecting
@@ -592,15 +592,15 @@ struct Client::Impl {
       [[maybe_unused]] auto n = ::write(ctx.stdout_fd, s.data(), s.size());
       if (!o.plot_path.empty()) {
         const auto& last = figures.phases.back();
-        PlotInput in;
-        in.title = fmt::format("dlping {} ({} over {}): {} replies, {}-byte probes", t.text, figures.proto,
+        PlotInput pin;
+        pin.title = fmt::format("dlping {} ({} over {}): {} replies, {}-byte probes", t.text, figures.proto,
                                figures.transport, last.rtt.count(), last.wire_bytes);
-        if (!last.has_turnaround) in.y_label = "RTT incl. responder turnaround (µs)";
-        in.series = plot;
-        in.buckets = last.rtt.histogram().buckets();
-        in.p50_us = static_cast<double>(last.rtt.histogram().percentile(50)) / 1e3;
-        in.p99_us = static_cast<double>(last.rtt.histogram().percentile(99)) / 1e3;
-        auto st = write_file_atomically(o.plot_path, render_svg(in), "--plot", false);
+        if (!last.has_turnaround) pin.y_label = "RTT incl. responder turnaround (µs)";
+        pin.series = plot;
+        pin.buckets = last.rtt.histogram().buckets();
+        pin.p50_us = static_cast<double>(last.rtt.histogram().percentile(50)) / 1e3;
+        pin.p99_us = static_cast<double>(last.rtt.histogram().percentile(99)) / 1e3;
+        auto st = write_file_atomically(o.plot_path, render_svg(pin), "--plot", false);
         if (!st && !error) error = st.error();
       }
     }
