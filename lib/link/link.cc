@@ -199,6 +199,15 @@ void Link::on_accept(short) {
       return;
     }
     if (!fd->valid()) break;
+    if (!opt_.allow.allows(peer)) {
+      // Refused before a byte is read, with a reset: the peer learns nothing but "no".
+      linger reset{1, 0};
+      ::setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      Error e = make_error(ErrorKind::auth, "connection from " + peer.to_string(),
+                           "not allowed (--allow " + opt_.allow.to_string() + ")");
+      if (obs_) obs_->on_event(LinkEvent::rejected, peer.to_string(), &e);
+      continue;
+    }
     auto c = std::make_unique<Conn>();
     c->fd = std::move(*fd);
     c->peer = peer;
