@@ -206,10 +206,10 @@ void Link::on_accept(short) {
     c->fd = std::move(*fd);
     c->peer = peer;
     c->opened = c->last_rx = c->last_tx = Clock::now();
-    if (opt_.proto == Proto::classic && !native_session_in_progress() &&
-        !(ever_connected_ && active_ && !completed_)) {
+    if (opt_.proto == Proto::classic) {
       // A seed peer may never speak first (it sends nothing until it has data): with
-      // --proto classic there is nothing to detect.
+      // --proto classic there is nothing to detect. Classic has no session ids, so, as with the
+      // seed's server, a newer connection is the peer come back and replaces the old one.
       promote(std::move(c), Proto::classic, nullptr);
       continue;
     }
@@ -292,8 +292,8 @@ void Link::handle_candidate_input(Conn* c) {
                        false);
       return;
     }
-    if (native_session_in_progress() || (ever_connected_ && active_ && !completed_)) {
-      reject_candidate(c, protocol_error("session-busy", ctx, "a session is in progress here"), false);
+    if (native_session_in_progress()) {
+      reject_candidate(c, protocol_error("session-busy", ctx, "a native session is in progress here"), false);
       return;
     }
     auto taken = take_candidate(c);
