@@ -19,7 +19,7 @@ namespace dl {
 namespace {
 
 constexpr std::size_t kMinUsefulReserve = 64 * 1024;
-constexpr std::size_t kInitialRx = 4u << 20;
+constexpr std::size_t kInitialRx = 8u << 20;  // the credit (minus slack): as much in flight as the default --window
 constexpr std::size_t kRxSlack = 64 * 1024;  // ring room beyond the credit: control frames
 constexpr int kMaxProtocolFailureStreak = 8;
 constexpr std::size_t kReadSlice = 256 * 1024;
@@ -621,7 +621,22 @@ void Link::abandon(std::string_view reason, int flush_ms) {
       pollfd p{c->fd.get(), POLLOUT, 0};
       if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
     }
-    if (active_.get() == c && c->fd.valid()) ::shutdown(c->fd.get(), SHUT_WR);
+    if (active_.get() == c && c->fd.valid()) {
+      ::shutdown(c->fd.get(), SHUT_WR);
+      // Closing with unread bytes (the peer's acks) would reset the connection, and a reset
+      // can destroy the notice before the peer reads it: read until the peer closes too, or
+      // the same bounded time runs out.
+      std::uint8_t sink[16384];
+      while (true) {
+        ssize_t n = ::recv(c->fd.get(), sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+        if (n > 0) continue;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) break;
+        pollfd p{c->fd.get(), POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
+      }
+    }
   }
   close();
 }
@@ -1021,7 +1036,14 @@ bool Link::write_some(Conn* c) {
     ssize_t n = ::sendmsg(c->fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) return false;
-      connection_lost(errno_error(ErrorKind::disconnected, "send to " + c->peer.to_string(), errno));
+      int err = errno;
+      if (err == ECONNRESET || err == EPIPE) {
+        // The peer may have said why before it went (an ERROR frame still unread here):
+        // read that first, it is the better reason.
+        read_some(c);
+        if (c != active_.get() || closed_) return false;
+      }
+      connection_lost(errno_error(ErrorKind::disconnected, "send to " + c->peer.to_string(), err));
       return false;
     }
     std::size_t left = static_cast<std::size_t>(n);
