@@ -200,6 +200,9 @@ Error decode_error_payload(std::span<const std::uint8_t> payload, std::string_vi
     e.final = true;
     return e;
   }
+  if (id == "version" && text.find("upgrade") == std::string::npos) {
+    text += "; upgrade the side with the older version";  // a version-1 peer's words
+  }
   // Our own words for what the peer refused, never the peer's nested message chain.
   if (retryable) {
     // A temporary refusal (a busy listener, a damaged handshake): like a refused connection,
