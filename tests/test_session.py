@@ -43,7 +43,10 @@ def stranger(port, first=b"", hold=0.0, timeout=10):
     closed = False
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         if first:
-            s.sendall(first)
+            try:
+                s.sendall(first)
+            except OSError:   # refused while we were still sending: reset
+                return got, True
         end = time.monotonic() + hold
         s.settimeout(0.1)
         while time.monotonic() < end or not hold:
