@@ -259,16 +259,8 @@ void Link::reject_candidate(Conn* c, const Error& why, bool tell) {
 }
 
 void Link::handle_candidate_input(Conn* c) {
-  std::uint8_t buf[4096];
-  // A native dialer sends one HELLO and waits for ours: read no further than that, so nothing
-  // after it is lost. A classic candidate is read up to one frame header.
-  std::size_t have = c->early.size();
-  std::size_t want;
-  if (have == 0) want = 1;
-  else if (c->early[0] == frame::kMarker) want = frame::kHeaderSize + frame::kHelloSize - have;
-  else want = classic::kHeaderSize - have;
-  if (want == 0 || want > sizeof buf) want = 1;
-  ssize_t n = ::recv(c->fd.get(), buf, want, MSG_DONTWAIT);
+  std::uint8_t buf[frame::kHeaderSize + frame::kHelloSize];
+  ssize_t n = ::recv(c->fd.get(), buf, std::min(sizeof buf, newcomer_read_limit(c->early)), MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     // Closed before completing a handshake: a port probe or a stranger, nothing to report.
@@ -280,59 +272,24 @@ void Link::handle_candidate_input(Conn* c) {
   c->early.insert(c->early.end(), buf, buf + n);
   c->last_rx = Clock::now();
   std::string ctx = "from " + c->peer.to_string();
-  std::uint8_t first = c->early[0];
-  if (first == classic::kStartByte && opt_.proto != Proto::native) {
-    // Classic by its first byte; adopted only once a whole valid frame header has arrived, so
-    // a stranger trickling spaces or sending garbage after them is refused.
-    if (c->early.size() < classic::kHeaderSize) return;
-    auto d = classic::decode(c->early, opt_.max_message);
-    if (d.status == classic::DecodeStatus::garbage || d.status == classic::DecodeStatus::too_large) {
-      reject_candidate(c, protocol_error(std::string("classic-") + d.reason, ctx,
-                                         "not a classic frame header"),
-                       false);
+  Detection d = detect_newcomer(c->early, opt_.proto, opt_.max_message, ctx);
+  switch (d.kind) {
+    case Detection::need_more:
       return;
-    }
-    if (native_session_in_progress()) {
-      reject_candidate(c, protocol_error("session-busy", ctx, "a native session is in progress here"), false);
+    case Detection::refuse:
+      reject_candidate(c, d.why, d.tell);
       return;
-    }
-    auto taken = take_candidate(c);
-    promote(std::move(taken), Proto::classic, nullptr);
-    return;
+    case Detection::classic:
+      if (native_session_in_progress()) {
+        reject_candidate(c, protocol_error("session-busy", ctx, "a native session is in progress here"), false);
+        return;
+      }
+      promote(take_candidate(c), Proto::classic, nullptr);
+      return;
+    case Detection::native:
+      break;
   }
-  if (first != frame::kMarker || opt_.proto == Proto::classic) {
-    reject_candidate(c, protocol_error("bad-marker", ctx,
-                                       opt_.proto == Proto::classic
-                                           ? "not a classic frame (this side speaks --proto classic)"
-                                           : "neither a native handshake (0xD7) nor a classic frame (0x20)"),
-                     first == frame::kMarker);
-    return;
-  }
-  auto d = frame::decode(c->early, opt_.max_message);
-  if (d.status == frame::Status::bad) {
-    // A corrupted handshake: refuse this connection alone; the dialer retries.
-    Error e = frame::decode_error(d, opt_.max_message, ctx);
-    reject_candidate(c, e, true);
-    return;
-  }
-  if (d.status == frame::Status::need_more) {
-    if (d.needed > frame::kHeaderSize + frame::kHelloSize) {
-      reject_candidate(c, protocol_error("bad-hello", ctx, "first frame is not a handshake"), true);
-    }
-    return;
-  }
-  if (d.header.type != frame::Type::hello) {
-    reject_candidate(c, protocol_error("bad-hello", ctx, "first frame is not a handshake"), true);
-    return;
-  }
-  auto hello = frame::decode_hello(
-      std::span<const std::uint8_t>(c->early).subspan(frame::kHeaderSize, d.header.length));
-  if (!hello) {
-    Error e = hello.error();
-    e.context = ctx;
-    reject_candidate(c, e, true);
-    return;
-  }
+  const frame::Hello* hello = &d.hello;
   if (ever_connected_ && wire_proto_ == Proto::classic && !completed_) {
     reject_candidate(c, protocol_error("session-busy", ctx, "a classic session is in progress there"), true);
     return;
@@ -348,8 +305,7 @@ void Link::handle_candidate_input(Conn* c) {
     return;
   }
   if (v.action == Session::Admit::adopt && session_.known()) reset_session();
-  auto taken = take_candidate(c);
-  promote(std::move(taken), Proto::native, &*hello);
+  promote(take_candidate(c), Proto::native, hello);
 }
 
 void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello) {
