@@ -1335,7 +1335,7 @@ bool Link::peek(Message& out, std::size_t index) {
   while (!rx_queue_.empty() && rx_queue_.front().end) {
     RxMessage m = rx_queue_.front();
     rx_queue_.pop_front();
-    if (m.seq) session_.delivered(m.seq);
+    if (m.seq) session_.peer_end_delivered(m.seq);
     peer_finished_ = true;
     rx_.release_to(rx_queue_.empty() ? parse_off_ : rx_queue_.front().frame_start);
   }
@@ -1375,10 +1375,9 @@ std::size_t Link::available() const {
 
 void Link::check_completion() {
   if (completed_) return;
-  bool sent_all = finished();
-  bool got_all = peer_finished_ && session_.all_delivered_acked();
-  if (wire_proto_ == Proto::classic) got_all = !opt_.await_peer_end || peer_finished_;
-  if (!(sent_all && got_all)) return;
+  bool done = wire_proto_ == Proto::classic ? finished() && (!opt_.await_peer_end || peer_finished_)
+                                             : end_requested_ && session_.complete();
+  if (!done) return;
   if (wire_proto_ == Proto::native && !ready()) return;  // the last ack must reach the peer
   if (wire_proto_ == Proto::classic && !ever_connected_) return;
   completed_ = true;
