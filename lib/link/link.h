@@ -34,13 +34,13 @@
 #include "lib/base/error.h"
 #include "lib/net/net.h"
 #include "lib/net/reactor.h"
+#include "lib/link/detect.h"
 #include "lib/link/ring_buffer.h"
 #include "lib/link/session.h"
 #include "lib/link/stats.h"
 
 namespace dl {
 
-enum class Proto { native, classic, automatic };
 // "native", "classic", "auto"; errors: usage.
 Result<Proto> parse_proto(std::string_view text);
 
