@@ -1,0 +1,58 @@
+#include "lib/dtp/pacer.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dl::dtp {
+
+void TokenBucket::configure(double rate, double burst) {
+  rate_ = std::max(rate, 1.0);
+  burst_ = std::max(burst, 1.0);
+  tokens_ = std::min(tokens_, burst_);
+}
+
+double TokenBucket::refill(std::int64_t now_ns) {
+  if (last_ns_ < 0) {
+    last_ns_ = now_ns;
+    tokens_ = burst_;
+    return tokens_;
+  }
+  if (now_ns > last_ns_) {
+    tokens_ = std::min(burst_, tokens_ + rate_ * static_cast<double>(now_ns - last_ns_) * 1e-9);
+    last_ns_ = now_ns;
+  }
+  return tokens_;
+}
+
+std::int64_t TokenBucket::wait_ns(double bytes) const {
+  if (tokens_ >= bytes) return 0;
+  return static_cast<std::int64_t>(std::ceil((bytes - tokens_) / rate_ * 1e9));
+}
+
+RateController::RateController(double start, double min, double max, bool adaptive)
+    : rate_(adaptive ? std::clamp(start, min, max) : max), min_(min), max_(max), adaptive_(adaptive) {}
+
+void RateController::set_max(double max) {
+  max_ = std::max(max, min_);
+  rate_ = adaptive_ ? std::min(rate_, max_) : max_;
+}
+
+void RateController::on_interval(std::uint64_t sent, std::uint64_t received) {
+  if (sent == 0) return;
+  loss_ = 1.0 - std::min(1.0, static_cast<double>(received) / static_cast<double>(sent));
+  if (!adaptive_) return;
+  if (baseline_ < 0) baseline_ = std::min(loss_, 0.5);
+  // The baseline falls at once with the loss (the rate drop worked, or the link improved) and
+  // rises slowly, so only loss that persists at every rate becomes "the link's own".
+  if (loss_ < baseline_) baseline_ += 0.5 * (loss_ - baseline_);
+  else baseline_ += 0.05 * (std::min(loss_, 0.5) - baseline_);
+  double excess = loss_ - baseline_;
+  if (excess > 0.02) {
+    rate_ *= std::max(0.5, 1.0 - excess);
+  } else {
+    rate_ *= 1.10;
+  }
+  rate_ = std::clamp(rate_, min_, max_);
+}
+
+}  // namespace dl::dtp

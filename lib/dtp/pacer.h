@@ -1,0 +1,46 @@
+// pacer: how fast a DTP server sends one session. A token bucket refilled from the monotonic
+// clock at every wake-up (so it paces the same with millisecond or nanosecond timers: a late
+// wake-up finds more tokens, bounded by the burst), and a loss-driven rate controller fed by
+// the client's reports. Pure arithmetic on caller-supplied times; no clocks, no I/O.
+#pragma once
+
+#include <cstdint>
+
+namespace dl::dtp {
+
+class TokenBucket {
+ public:
+  // rate in bytes/s; burst: the most tokens that may pile up (bytes), at least one send unit.
+  void configure(double rate, double burst);
+  double rate() const { return rate_; }
+  // Adds what accrued since the last call (capped at burst); returns the tokens there are.
+  double refill(std::int64_t now_ns);
+  void spend(double bytes) { tokens_ -= bytes; }
+  // Nanoseconds from the last refill until `bytes` tokens are there (0 when they are).
+  std::int64_t wait_ns(double bytes) const;
+
+ private:
+  double rate_ = 1e6, burst_ = 65536, tokens_ = 0;
+  std::int64_t last_ns_ = -1;
+};
+
+// Additive-increase / multiplicative-decrease on loss, with a baseline: a steady loss rate
+// that does not answer to the sending rate (a lossy radio link, --drop) is learnt and not
+// treated as congestion; only loss above it slows the session down.
+class RateController {
+ public:
+  RateController(double start, double min, double max, bool adaptive);
+  // One report interval: `sent` datagrams the server numbered, `received` of them that arrived.
+  void on_interval(std::uint64_t sent, std::uint64_t received);
+  double rate() const { return rate_; }  // bytes/s
+  double loss() const { return loss_; }
+  double baseline() const { return baseline_; }
+  void set_max(double max);
+
+ private:
+  double rate_, min_, max_;
+  bool adaptive_;
+  double loss_ = 0, baseline_ = -1;
+};
+
+}  // namespace dl::dtp
