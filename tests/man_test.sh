@@ -1,16 +1,17 @@
 #!/bin/bash
 # man_test: checks that the man pages document every option each tool's --help lists, and
 # that the EXIT STATUS section lists every exit code of the family.
-# Usage: tests/man_test.sh DLSEND DLRECV MANDIR
+# Usage: tests/man_test.sh TOOL... MANDIR
 #   e.g. tests/man_test.sh bazel-bin/tools/dlsend/dlsend bazel-bin/tools/dlrecv/dlrecv man
 # Prints what is missing and exits 1 if anything is.
 set -u
 
-if [ $# -ne 3 ]; then
-  echo "usage: $0 DLSEND DLRECV MANDIR" >&2
+if [ $# -lt 2 ]; then
+  echo "usage: $0 TOOL... MANDIR" >&2
   exit 2
 fi
-mandir=$3
+mandir=${!#}
+tools=("${@:1:$#-1}")
 exit_codes="0 1 2 3 4 5 6 7 8 130"
 missing=0
 
@@ -19,7 +20,7 @@ miss() {
   missing=1
 }
 
-for tool in "$1" "$2"; do
+for tool in "${tools[@]}"; do
   name=$(basename "$tool")
   page="$mandir/$name.1"
   if [ ! -x "$tool" ]; then

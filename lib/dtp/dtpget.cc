@@ -299,6 +299,15 @@ void Client::process(std::span<const std::uint8_t> d) {
         dup_bytes_ += x.bytes.size();
         return;
       }
+      if (whole_ && x.offset == prefix_) {
+        // In order: hash (and stream) straight from the datagram, no reading back later.
+        hash_.update(x.bytes);
+        if (to_stdout_ && !write_all(ctx_.stdout_fd, x.bytes.data(), x.bytes.size())) {
+          stop_with(fail(errno_error(ErrorKind::io, "stdout", errno)));
+          return;
+        }
+        prefix_ = end;
+      }
       if (!iov_.empty() && (x.offset != run_end_ || iov_.size() >= 4096)) flush_writes();
       if (iov_.empty()) run_start_ = run_end_ = x.offset;
       iov_.push_back({const_cast<std::uint8_t*>(x.bytes.data()), x.bytes.size()});

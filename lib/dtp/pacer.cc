@@ -48,9 +48,14 @@ void RateController::on_interval(std::uint64_t sent, std::uint64_t received) {
   else baseline_ += 0.05 * (std::min(loss_, 0.5) - baseline_);
   double excess = loss_ - baseline_;
   if (excess > 0.02) {
+    // Remember where the path overflowed; back off by the excess loss (at most by half).
+    ceiling_ = rate_;
     rate_ *= std::max(0.5, 1.0 - excess);
+  } else if (rate_ < 0.9 * ceiling_) {
+    rate_ *= 1.10;  // far below the last overflow: climb fast
   } else {
-    rate_ *= 1.10;
+    rate_ *= 1.01;  // near it: probe gently, so the sawtooth stays shallow
+    if (rate_ > ceiling_) ceiling_ = rate_ * 1.5;  // past it without loss: the path grew
   }
   rate_ = std::clamp(rate_, min_, max_);
 }

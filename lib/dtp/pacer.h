@@ -41,6 +41,7 @@ class RateController {
   double rate_, min_, max_;
   bool adaptive_;
   double loss_ = 0, baseline_ = -1;
+  double ceiling_ = 1e300;  // the rate at the last congestion; above 0.9 of it, growth is slow
 };
 
 }  // namespace dl::dtp
