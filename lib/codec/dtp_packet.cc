@@ -94,7 +94,9 @@ const char* decode(std::span<const std::uint8_t> d, Packet& out) {
       Request& r = out.request;
       r.pass = get_u32(b);
       r.part = get_u16(b + 4);
-      if (get_u16(b + 6) != 0) return "bad-field";
+      std::uint16_t flags = get_u16(b + 6);
+      if (flags & ~1u) return "bad-field";
+      r.urgent = flags & 1u;
       r.rate_bits = get_u64(b + 8);
       r.count = get_u32(b + 16);
       if (r.pass == 0 || r.part >= kMaxParts) return "bad-field";
@@ -189,11 +191,12 @@ std::size_t encode_meta(std::uint8_t* out, std::uint64_t session, std::uint64_t 
 
 std::size_t encode_request(std::uint8_t* out, std::size_t max_len, std::uint64_t session,
                            std::uint32_t pass, std::uint16_t part, std::uint64_t rate_bits,
-                           std::span<const ByteRange> ranges, std::size_t from, std::size_t& next) {
+                           std::span<const ByteRange> ranges, std::size_t from, std::size_t& next,
+                           bool urgent) {
   std::uint8_t* b = header(out, Type::request, session);
   put_u32(b, pass);
   put_u16(b + 4, part);
-  put_u16(b + 6, 0);
+  put_u16(b + 6, urgent ? 1 : 0);
   put_u64(b + 8, rate_bits);
   std::size_t at = kHeaderSize + 20;
   std::uint64_t prev_end = 0;

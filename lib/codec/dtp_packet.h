@@ -61,6 +61,7 @@ struct Meta {
 struct Request {
   std::uint32_t pass = 0;
   std::uint16_t part = 0;
+  bool urgent = false;          // flag bit 0: send these before the rest of the pass (repairs)
   std::uint64_t rate_bits = 0;  // the client's cap in bit/s; 0: none
   std::uint32_t count = 0;      // ranges encoded in `ranges`
   std::span<const std::uint8_t> ranges;  // validated varint pairs; read with RangeReader
@@ -120,7 +121,8 @@ std::size_t encode_meta(std::uint8_t* out, std::uint64_t session, std::uint64_t 
 // datagram length and sets `next` to the first range not written.
 std::size_t encode_request(std::uint8_t* out, std::size_t max_len, std::uint64_t session,
                            std::uint32_t pass, std::uint16_t part, std::uint64_t rate_bits,
-                           std::span<const ByteRange> ranges, std::size_t from, std::size_t& next);
+                           std::span<const ByteRange> ranges, std::size_t from, std::size_t& next,
+                           bool urgent = false);
 // DATA: writes the 32-byte header in front of the `n` payload bytes already at out + 32.
 void encode_data_header(std::uint8_t* out, std::uint64_t session, std::uint64_t offset,
                         std::uint32_t seq, std::uint32_t pass, std::size_t n);

@@ -142,9 +142,14 @@ TEST_CASE("REQUEST: ranges round trip, split across datagrams, every bad field r
   reseal(c, n);
   CHECK(dec(c, n) == "bad-field");
   c = b;
-  put_u16(c.data() + 22, 1);  // reserved
+  put_u16(c.data() + 22, 2);  // an unknown flag
   reseal(c, n);
   CHECK(dec(c, n) == "bad-field");
+  n = encode_request(b.data(), kMaxDatagram, 5, 1, 3, 0, one, 0, next, true);
+  Packet u;
+  REQUIRE(std::string(decode(view(b, n), u)) == "");
+  CHECK(u.request.urgent);
+  CHECK(u.request.part == 3);
   c = b;
   put_u32(c.data() + 32, 3);  // count larger than the list
   reseal(c, n);

@@ -79,6 +79,7 @@ class Client {
   void send_open();
   void on_meta(const Packet& p);
   void start_pass();
+  void repair();
   void on_readable();
   void process(std::span<const std::uint8_t> d);
   void flush_writes();
@@ -110,6 +111,12 @@ class Client {
   std::int64_t started_ = 0, last_heard_ = 0, last_data_ = 0, pass_started_ = 0, next_open_ = 0;
   std::int64_t open_backoff_ = 250 * kMs, last_progress_ = 0;
   std::uint32_t highest_seq_ = 0;
+  // Mid-pass repairs: holes behind what this pass already delivered are asked for at once
+  // (urgent REQUEST parts), so the in-order prefix, its hash and -o - keep moving.
+  std::uint16_t parts_used_ = 0;
+  std::uint64_t pass_max_end_ = 0;
+  RangeSet repaired_;
+  std::int64_t last_repair_ = 0;
   bool have_seq_ = false;
   std::uint64_t recv_count_ = 0, new_bytes_ = 0, dup_bytes_ = 0, start_have_ = 0;
   // Writes gathered from one receive batch: runs of file-contiguous chunks.
@@ -229,12 +236,37 @@ void Client::start_pass() {
   std::size_t max_len = std::min<std::size_t>(datagram_, 65000);
   std::size_t from = 0, next = 0;
   std::uint64_t rate = o_.rate_bits > 0 ? static_cast<std::uint64_t>(o_.rate_bits) : 0;
-  for (std::uint16_t part = 0; part < kMaxParts && from < ranges.size(); ++part) {
+  std::uint16_t part = 0;
+  for (; part < kMaxParts && from < ranges.size(); ++part) {
     send(encode_request(ctl_.data(), max_len, sid_, pass_, part, rate, ranges, from, next));
     from = next;
   }
+  parts_used_ = part;
+  pass_max_end_ = 0;
+  repaired_.clear();
   end_seen_ = false;
   pass_started_ = last_data_ = mono_ns();
+}
+
+void Client::repair() {
+  constexpr std::uint64_t kMargin = 256 << 10;  // in flight or reordered, not yet lost
+  if (parts_used_ >= kMaxParts || pass_max_end_ <= kMargin) return;
+  RangeSet wanted_behind;
+  for (const auto& r : st_.wanted.ranges()) {
+    if (r.start >= pass_max_end_ - kMargin) break;
+    wanted_behind.add(r.start, std::min(r.end, pass_max_end_ - kMargin));
+  }
+  RangeSet holes = repaired_.missing_from(st_.received.missing_from(wanted_behind));
+  if (holes.empty()) return;
+  std::vector<ByteRange> ranges = holes.ranges();
+  std::size_t max_len = std::min<std::size_t>(datagram_, 65000);
+  std::uint64_t rate = o_.rate_bits > 0 ? static_cast<std::uint64_t>(o_.rate_bits) : 0;
+  std::size_t from = 0, next = 0;
+  for (int k = 0; k < 4 && parts_used_ < kMaxParts && from < ranges.size(); ++k) {
+    send(encode_request(ctl_.data(), max_len, sid_, pass_, parts_used_++, rate, ranges, from, next, true));
+    for (std::size_t i = from; i < next; ++i) repaired_.add(ranges[i].start, ranges[i].end);
+    from = next;
+  }
 }
 
 void Client::flush_writes() {
@@ -295,6 +327,7 @@ void Client::process(std::span<const std::uint8_t> d) {
       last_data_ = last_heard_;
       std::uint64_t end = x.offset + x.bytes.size();
       if (end > st_.size) return;
+      if (x.pass == pass_ && end > pass_max_end_) pass_max_end_ = end;
       if (st_.received.contains(x.offset, end)) {
         dup_bytes_ += x.bytes.size();
         return;
@@ -439,7 +472,12 @@ void Client::tick() {
       incomplete(fmt::format("no answer from {} for {}", server_, human_duration(o_.timeout_s)), false);
       return;
     }
-    if (now - last_data_ > kIdleNs && now - pass_started_ > kIdleNs) start_pass();  // END or REQUEST lost
+    if (now - last_data_ > kIdleNs && now - pass_started_ > kIdleNs) {
+      start_pass();  // END or REQUEST lost
+    } else if (now - last_repair_ >= 100 * kMs) {
+      last_repair_ = now;
+      repair();
+    }
     advance_prefix(8 * kPrefixStep);
     show_progress(false);
   }

@@ -361,16 +361,24 @@ void Server::on_request(Session& s, const Packet& p) {
   // Every range must lie within the payload; a bad one refuses the whole part.
   RangeReader rr(q);
   ByteRange r;
-  std::size_t before = s.plan.size();
+  std::vector<ByteRange> got;
   while (rr.next(r)) {
     if (r.end > s.size) {
-      s.plan.resize(before);
       reply_error(s.id, s.peer, ErrorCode::bad_request,
                   fmt::format("range {}-{} beyond the payload's end {}", r.start, r.end, s.size));
       return;
     }
-    if (s.plan.size() >= kMaxPlan) break;  // the rest waits for the next pass
-    s.plan.push_back(r);
+    if (s.plan.size() + got.size() >= kMaxPlan) break;  // the rest waits for the next pass
+    got.push_back(r);
+  }
+  if (q.urgent && s.plan_i < s.plan.size()) {
+    // Repairs go before the rest of the pass: split the range being sent at the cursor.
+    ByteRange& cur = s.plan[s.plan_i];
+    if (s.cursor > cur.start && s.cursor < cur.end) cur.start = s.cursor;
+    s.plan.insert(s.plan.begin() + static_cast<std::ptrdiff_t>(s.plan_i), got.begin(), got.end());
+    s.cursor = 0;
+  } else {
+    s.plan.insert(s.plan.end(), got.begin(), got.end());
   }
   s.parts_seen |= bit;
   if (s.plan_i < s.plan.size()) s.pass_done = false;
@@ -477,7 +485,7 @@ std::size_t Server::fill_slot(Session& s, std::size_t max_segs, std::int64_t now
   std::size_t k = 0;
   while (k < max_segs && s.plan_i < s.plan.size()) {
     const ByteRange& r = s.plan[s.plan_i];
-    if (s.cursor < r.start) s.cursor = r.start;
+    if (s.cursor < r.start || s.cursor >= r.end) s.cursor = r.start;  // a new range begins
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(s.chunk, r.end - s.cursor));
     std::uint64_t off = s.cursor;
     s.cursor += n;
