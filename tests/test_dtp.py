@@ -195,6 +195,20 @@ class DtpTest(dltest.DlTestCase):
         self.fetch("--resume", sess, "--restart")
         self.assertSameFile(src, out)
 
+    def test_payload_changing_mid_transfer_fails_the_hash_check(self):
+        size = 16 * MiB
+        src = self.random_file("m.bin", size)
+        srv, addr = self.serve()
+        out = self.path("m.out")
+        p = self.get(addr, "m.bin", "-o", out, "--rate", "60M")
+        dltest.wait_until(lambda: os.path.exists(out + ".dtp-session"), 10, "transfer started")
+        with open(src, "r+b") as f:   # same size, new bytes at the end: not sent yet
+            f.seek(size - MiB)
+            f.write(os.urandom(MiB))
+        self.assertExited(p, 30, dltest.EXIT_PROTOCOL)
+        self.assertIn("SHA-256", p.stderr())
+        self.assertNoCrash(p)
+
     def test_sigterm_saves_session_exit_9(self):
         src = self.random_file("t.bin", 16 * MiB)
         srv, addr = self.serve()
@@ -337,6 +351,14 @@ class DtpTest(dltest.DlTestCase):
                      ["--range", "5-3", "127.0.0.1:1", "x"], ["--drop", "2", "127.0.0.1:1", "x"]):
             p = self.fetch(*args, code=dltest.EXIT_USAGE, timeout=10)
             self.assertTrue(p.stderr().startswith("dtpget: "), p.stderr())
+
+    def test_nothing_listening_is_refused(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        p = self.fetch("127.0.0.1:%d" % port, "x", "-o", self.path("x"), code=dltest.EXIT_CONNECT, timeout=15)
+        self.assertIn("refused", p.stderr())
 
     def test_server_silent_times_out(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

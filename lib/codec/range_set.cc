@@ -12,6 +12,13 @@ void RangeSet::add(std::uint64_t start, std::uint64_t end) {
     auto prev = std::prev(it);
     if (prev->second >= start) {
       if (prev->second >= end) return;  // already covered: the common duplicate case
+      if (it == m_.end() || it->first > end) {
+        // Extends the range before it and swallows nothing: grow it in place (no node churn,
+        // the common case of data arriving in order).
+        total_ += end - prev->second;
+        prev->second = end;
+        return;
+      }
       start = prev->first;
       total_ -= prev->second - prev->first;
       end = std::max(end, prev->second);

@@ -35,6 +35,9 @@ constexpr auto kTick = std::chrono::milliseconds(20);   // REPORT and housekeepi
 constexpr std::int64_t kIdleNs = 400 * kMs;              // a pass with no data this long is over
 constexpr std::size_t kPrefixStep = 1 << 20;
 
+// Seconds to nanoseconds, saturating: --timeout inf must not overflow.
+std::int64_t to_ns(double s) { return s >= 9e9 ? INT64_MAX / 2 : static_cast<std::int64_t>(s * 1e9); }
+
 std::string base_name(const std::string& p) {
   auto i = p.rfind('/');
   return i == std::string::npos ? p : p.substr(i + 1);
@@ -212,7 +215,7 @@ void Client::on_meta(const Packet& p) {
       return;
     }
   }
-  whole_ = st_.wanted.count() == 1 && st_.wanted.contains(0, m.size);
+  whole_ = st_.wanted.total() == m.size;  // the whole payload (also when it is empty)
   have_meta_ = true;
   start_have_ = st_.received.total();
   save(true);
@@ -460,7 +463,7 @@ void Client::tick() {
   if (result_ >= 0) return;
   std::int64_t now = mono_ns();
   if (phase_ == Phase::opening) {
-    if (now - last_heard_ > static_cast<std::int64_t>(o_.timeout_s * 1e9)) {
+    if (now - last_heard_ > to_ns(o_.timeout_s)) {
       if (have_meta_) incomplete(fmt::format("no answer from {} for {}", server_, human_duration(o_.timeout_s)), false);
       else stop_with(fail(make_error(ErrorKind::timeout, peer_name(), "no answer from the server within " + human_duration(o_.timeout_s))));
       return;
@@ -468,7 +471,7 @@ void Client::tick() {
     if (now >= next_open_) send_open();
   } else if (phase_ == Phase::transferring) {
     send(encode_report(ctl_.data(), sid_, pass_, highest_seq_, recv_count_));
-    if (now - last_heard_ > static_cast<std::int64_t>(o_.timeout_s * 1e9)) {
+    if (now - last_heard_ > to_ns(o_.timeout_s)) {
       incomplete(fmt::format("no answer from {} for {}", server_, human_duration(o_.timeout_s)), false);
       return;
     }

@@ -186,6 +186,7 @@ class Server {
   SendBatch sb_;
   std::vector<std::uint8_t> ctl_, swap_;
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions_;
+  std::vector<Session*> active_;
   std::map<FileId, Digest> hashes_;
   std::map<FileId, bool> hashing_;
   std::unique_ptr<Hasher> hasher_;
@@ -560,7 +561,8 @@ void Server::pump() {
       return;
     }
   }
-  std::vector<Session*> active;
+  std::vector<Session*>& active = active_;  // reused: no allocation per wake-up
+  active.clear();
   for (auto& [id, s] : sessions_) {
     if (s->ready && !s->pass_done && now - s->last_heard < kStallNs) active.push_back(s.get());
   }
@@ -618,7 +620,7 @@ void Server::housekeeping() {
   std::vector<std::uint64_t> expired;
   bool stalled_resume = false;
   for (auto& [id, s] : sessions_) {
-    if (now - s->last_heard > static_cast<std::int64_t>(o_.idle_timeout_s * 1e9)) expired.push_back(id);
+    if (o_.idle_timeout_s < 9e9 && now - s->last_heard > static_cast<std::int64_t>(o_.idle_timeout_s * 1e9)) expired.push_back(id);
     else if (s->ready && !s->pass_done) stalled_resume = true;
   }
   for (auto id : expired) {
