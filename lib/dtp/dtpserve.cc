@@ -4,7 +4,6 @@
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -181,7 +180,7 @@ class Server {
   ToolContext& ctx_;
   Reactor r_;
   DatagramSocket sock_;
-  Fd root_, pace_fd_;
+  Fd root_;
   RecvBatch rb_;
   SendBatch sb_;
   std::vector<std::uint8_t> ctl_, swap_;
@@ -190,9 +189,9 @@ class Server {
   std::map<FileId, Digest> hashes_;
   std::map<FileId, bool> hashing_;
   std::unique_ptr<Hasher> hasher_;
-  std::unique_ptr<Timer> house_;
+  std::unique_ptr<Timer> house_, pace_;
   Reactor::Id sock_watch_ = 0;
-  bool waiting_pollout_ = false, pace_armed_ = false, stopping_ = false;
+  bool waiting_pollout_ = false, stopping_ = false;
   std::uint64_t rr_ = 0;  // round-robin start among sessions
   Coin coin_;
   TokenBucket error_budget_;
@@ -465,12 +464,11 @@ void Server::on_readable() {
 
 void Server::arm_pace(std::int64_t delay_ns) {
   if (waiting_pollout_) return;
-  itimerspec ts{};
-  delay_ns = std::max<std::int64_t>(delay_ns, 1);  // 0 would disarm
-  ts.it_value.tv_sec = delay_ns / 1000000000;
-  ts.it_value.tv_nsec = delay_ns % 1000000000;
-  ::timerfd_settime(pace_fd_.get(), 0, &ts, nullptr);
-  pace_armed_ = true;
+  // The reactor's timers have nanosecond deadlines (epoll_pwait2), so a session at 4 Gbit/s
+  // wakes every ~130 us for one offload buffer instead of bursting a millisecond's worth.
+  Clock::time_point when = Clock::now() + std::chrono::nanoseconds(delay_ns);
+  if (pace_->armed() && pace_->deadline() <= when) return;  // an earlier wake-up is due anyway
+  pace_->arm(when);
 }
 
 std::size_t Server::fill_slot(Session& s, std::size_t max_segs, std::int64_t now) {
@@ -671,7 +669,6 @@ int Server::run() {
                          sock_.local.to_string(), sock_.gso ? "on" : "off"));
   }
   error_budget_.configure(200, 50);
-  pace_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   hasher_ = std::make_unique<Hasher>(r_);
   r_.on_wake([this] { hashed(); });
   SignalWatcher sig(r_, [this](int signo) {
@@ -690,12 +687,7 @@ int Server::run() {
     }
     if (ev & (POLLIN | POLLERR)) on_readable();
   });
-  r_.watch(pace_fd_.get(), POLLIN, [this](short) {
-    std::uint64_t n;
-    [[maybe_unused]] auto rc = ::read(pace_fd_.get(), &n, sizeof n);
-    pace_armed_ = false;
-    pump();
-  });
+  pace_ = std::make_unique<Timer>(r_, [this] { pump(); });
   house_ = std::make_unique<Timer>(r_, [this] {
     housekeeping();
     house_->arm(Clock::now() + std::chrono::milliseconds(250));
@@ -709,6 +701,7 @@ int Server::run() {
     end_session(id, "ended: server shutting down");
   }
   house_.reset();
+  pace_.reset();
   hasher_.reset();
   return kExitOk;
 }

@@ -53,8 +53,8 @@ Result<DatagramSocket> finish(Fd fd, std::size_t buffer_bytes) {
 }  // namespace
 
 Result<DatagramSocket> bind_datagram(const Endpoint& endpoint, std::size_t buffer_bytes) {
-  if (endpoint.kind != Endpoint::Kind::tcp) {
-    return make_error(ErrorKind::usage, endpoint.to_string(), "a UDP endpoint needs a host and port");
+  if (endpoint.kind == Endpoint::Kind::unix_socket) {
+    return make_error(ErrorKind::usage, endpoint.to_string(), "a datagram endpoint needs [HOST:]PORT or udp:");
   }
   auto addrs = resolve(endpoint, true);
   if (!addrs) return addrs.error();
