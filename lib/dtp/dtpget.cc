@@ -20,6 +20,7 @@
 #include "lib/codec/dtp_packet.h"
 #include "lib/dtp/dtp.h"
 #include "lib/dtp/fault.h"
+#include "lib/dtp/prefix_hasher.h"
 #include "lib/dtp/session.h"
 #include "lib/dtp/sha256.h"
 #include "lib/net/datagram.h"
@@ -33,7 +34,6 @@ namespace {
 constexpr std::int64_t kMs = 1000000;
 constexpr auto kTick = std::chrono::milliseconds(20);   // REPORT and housekeeping period
 constexpr std::int64_t kIdleNs = 400 * kMs;              // a pass with no data this long is over
-constexpr std::size_t kPrefixStep = 1 << 20;
 
 // Seconds to nanoseconds, saturating: --timeout inf must not overflow.
 std::int64_t to_ns(double s) { return s >= 9e9 ? INT64_MAX / 2 : static_cast<std::int64_t>(s * 1e9); }
@@ -63,7 +63,7 @@ bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
 
 class Client {
  public:
-  Client(const DtpgetOptions& o, ToolContext& ctx) : o_(o), ctx_(ctx), ctl_(kMaxDatagram), prefix_buf_(kPrefixStep) {}
+  Client(const DtpgetOptions& o, ToolContext& ctx) : o_(o), ctx_(ctx), ctl_(kMaxDatagram) {}
   int run();
 
  private:
@@ -87,7 +87,6 @@ class Client {
   void process(std::span<const std::uint8_t> d);
   void flush_writes();
   void tick();
-  void advance_prefix(std::uint64_t budget);
   void finish();
   void incomplete(const std::string& why, bool cancelled);
   void save(bool durable);
@@ -99,7 +98,7 @@ class Client {
   Reactor r_;
   DatagramSocket sock_;
   std::unique_ptr<RecvBatch> rb_;
-  std::vector<std::uint8_t> ctl_, prefix_buf_;
+  std::vector<std::uint8_t> ctl_;
   std::vector<std::span<const std::uint8_t>> dgrams_;
   std::string server_, name_, output_, session_path_;
   SessionState st_;
@@ -125,8 +124,7 @@ class Client {
   // Writes gathered from one receive batch: runs of file-contiguous chunks.
   std::vector<struct iovec> iov_;
   std::uint64_t run_start_ = 0, run_end_ = 0;
-  Sha256 hash_;
-  std::uint64_t prefix_ = 0;  // bytes [0, prefix_) hashed (and streamed)
+  std::unique_ptr<PrefixHasher> hasher_;  // after out_: it reads out_ until destroyed
   Coin coin_;
   int result_ = -1;
   std::unique_ptr<Timer> tick_timer_, save_timer_, deadline_timer_;
@@ -216,6 +214,10 @@ void Client::on_meta(const Packet& p) {
     }
   }
   whole_ = st_.wanted.total() == m.size;  // the whole payload (also when it is empty)
+  if (whole_) {
+    hasher_ = std::make_unique<PrefixHasher>(out_.get(), to_stdout_ ? ctx_.stdout_fd : -1);
+    hasher_->advance(st_.received.first_missing_from(0));
+  }
   have_meta_ = true;
   start_have_ = st_.received.total();
   save(true);
@@ -312,6 +314,7 @@ void Client::flush_writes() {
   dup_bytes_ += (run_end_ - run_start_) - added;
   dirty_ = true;
   iov_.clear();
+  if (hasher_) hasher_->advance(st_.received.first_missing_from(0));
 }
 
 void Client::process(std::span<const std::uint8_t> d) {
@@ -334,15 +337,6 @@ void Client::process(std::span<const std::uint8_t> d) {
       if (st_.received.contains(x.offset, end)) {
         dup_bytes_ += x.bytes.size();
         return;
-      }
-      if (whole_ && x.offset == prefix_) {
-        // In order: hash (and stream) straight from the datagram, no reading back later.
-        hash_.update(x.bytes);
-        if (to_stdout_ && !write_all(ctx_.stdout_fd, x.bytes.data(), x.bytes.size())) {
-          stop_with(fail(errno_error(ErrorKind::io, "stdout", errno)));
-          return;
-        }
-        prefix_ = end;
       }
       if (!iov_.empty() && (x.offset != run_end_ || iov_.size() >= 4096)) flush_writes();
       if (iov_.empty()) run_start_ = run_end_ = x.offset;
@@ -416,29 +410,7 @@ void Client::on_readable() {
     finish();
     return;
   }
-  advance_prefix(kPrefixStep);
   if (end_seen_) start_pass();
-}
-
-void Client::advance_prefix(std::uint64_t budget) {
-  if (!whole_ || !have_meta_) return;
-  std::uint64_t target = st_.received.first_missing_from(prefix_);
-  while (prefix_ < target && budget > 0 && result_ < 0) {
-    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>({prefix_buf_.size(), target - prefix_, budget}));
-    ssize_t got = ::pread(out_.get(), prefix_buf_.data(), n, static_cast<off_t>(prefix_));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      stop_with(fail(errno_error(ErrorKind::io, "read back " + output_, got < 0 ? errno : EIO)));
-      return;
-    }
-    hash_.update({prefix_buf_.data(), static_cast<std::size_t>(got)});
-    if (to_stdout_ && !write_all(ctx_.stdout_fd, prefix_buf_.data(), static_cast<std::size_t>(got))) {
-      stop_with(fail(errno_error(ErrorKind::io, "stdout", errno)));
-      return;
-    }
-    prefix_ += static_cast<std::uint64_t>(got);
-    budget -= std::min<std::uint64_t>(budget, static_cast<std::uint64_t>(got));
-  }
 }
 
 void Client::show_progress(bool final) {
@@ -481,7 +453,12 @@ void Client::tick() {
       last_repair_ = now;
       repair();
     }
-    advance_prefix(8 * kPrefixStep);
+    if (hasher_) {
+      if (auto e = hasher_->failure()) {
+        stop_with(fail(*e));
+        return;
+      }
+    }
     show_progress(false);
   }
   tick_timer_->arm(Clock::now() + kTick);
@@ -491,12 +468,15 @@ void Client::finish() {
   phase_ = Phase::finished;
   for (int i = 0; i < 2; ++i) send(encode_stop(ctl_.data(), sid_, StopReason::done));
   show_progress(true);
-  advance_prefix(UINT64_MAX);
-  if (result_ >= 0) return;
   double secs = static_cast<double>(mono_ns() - started_) * 1e-9;
   std::string check = "no whole-payload check (--range)";
   if (whole_) {
-    Digest got = hash_.finish();
+    auto h = hasher_->finish(st_.size);
+    if (!h) {
+      stop_with(fail(h.error()));
+      return;
+    }
+    Digest got = *h;
     if (got != st_.sha256) {
       if (!to_stdout_) ::unlink(session_path_.c_str());
       stop_with(fail(protocol_error("hash-mismatch", peer_name(),
