@@ -370,4 +370,4 @@ class DtpTest(dltest.DlTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    unittest.main(testRunner=dltest.SummaryRunner(verbosity=2))
