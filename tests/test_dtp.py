@@ -172,6 +172,21 @@ class DtpTest(dltest.DlTestCase):
         self.assertLess(dup, 0.05 * size)
         self.assertFalse(os.path.exists(sess))
 
+    def test_server_killed_and_restarted_mid_transfer(self):
+        src = self.random_file("r.bin", 16 * MiB)
+        srv, addr = self.serve()
+        out = self.path("r.out")
+        p = self.get(addr, "r.bin", "-o", out, "--rate", "60M", "-v")
+        dltest.wait_until(lambda: os.path.exists(out + ".dtp-session"), 10, "transfer started")
+        srv.kill()
+        srv.wait(5)
+        # Same port again (the one the first server was given): the client's session is unknown
+        # there, it is told so (STOP expired), opens again and carries on.
+        port = addr.rsplit(":", 1)[1]
+        self.P.start([self.SERVE, "-l", "127.0.0.1:" + port, "--root", self.path("root")], name="dtpserve-again")
+        self.assertExited(p, 60, 0)
+        self.assertSameFile(src, out)
+
     def test_deadline_saves_session_and_changed_payload_is_refused(self):
         size = 16 * MiB
         src = self.random_file("c.bin", size)

@@ -347,6 +347,14 @@ void Client::process(std::span<const std::uint8_t> d) {
     case Type::meta:
       if (phase_ == Phase::opening && !have_meta_) on_meta(p);
       else if (phase_ == Phase::opening) {  // a re-open after the server forgot us
+        if (p.meta.size != st_.size || !std::equal(st_.sha256.begin(), st_.sha256.end(), p.meta.sha256.begin())) {
+          flush_writes();
+          save(true);
+          stop_with(fail(protocol_error("payload-changed", peer_name(),
+                                        "the payload changed on the server during the transfer; "
+                                        "run again with --restart to fetch it anew", false)));
+          return;
+        }
         phase_ = Phase::transferring;
         start_pass();
       }
