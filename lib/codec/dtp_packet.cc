@@ -80,17 +80,18 @@ const char* decode(std::span<const std::uint8_t> d, Packet& out) {
       return "";
     }
     case Type::meta: {
-      if (len != 52) return "bad-length";
+      if (len != 60) return "bad-length";
       out.meta.size = get_u64(b);
       out.meta.sha256 = std::span<const std::uint8_t, 32>(b + 8, 32);
       out.meta.chunk = get_u16(b + 40);
       if (get_u16(b + 42) != 0) return "bad-field";
       out.meta.mtime_ns = get_u64(b + 44);
+      out.meta.cookie = get_u64(b + 52);
       if (out.meta.chunk < kMinChunk || out.meta.chunk > kMaxChunk) return "bad-chunk";
       return "";
     }
     case Type::request: {
-      if (len < 20) return "bad-length";
+      if (len < 28) return "bad-length";
       Request& r = out.request;
       r.pass = get_u32(b);
       r.part = get_u16(b + 4);
@@ -99,11 +100,12 @@ const char* decode(std::span<const std::uint8_t> d, Packet& out) {
       r.urgent = flags & 1u;
       r.rate_bits = get_u64(b + 8);
       r.count = get_u32(b + 16);
+      r.cookie = get_u64(b + 20);
       if (r.pass == 0 || r.part >= kMaxParts) return "bad-field";
       if (r.count == 0) return "bad-ranges";
-      r.ranges = {b + 20, len - 20};
+      r.ranges = {b + 28, len - 28};
       // Validate the whole list now so that readers never meet a bad pair.
-      const std::uint8_t* q = b + 20;
+      const std::uint8_t* q = b + 28;
       const std::uint8_t* e = p + n;
       std::uint64_t prev_end = 0;
       for (std::uint32_t i = 0; i < r.count; ++i) {
@@ -179,26 +181,29 @@ std::size_t encode_open(std::uint8_t* out, std::uint64_t session, std::uint16_t 
 }
 
 std::size_t encode_meta(std::uint8_t* out, std::uint64_t session, std::uint64_t size,
-                        std::span<const std::uint8_t, 32> sha256, std::uint16_t chunk, std::uint64_t mtime_ns) {
+                        std::span<const std::uint8_t, 32> sha256, std::uint16_t chunk, std::uint64_t mtime_ns,
+                        std::uint64_t cookie) {
   std::uint8_t* b = header(out, Type::meta, session);
   put_u64(b, size);
   std::memcpy(b + 8, sha256.data(), 32);
   put_u16(b + 40, chunk);
   put_u16(b + 42, 0);
   put_u64(b + 44, mtime_ns);
-  return seal(out, kHeaderSize + 52);
+  put_u64(b + 52, cookie);
+  return seal(out, kHeaderSize + 60);
 }
 
 std::size_t encode_request(std::uint8_t* out, std::size_t max_len, std::uint64_t session,
                            std::uint32_t pass, std::uint16_t part, std::uint64_t rate_bits,
-                           std::span<const ByteRange> ranges, std::size_t from, std::size_t& next,
-                           bool urgent) {
+                           std::uint64_t cookie, std::span<const ByteRange> ranges, std::size_t from,
+                           std::size_t& next, bool urgent) {
   std::uint8_t* b = header(out, Type::request, session);
   put_u32(b, pass);
   put_u16(b + 4, part);
   put_u16(b + 6, urgent ? 1 : 0);
   put_u64(b + 8, rate_bits);
-  std::size_t at = kHeaderSize + 20;
+  put_u64(b + 20, cookie);
+  std::size_t at = kHeaderSize + 28;
   std::uint64_t prev_end = 0;
   std::uint32_t count = 0;
   std::size_t i = from;

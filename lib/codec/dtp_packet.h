@@ -57,6 +57,7 @@ struct Meta {
   std::span<const std::uint8_t, 32> sha256{static_cast<const std::uint8_t*>(nullptr), 32};
   std::uint16_t chunk = 0;
   std::uint64_t mtime_ns = 0;
+  std::uint64_t cookie = 0;  // the server's secret for this session; REQUESTs must echo it
 };
 struct Request {
   std::uint32_t pass = 0;
@@ -64,6 +65,7 @@ struct Request {
   bool urgent = false;          // flag bit 0: send these before the rest of the pass (repairs)
   std::uint64_t rate_bits = 0;  // the client's cap in bit/s; 0: none
   std::uint32_t count = 0;      // ranges encoded in `ranges`
+  std::uint64_t cookie = 0;     // META's cookie: proves the client receives at its address
   std::span<const std::uint8_t> ranges;  // validated varint pairs; read with RangeReader
 };
 struct Data {
@@ -116,13 +118,14 @@ const char* decode(std::span<const std::uint8_t> dgram, Packet& out);
 // otherwise) and return its length. They do not validate: the caller owns the values.
 std::size_t encode_open(std::uint8_t* out, std::uint64_t session, std::uint16_t chunk, std::string_view name);
 std::size_t encode_meta(std::uint8_t* out, std::uint64_t session, std::uint64_t size,
-                        std::span<const std::uint8_t, 32> sha256, std::uint16_t chunk, std::uint64_t mtime_ns);
+                        std::span<const std::uint8_t, 32> sha256, std::uint16_t chunk, std::uint64_t mtime_ns,
+                        std::uint64_t cookie);
 // Writes as many ranges of `ranges` from index `from` as fit in `max_len` bytes; returns the
 // datagram length and sets `next` to the first range not written.
 std::size_t encode_request(std::uint8_t* out, std::size_t max_len, std::uint64_t session,
                            std::uint32_t pass, std::uint16_t part, std::uint64_t rate_bits,
-                           std::span<const ByteRange> ranges, std::size_t from, std::size_t& next,
-                           bool urgent = false);
+                           std::uint64_t cookie, std::span<const ByteRange> ranges, std::size_t from,
+                           std::size_t& next, bool urgent = false);
 // DATA: writes the 32-byte header in front of the `n` payload bytes already at out + 32.
 void encode_data_header(std::uint8_t* out, std::uint64_t session, std::uint64_t offset,
                         std::uint32_t seq, std::uint32_t pass, std::size_t n);

@@ -86,13 +86,14 @@ TEST_CASE("OPEN round trip and validation") {
 
 TEST_CASE("META round trip and validation") {
   auto b = buf();
-  std::size_t n = encode_meta(b.data(), 9, 5ull << 32, kHash, 1420, 123456789);
+  std::size_t n = encode_meta(b.data(), 9, 5ull << 32, kHash, 1420, 123456789, 0xC00C1E);
   Packet p;
   REQUIRE(std::string(decode(view(b, n), p)) == "");
   CHECK(p.meta.size == 5ull << 32);
   CHECK(std::memcmp(p.meta.sha256.data(), kHash.data(), 32) == 0);
   CHECK(p.meta.chunk == 1420);
   CHECK(p.meta.mtime_ns == 123456789);
+  CHECK(p.meta.cookie == 0xC00C1E);
   auto c = b;
   put_u16(c.data() + 58, 1);
   reseal(c, n);
@@ -113,13 +114,14 @@ TEST_CASE("REQUEST: ranges round trip, split across datagrams, every bad field r
   std::vector<ByteRange> got;
   int parts = 0;
   while (from < r.size()) {
-    std::size_t n = encode_request(b.data(), 1400, 5, 3, static_cast<std::uint16_t>(parts), 8000000, r, from, next);
+    std::size_t n = encode_request(b.data(), 1400, 5, 3, static_cast<std::uint16_t>(parts), 8000000, 77, r, from, next);
     CHECK(n <= 1400);
     Packet p;
     REQUIRE(std::string(decode(view(b, n), p)) == "");
     CHECK(p.request.pass == 3);
     CHECK(p.request.part == parts);
     CHECK(p.request.rate_bits == 8000000);
+    CHECK(p.request.cookie == 77);
     CHECK(p.request.count == next - from);
     RangeReader rr(p.request);
     ByteRange x;
@@ -131,7 +133,7 @@ TEST_CASE("REQUEST: ranges round trip, split across datagrams, every bad field r
   CHECK(parts > 1);
 
   std::vector<ByteRange> one = {{100, 200}, {300, 400}};
-  std::size_t n = encode_request(b.data(), kMaxDatagram, 5, 1, 0, 0, one, 0, next);
+  std::size_t n = encode_request(b.data(), kMaxDatagram, 5, 1, 0, 0, 9, one, 0, next);
   CHECK(dec(b, n) == "");
   auto c = b;
   put_u32(c.data() + 16, 0);  // pass 0
@@ -145,7 +147,7 @@ TEST_CASE("REQUEST: ranges round trip, split across datagrams, every bad field r
   put_u16(c.data() + 22, 2);  // an unknown flag
   reseal(c, n);
   CHECK(dec(c, n) == "bad-field");
-  n = encode_request(b.data(), kMaxDatagram, 5, 1, 3, 0, one, 0, next, true);
+  n = encode_request(b.data(), kMaxDatagram, 5, 1, 3, 0, 9, one, 0, next, true);
   Packet u;
   REQUIRE(std::string(decode(view(b, n), u)) == "");
   CHECK(u.request.urgent);
@@ -171,9 +173,9 @@ TEST_CASE("REQUEST: ranges round trip, split across datagrams, every bad field r
                  Case{wraps, 11, 1}, Case{unterminated, 2, 1}}) {
     c = b;
     put_u32(c.data() + 32, k.count);
-    std::memcpy(c.data() + 36, k.p, k.n);
-    reseal(c, 36 + k.n);
-    CHECK(dec(c, 36 + k.n) == "bad-ranges");
+    std::memcpy(c.data() + 44, k.p, k.n);
+    reseal(c, 44 + k.n);
+    CHECK(dec(c, 44 + k.n) == "bad-ranges");
   }
 }
 

@@ -104,7 +104,7 @@ class Client {
   SessionState st_;
   bool resumed_ = false, have_meta_ = false, to_stdout_ = false, whole_ = false;
   Fd out_;
-  std::uint64_t sid_ = 0;
+  std::uint64_t sid_ = 0, cookie_ = 0;
   std::size_t datagram_ = 0;
   std::uint16_t chunk_ = 0;
   Phase phase_ = Phase::opening;
@@ -154,6 +154,7 @@ void Client::save(bool durable) {
 void Client::on_meta(const Packet& p) {
   if (have_meta_) return;
   const Meta& m = p.meta;
+  cookie_ = m.cookie;
   Digest sha;
   std::copy(m.sha256.begin(), m.sha256.end(), sha.begin());
   if (resumed_) {
@@ -243,7 +244,7 @@ void Client::start_pass() {
   std::uint64_t rate = o_.rate_bits > 0 ? static_cast<std::uint64_t>(o_.rate_bits) : 0;
   std::uint16_t part = 0;
   for (; part < kMaxParts && from < ranges.size(); ++part) {
-    send(encode_request(ctl_.data(), max_len, sid_, pass_, part, rate, ranges, from, next));
+    send(encode_request(ctl_.data(), max_len, sid_, pass_, part, rate, cookie_, ranges, from, next));
     from = next;
   }
   parts_used_ = part;
@@ -268,7 +269,7 @@ void Client::repair() {
   std::uint64_t rate = o_.rate_bits > 0 ? static_cast<std::uint64_t>(o_.rate_bits) : 0;
   std::size_t from = 0, next = 0;
   for (int k = 0; k < 4 && parts_used_ < kMaxParts && from < ranges.size(); ++k) {
-    send(encode_request(ctl_.data(), max_len, sid_, pass_, parts_used_++, rate, ranges, from, next, true));
+    send(encode_request(ctl_.data(), max_len, sid_, pass_, parts_used_++, rate, cookie_, ranges, from, next, true));
     for (std::size_t i = from; i < next; ++i) repaired_.add(ranges[i].start, ranges[i].end);
     from = next;
   }
@@ -355,6 +356,7 @@ void Client::process(std::span<const std::uint8_t> d) {
                                         "run again with --restart to fetch it anew", false)));
           return;
         }
+        cookie_ = p.meta.cookie;
         phase_ = Phase::transferring;
         start_pass();
       }

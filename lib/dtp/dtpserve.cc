@@ -21,6 +21,7 @@
 
 #include "lib/base/byte_order.h"
 #include "lib/base/clock.h"
+#include "lib/base/random.h"
 #include "lib/base/units.h"
 #include "lib/codec/dtp_packet.h"
 #include "lib/dtp/dtp.h"
@@ -122,6 +123,7 @@ struct Session {
   Digest sha{};
   std::uint64_t mtime_ns = 0;
   std::uint16_t chunk = 0;
+  std::uint64_t cookie = 0;  // sent in META only: a REQUEST echoing it comes from the real peer
   bool ready = false;
   // The pass being sent.
   std::uint32_t pass = 0;
@@ -264,7 +266,7 @@ void Server::end_session(std::uint64_t id, const char* why) {
 
 void Server::make_ready(Session& s) {
   s.ready = true;
-  send_ctl(encode_meta(ctl_.data(), s.id, s.size, s.sha, s.chunk, s.mtime_ns), s.peer);
+  send_ctl(encode_meta(ctl_.data(), s.id, s.size, s.sha, s.chunk, s.mtime_ns, s.cookie), s.peer);
 }
 
 void Server::on_open(const Packet& p, const SocketAddress& from) {
@@ -306,6 +308,7 @@ void Server::on_open(const Packet& p, const SocketAddress& from) {
   s->mtime_ns = static_cast<std::uint64_t>(s->fid.mtime_ns);
   s->chunk = static_cast<std::uint16_t>(std::min<std::size_t>(p.open.chunk, kMaxChunk));
   s->last_heard = s->started = mono_ns();
+  s->cookie = secure_random_u64();
   s->ctl = RateController(kStartRate, kMinRate, kUnlimited, !o_.fixed_rate);
   Session& ref = *s;
   sessions_[p.session] = std::move(s);
@@ -343,6 +346,9 @@ void Server::hashed() {
 void Server::on_request(Session& s, const Packet& p) {
   if (!s.ready) return;
   const Request& q = p.request;
+  // Only a client that saw META sends data our way: a forged source address never gets
+  // a payload reflected at it.
+  if (q.cookie != s.cookie) return;
   if (q.pass < s.pass) return;  // stale
   if (q.pass > s.pass) {
     s.pass = q.pass;
