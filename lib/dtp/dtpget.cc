@@ -436,7 +436,10 @@ void Client::show_progress(bool final) {
   double want = static_cast<double>(st_.wanted.total());
   double have = static_cast<double>(st_.received.total());
   double secs = static_cast<double>(now - started_) * 1e-9;
-  ctx_.progress(fmt::format("{} {:5.1f}% {} / {}  {}  pass {}", name_, want > 0 ? 100 * have / want : 100.0,
+  double frac = want > 0 ? have / want : 1.0;
+  std::string bar(20, '.');
+  std::fill_n(bar.begin(), static_cast<std::size_t>(frac * 20), '#');
+  ctx_.progress(fmt::format("{} [{}] {:5.1f}% {} / {}  {}  pass {}", name_, bar, 100 * frac,
                             human_bytes(have), human_bytes(want),
                             human_rate(static_cast<double>(new_bytes_), std::max(secs, 1e-3)), pass_));
 }

@@ -584,7 +584,9 @@ void Server::pump() {
       std::size_t segs = std::clamp<std::size_t>(
           static_cast<std::size_t>(rate * kSliceNs * 1e-9 / static_cast<double>(seg)), 1, per_slot);
       double unit = static_cast<double>(segs * seg);
-      s.bucket.configure(rate, std::max(2 * unit, rate * 1e-3));
+      // Tokens pile up for at most 4 ms: enough to make up for a wake-up the scheduler delays
+      // on a busy machine, too little for a burst that would overflow a receiver.
+      s.bucket.configure(rate, std::max(2 * unit, rate * 4e-3));
       double tokens = s.bucket.refill(now);
       // Each session gets at most a fair share of this round's slots.
       std::size_t quota = std::max<std::size_t>(1, sb_.free_slots() / (active.size() - j));
