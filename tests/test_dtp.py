@@ -256,6 +256,16 @@ class DtpTest(dltest.DlTestCase):
         p = self.fetch(addr, "nope.bin", "-o", self.path("n.out"), code=dltest.EXIT_IO, timeout=15)
         self.assertIn("no such payload", p.stderr())
 
+    def test_busy_beyond_max_sessions(self):
+        src = self.random_file("q.bin", 4 * MiB)
+        srv, addr = self.serve("--max-sessions", "1")
+        first = self.get(addr, "q.bin", "-o", self.path("q1.out"), "--rate", "8M")
+        dltest.wait_until(lambda: os.path.exists(self.path("q1.out.dtp-session")), 10, "first session")
+        p = self.fetch(addr, "q.bin", "-o", self.path("q2.out"), code=dltest.EXIT_CONNECT, timeout=15)
+        self.assertIn("busy", p.stderr())
+        self.assertExited(first, 30, 0)
+        self.assertSameFile(src, self.path("q1.out"))
+
     def test_path_escape_refused(self):
         root = self.path("root")
         os.makedirs(os.path.join(root, "sub"))
