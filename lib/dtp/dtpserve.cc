@@ -39,7 +39,8 @@ namespace {
 
 constexpr std::int64_t kMs = 1000000;
 constexpr std::int64_t kStallNs = 1500 * kMs;    // no report this long: stop sending, keep state
-constexpr std::size_t kMaxPlan = 1u << 20;       // ranges one session may have queued
+constexpr std::size_t kMaxPlan = 1u << 17;       // ranges queued per session: 2 MiB, so 64
+                                                 // hostile sessions cannot take more than 128 MiB
 constexpr double kStartRate = 125e6;             // bytes/s: 1 Gbit/s until reports say more
 constexpr double kMinRate = 64e3;
 constexpr double kUnlimited = 12.5e9;            // 100 Gbit/s stands for "no cap"
