@@ -50,7 +50,10 @@ void RateController::on_interval(std::uint64_t sent, std::uint64_t received) {
   if (excess > 0.02) {
     // Remember where the path overflowed; back off by the excess loss (at most by half).
     ceiling_ = rate_;
+    probing_ = false;
     rate_ *= std::max(0.5, 1.0 - excess);
+  } else if (probing_) {
+    rate_ *= 1.5;  // no congestion seen yet: find the path's rate in a few reports
   } else if (rate_ < 0.9 * ceiling_) {
     rate_ *= 1.10;  // far below the last overflow: climb fast
   } else {

@@ -24,9 +24,10 @@ class TokenBucket {
   std::int64_t last_ns_ = -1;
 };
 
-// Additive-increase / multiplicative-decrease on loss, with a baseline: a steady loss rate
-// that does not answer to the sending rate (a lossy radio link, --drop) is learnt and not
-// treated as congestion; only loss above it slows the session down.
+// Loss-driven rate control: grow by half per report until the first congestion (slow start),
+// then back off by the excess loss and climb again, fast far below the rate that overflowed
+// last and gently near it. A baseline learns a steady loss that does not answer to the rate
+// (a lossy radio link, --drop) so it is not mistaken for congestion.
 class RateController {
  public:
   RateController(double start, double min, double max, bool adaptive);
@@ -41,6 +42,7 @@ class RateController {
   double rate_, min_, max_;
   bool adaptive_;
   double loss_ = 0, baseline_ = -1;
+  bool probing_ = true;     // until the first congestion: grow by half per report
   double ceiling_ = 1e300;  // the rate at the last congestion; above 0.9 of it, growth is slow
 };
 
