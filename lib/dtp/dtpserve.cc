@@ -328,7 +328,10 @@ void Server::on_open(const Packet& p, const SocketAddress& from) {
 void Server::hashed() {
   for (auto& [fid, digest] : hasher_->take()) {
     hashing_.erase(fid);
-    if (digest) hashes_[fid] = *digest;
+    if (digest) {
+      if (hashes_.size() >= 1024) hashes_.clear();  // files that keep changing: bound the cache
+      hashes_[fid] = *digest;
+    }
     std::vector<std::uint64_t> failed;
     for (auto& [id, s] : sessions_) {
       if (s->ready || s->fid != fid) continue;
