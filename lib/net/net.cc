@@ -147,8 +147,9 @@ Result<Fd> start_connect(const SocketAddress& address) {
   Fd fd(new_socket(address.family()));
   if (!fd.valid()) return errno_error(ErrorKind::connect, "socket " + address.to_string(), errno);
   tune_stream_socket(fd.get());
-  if (::connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS &&
-      errno != EAGAIN) {
+  // Only EINPROGRESS means "under way". EAGAIN is a failure: a unix listener's backlog is
+  // full (or TCP ran out of local ports), and the socket is not connecting at all.
+  if (::connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS) {
     return errno_error(ErrorKind::connect, "connect " + address.to_string(), errno);
   }
   return fd;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 using namespace dl;
 
@@ -127,4 +128,23 @@ TEST_CASE("a listener does not remove a file that replaced its socket") {
   CHECK(::lstat(base.c_str(), &st) == 0);
   CHECK(S_ISREG(st.st_mode));
   ::unlink(base.c_str());
+}
+
+TEST_CASE("a full unix backlog is a failed connect, not one in progress") {
+  std::string path = temp_path("full.sock");
+  ::unlink(path.c_str());
+  auto l = listen_on(*parse_listen_endpoint("unix:" + path), 1);
+  REQUIRE(l);
+  auto addr = resolve(*parse_dial_endpoint("unix:" + path), false);
+  REQUIRE(addr);
+  std::vector<Fd> queued;
+  Result<Fd> c = Fd();
+  for (int i = 0; i < 64; ++i) {
+    c = start_connect(addr->front());
+    if (!c) break;
+    queued.push_back(std::move(*c));
+  }
+  REQUIRE(!c);  // nobody accepts: the backlog fills and connect says so
+  CHECK(c.error().kind == ErrorKind::connect);
+  CHECK(c.error().sys_errno == EAGAIN);
 }
