@@ -236,6 +236,15 @@ class DtpTest(dltest.DlTestCase):
         self.fetch(addr, "t.bin", "-o", out)
         self.assertSameFile(src, out)
 
+    def test_total_loss_gives_up_resumably(self):
+        src = self.random_file("z.bin", 3 * MiB)
+        srv, addr = self.serve()
+        out = self.path("z.out")
+        p = self.fetch(addr, "z.bin", "-o", out, "--drop", "100%", "-t", "1", code=EXIT_INCOMPLETE, timeout=15)
+        self.assertIn("no new data", p.stderr())
+        self.fetch("--resume", out + ".dtp-session")
+        self.assertSameFile(src, out)
+
     def test_damaged_session_file_is_refused(self):
         self.random_file("d.bin", 4 * MiB)
         srv, addr = self.serve()

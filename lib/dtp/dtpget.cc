@@ -110,7 +110,7 @@ class Client {
   Phase phase_ = Phase::opening;
   std::uint32_t pass_ = 0;
   bool end_seen_ = false, dirty_ = false;
-  std::int64_t started_ = 0, last_heard_ = 0, last_data_ = 0, pass_started_ = 0, next_open_ = 0;
+  std::int64_t started_ = 0, last_heard_ = 0, last_data_ = 0, last_new_ = 0, pass_started_ = 0, next_open_ = 0;
   std::int64_t open_backoff_ = 250 * kMs, last_progress_ = 0;
   std::uint32_t highest_seq_ = 0;
   // Mid-pass repairs: holes behind what this pass already delivered are asked for at once
@@ -155,6 +155,12 @@ void Client::on_meta(const Packet& p) {
   if (have_meta_) return;
   const Meta& m = p.meta;
   cookie_ = m.cookie;
+  if (m.chunk > chunk_) {
+    stop_with(fail(protocol_error("bad-chunk", peer_name(),
+                                  fmt::format("the server grants {}-byte chunks; we asked for at most {}", m.chunk, chunk_),
+                                  false)));
+    return;
+  }
   Digest sha;
   std::copy(m.sha256.begin(), m.sha256.end(), sha.begin());
   if (resumed_) {
@@ -220,6 +226,7 @@ void Client::on_meta(const Packet& p) {
     hasher_->advance(st_.received.first_missing_from(0));
   }
   have_meta_ = true;
+  last_new_ = mono_ns();
   start_have_ = st_.received.total();
   save(true);
   phase_ = Phase::transferring;
@@ -311,6 +318,7 @@ void Client::flush_writes() {
   std::uint64_t before = st_.received.total();
   st_.received.add(run_start_, run_end_);
   std::uint64_t added = st_.received.total() - before;
+  if (added > 0) last_new_ = mono_ns();
   new_bytes_ += added;
   dup_bytes_ += (run_end_ - run_start_) - added;
   dirty_ = true;
@@ -357,6 +365,7 @@ void Client::process(std::span<const std::uint8_t> d) {
           return;
         }
         cookie_ = p.meta.cookie;
+        last_new_ = mono_ns();
         phase_ = Phase::transferring;
         start_pass();
       }
@@ -458,6 +467,11 @@ void Client::tick() {
     send(encode_report(ctl_.data(), sid_, pass_, highest_seq_, recv_count_));
     if (now - last_heard_ > to_ns(o_.timeout_s)) {
       incomplete(fmt::format("no answer from {} for {}", server_, human_duration(o_.timeout_s)), false);
+      return;
+    }
+    if (now - last_new_ > to_ns(o_.timeout_s)) {
+      // Heard from, but nothing new arrives (everything lost or corrupt on the way).
+      incomplete(fmt::format("no new data from {} for {}", server_, human_duration(o_.timeout_s)), false);
       return;
     }
     if (now - last_data_ > kIdleNs && now - pass_started_ > kIdleNs) {
