@@ -113,6 +113,7 @@ class Client {
   std::int64_t started_ = 0, last_heard_ = 0, last_data_ = 0, last_new_ = 0, pass_started_ = 0, next_open_ = 0;
   std::int64_t open_backoff_ = 250 * kMs, last_progress_ = 0;
   std::uint32_t highest_seq_ = 0;
+  double gap_ns_ = 0;  // smoothed time between DATA datagrams
   // Mid-pass repairs: holes behind what this pass already delivered are asked for at once
   // (urgent REQUEST parts), so the in-order prefix, its hash and -o - keep moving.
   std::uint16_t parts_used_ = 0;
@@ -339,6 +340,11 @@ void Client::process(std::span<const std::uint8_t> d) {
       ++recv_count_;
       if (!have_seq_ || static_cast<std::int32_t>(x.seq - highest_seq_) > 0) highest_seq_ = x.seq;
       have_seq_ = true;
+      if (last_data_ > 0 && last_heard_ > last_data_) {
+        // How far apart data arrives (a slow server rate): a pass is not over before a few gaps.
+        double gap = static_cast<double>(last_heard_ - last_data_);
+        gap_ns_ = gap_ns_ <= 0 ? gap : 0.9 * gap_ns_ + 0.1 * gap;
+      }
       last_data_ = last_heard_;
       std::uint64_t end = x.offset + x.bytes.size();
       if (end > st_.size) return;
@@ -474,7 +480,11 @@ void Client::tick() {
       incomplete(fmt::format("no new data from {} for {}", server_, human_duration(o_.timeout_s)), false);
       return;
     }
-    if (now - last_data_ > kIdleNs && now - pass_started_ > kIdleNs) {
+    // A pass is over when no data came for a while: 400 ms, or four datagrams' time at a
+    // slow --rate.
+    std::int64_t idle = std::max<std::int64_t>(kIdleNs, static_cast<std::int64_t>(4 * gap_ns_));
+    if (o_.rate_bits > 0) idle = std::max<std::int64_t>(idle, to_ns(4.0 * static_cast<double>(datagram_) * 8 / o_.rate_bits));
+    if (now - last_data_ > idle && now - pass_started_ > idle) {
       start_pass();  // END or REQUEST lost
     } else if (now - last_repair_ >= 100 * kMs) {
       last_repair_ = now;

@@ -33,8 +33,8 @@ RateController::RateController(double start, double min, double max, bool adapti
     : rate_(adaptive ? std::clamp(start, min, max) : max), min_(min), max_(max), adaptive_(adaptive) {}
 
 void RateController::set_max(double max) {
-  max_ = std::max(max, min_);
-  rate_ = adaptive_ ? std::min(rate_, max_) : max_;
+  max_ = std::max(max, 1.0);  // a cap below the adaptation floor still wins (--rate 20k)
+  rate_ = adaptive_ ? std::clamp(rate_, std::min(min_, max_), max_) : max_;
 }
 
 void RateController::on_interval(std::uint64_t sent, std::uint64_t received) {
@@ -60,7 +60,7 @@ void RateController::on_interval(std::uint64_t sent, std::uint64_t received) {
     rate_ *= 1.01;  // near it: probe gently, so the sawtooth stays shallow
     if (rate_ > ceiling_) ceiling_ = rate_ * 1.5;  // past it without loss: the path grew
   }
-  rate_ = std::clamp(rate_, min_, max_);
+  rate_ = std::clamp(rate_, std::min(min_, max_), max_);
 }
 
 }  // namespace dl::dtp

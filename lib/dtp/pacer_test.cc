@@ -67,4 +67,8 @@ TEST_CASE("rate controller: fixed rate ignores loss; caps bound it") {
   for (int i = 0; i < 50; ++i) a.on_interval(1000, 0);
   CHECK(a.rate() >= 1e4);
   a.on_interval(0, 0);  // an empty interval says nothing
+  a.set_max(2500);       // a cap below the adaptation floor (1e4) still wins
+  CHECK(a.rate() == 2500);
+  for (int i = 0; i < 5; ++i) a.on_interval(1000, 1000);
+  CHECK(a.rate() == 2500);
 }
