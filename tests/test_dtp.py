@@ -113,6 +113,17 @@ class DtpTest(dltest.DlTestCase):
         self.fetch(addr, "s.bin", "-o", "-", "--drop", "5%", stdout=out)
         self.assertSameFile(src, out)
 
+    @unittest.skipUnless(dltest.have_ipv6_loopback(), "no IPv6 loopback")
+    def test_ipv6_and_udp_prefix(self):
+        src = self.random_file("six.bin", 3 * MiB + 1)
+        root = self.path("root")
+        pf = self.path("port6")
+        srv = self.P.start([self.SERVE, "-l", "udp:[::1]:0", "--port-file", pf, "--root", root])
+        port = dltest.wait_port_file(pf, srv)
+        out = self.path("six.out")
+        self.fetch("udp:[::1]:%d" % port, "six.bin", "-o", out, "--drop", "5%", "--mtu", "9000")
+        self.assertSameFile(src, out)
+
     def test_empty_payload(self):
         src = self.random_file("e.bin", 0)
         srv, addr = self.serve()
