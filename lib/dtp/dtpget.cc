@@ -505,7 +505,6 @@ void Client::finish() {
   phase_ = Phase::finished;
   for (int i = 0; i < 2; ++i) send(encode_stop(ctl_.data(), sid_, StopReason::done));
   show_progress(true);
-  double secs = static_cast<double>(mono_ns() - started_) * 1e-9;
   std::string check = "no whole-payload check (--range)";
   if (whole_) {
     auto h = hasher_->finish(st_.size);
@@ -525,6 +524,7 @@ void Client::finish() {
     }
     check = "sha256 ok";
   }
+  double secs = static_cast<double>(mono_ns() - started_) * 1e-9;  // the hash check included
   if (out_.valid() && !to_stdout_) ::fsync(out_.get());
   if (!to_stdout_) ::unlink(session_path_.c_str());
   if (o_.verbosity.verbose) {
