@@ -25,7 +25,7 @@ inline constexpr std::size_t kMinChunk = 64;
 inline constexpr std::size_t kMaxChunk = kMaxDatagram - kDataHeaderSize;
 inline constexpr std::size_t kMaxName = 1024;
 inline constexpr std::size_t kMaxError = 512;
-inline constexpr std::uint32_t kMaxParts = 64;  // REQUEST datagrams per pass
+inline constexpr std::uint32_t kMaxParts = 1024;  // REQUEST datagrams per pass
 
 enum class Type : std::uint8_t {
   open = 1,       // c->s: which payload, and the chunk size the client wants
@@ -77,7 +77,7 @@ struct Data {
 struct End {
   std::uint32_t pass = 0;
   std::uint64_t sent = 0;        // DATA datagrams sent in this pass
-  std::uint64_t parts_seen = 0;  // bit i: REQUEST part i of this pass arrived
+  std::uint64_t parts_seen = 0;  // bit i: REQUEST part i (of the first 64) of this pass arrived
 };
 struct Report {
   std::uint32_t pass = 0;

@@ -250,8 +250,10 @@ void Client::start_pass() {
   std::size_t max_len = std::min<std::size_t>(datagram_, 65000);
   std::size_t from = 0, next = 0;
   std::uint64_t rate = o_.rate_bits > 0 ? static_cast<std::uint64_t>(o_.rate_bits) : 0;
+  // A pass asks for at most 64 datagrams' worth of ranges; the rest of kMaxParts is left
+  // for mid-pass repairs, and what does not fit waits for the next pass.
   std::uint16_t part = 0;
-  for (; part < kMaxParts && from < ranges.size(); ++part) {
+  for (; part < 64 && from < ranges.size(); ++part) {
     send(encode_request(ctl_.data(), max_len, sid_, pass_, part, rate, cookie_, ranges, from, next));
     from = next;
   }
@@ -276,7 +278,7 @@ void Client::repair() {
   std::size_t max_len = std::min<std::size_t>(datagram_, 65000);
   std::uint64_t rate = o_.rate_bits > 0 ? static_cast<std::uint64_t>(o_.rate_bits) : 0;
   std::size_t from = 0, next = 0;
-  for (int k = 0; k < 4 && parts_used_ < kMaxParts && from < ranges.size(); ++k) {
+  for (int k = 0; k < 16 && parts_used_ < kMaxParts && from < ranges.size(); ++k) {
     send(encode_request(ctl_.data(), max_len, sid_, pass_, parts_used_++, rate, cookie_, ranges, from, next, true));
     for (std::size_t i = from; i < next; ++i) repaired_.add(ranges[i].start, ranges[i].end);
     from = next;
@@ -486,7 +488,7 @@ void Client::tick() {
     if (o_.rate_bits > 0) idle = std::max<std::int64_t>(idle, to_ns(4.0 * static_cast<double>(datagram_) * 8 / o_.rate_bits));
     if (now - last_data_ > idle && now - pass_started_ > idle) {
       start_pass();  // END or REQUEST lost
-    } else if (now - last_repair_ >= 100 * kMs) {
+    } else if (now - last_repair_ >= 50 * kMs) {
       last_repair_ = now;
       repair();
     }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bitset>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -128,7 +129,8 @@ struct Session {
   bool ready = false;
   // The pass being sent.
   std::uint32_t pass = 0;
-  std::uint64_t parts_seen = 0;
+  std::bitset<kMaxParts> parts;  // REQUEST parts of this pass already taken
+  std::uint64_t parts_seen = 0;   // the first 64 of them, as END reports them
   std::vector<ByteRange> plan;
   std::size_t plan_i = 0;
   std::uint64_t cursor = 0;
@@ -140,6 +142,9 @@ struct Session {
   RateController ctl{kStartRate, kMinRate, kUnlimited, true};
   double client_cap = 0;  // bytes/s, 0: none
   bool have_report = false;
+  double min_backlog_s = 1e9;
+  std::int64_t rep_at = 0;  // when the last judged report came
+  std::int64_t min_backlog_at = 0;
   std::uint32_t rep_seq = 0;
   std::uint64_t rep_recv = 0;
   std::int64_t last_heard = 0, started = 0;
@@ -357,6 +362,7 @@ void Server::on_request(Session& s, const Packet& p) {
   if (q.pass > s.pass) {
     s.pass = q.pass;
     s.parts_seen = 0;
+    s.parts.reset();
     s.plan.clear();
     s.plan_i = 0;
     s.cursor = 0;
@@ -365,8 +371,7 @@ void Server::on_request(Session& s, const Packet& p) {
     s.end_pending = false;
     ++s.passes;
   }
-  std::uint64_t bit = 1ull << q.part;
-  if (s.parts_seen & bit) return;  // a duplicate part
+  if (s.parts.test(q.part)) return;  // a duplicate part
   s.client_cap = static_cast<double>(q.rate_bits) / 8;
   // Every range must lie within the payload; a bad one refuses the whole part.
   RangeReader rr(q);
@@ -390,7 +395,8 @@ void Server::on_request(Session& s, const Packet& p) {
   } else {
     s.plan.insert(s.plan.end(), got.begin(), got.end());
   }
-  s.parts_seen |= bit;
+  s.parts.set(q.part);
+  if (q.part < 64) s.parts_seen |= 1ull << q.part;
   if (s.plan_i < s.plan.size()) s.pass_done = false;
   if (!s.pass_done) arm_pace(0);
 }
@@ -403,7 +409,20 @@ void Server::on_report(Session& s, const Packet& p) {
     // Judge intervals with enough datagrams to mean something; older reports (reordered)
     // and empty ones just wait.
     if (sent >= 32 && sent < (1u << 31) && rep.received >= s.rep_recv) {
-      s.ctl.on_interval(sent, got);
+      // Datagrams numbered but not yet seen by the client, in seconds at the current rate;
+      // what exceeds the least backlog of the last two seconds (the path's own delay) is a
+      // queue at the receiver.
+      std::int64_t now = mono_ns();
+      double per_s = std::max(1.0, s.ctl.rate() / static_cast<double>(kDataHeaderSize + s.chunk));
+      double backlog_s = static_cast<double>(static_cast<std::uint32_t>(s.seq - rep.highest_seq)) / per_s;
+      if (now - s.min_backlog_at > 2000 * kMs || backlog_s < s.min_backlog_s) {
+        s.min_backlog_s = backlog_s;
+        s.min_backlog_at = now;
+      }
+      double dt = static_cast<double>(now - s.rep_at) * 1e-9;
+      double delivered = s.rep_at > 0 && dt > 0.005 ? static_cast<double>(got) * static_cast<double>(kDataHeaderSize + s.chunk) / dt : 0;
+      s.rep_at = now;
+      s.ctl.on_interval(sent, got, backlog_s - s.min_backlog_s, delivered);
       s.rep_seq = rep.highest_seq;
       s.rep_recv = rep.received;
     }
@@ -411,6 +430,7 @@ void Server::on_report(Session& s, const Packet& p) {
     s.have_report = true;
     s.rep_seq = rep.highest_seq;
     s.rep_recv = rep.received;
+    s.rep_at = mono_ns();
   }
   if (rep.pass == s.pass && s.pass_done && s.pass > 0) {
     send_ctl(encode_end(ctl_.data(), s.id, s.pass, s.sent_in_pass, s.parts_seen), s.peer);

@@ -30,14 +30,15 @@ std::int64_t TokenBucket::wait_ns(double bytes) const {
 }
 
 RateController::RateController(double start, double min, double max, bool adaptive)
-    : rate_(adaptive ? std::clamp(start, min, max) : max), min_(min), max_(max), adaptive_(adaptive) {}
+    : rate_(adaptive ? std::clamp(start, min, max) : max), start_(start), min_(min), max_(max), adaptive_(adaptive) {}
 
 void RateController::set_max(double max) {
   max_ = std::max(max, 1.0);  // a cap below the adaptation floor still wins (--rate 20k)
   rate_ = adaptive_ ? std::clamp(rate_, std::min(min_, max_), max_) : max_;
 }
 
-void RateController::on_interval(std::uint64_t sent, std::uint64_t received) {
+void RateController::on_interval(std::uint64_t sent, std::uint64_t received, double queue_s,
+                                 double delivered) {
   if (sent == 0) return;
   loss_ = 1.0 - std::min(1.0, static_cast<double>(received) / static_cast<double>(sent));
   if (!adaptive_) return;
@@ -47,11 +48,25 @@ void RateController::on_interval(std::uint64_t sent, std::uint64_t received) {
   if (loss_ < baseline_) baseline_ += 0.5 * (loss_ - baseline_);
   else baseline_ += 0.05 * (std::min(loss_, 0.5) - baseline_);
   double excess = loss_ - baseline_;
-  if (excess > 0.02) {
+  if (cooldown_ > 0) {
+    // A decrease takes a while to show in the reports (the receiver first drains what is
+    // queued): judge again only after it had time to.
+    --cooldown_;
+  } else if (excess > 0.02) {
     // Remember where the path overflowed; back off by the excess loss (at most by half).
     ceiling_ = rate_;
     probing_ = false;
     rate_ *= std::max(0.5, 1.0 - excess);
+    cooldown_ = 3;
+  } else if (queue_s > 0.050) {
+    // The receiver falls behind: datagrams pile up unread. Back off before its buffer
+    // overflows (that loss would only show up a whole buffer later).
+    ceiling_ = rate_;
+    probing_ = false;
+    rate_ *= 0.85;
+    cooldown_ = 3;
+  } else if (queue_s > 0.025) {
+    probing_ = false;  // a queue is forming: hold the rate
   } else if (probing_) {
     rate_ *= 1.5;  // no congestion seen yet: find the path's rate in a few reports
   } else if (rate_ < 0.9 * ceiling_) {
@@ -60,6 +75,9 @@ void RateController::on_interval(std::uint64_t sent, std::uint64_t received) {
     rate_ *= 1.01;  // near it: probe gently, so the sawtooth stays shallow
     if (rate_ > ceiling_) ceiling_ = rate_ * 1.5;  // past it without loss: the path grew
   }
+  // Never far ahead of what actually gets through: a rate the sender cannot reach (or the
+  // receiver cannot take) would only grow further while the loss signal is still on its way.
+  if (delivered > 0) rate_ = std::min(rate_, std::max(2 * delivered, start_));
   rate_ = std::clamp(rate_, std::min(min_, max_), max_);
 }
 

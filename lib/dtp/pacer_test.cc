@@ -72,3 +72,19 @@ TEST_CASE("rate controller: fixed rate ignores loss; caps bound it") {
   for (int i = 0; i < 5; ++i) a.on_interval(1000, 1000);
   CHECK(a.rate() == 2500);
 }
+
+TEST_CASE("rate controller: a queue at the receiver holds, then lowers the rate; delivery bounds it") {
+  RateController c(1e6, 1e4, 1e9, true);
+  c.on_interval(1000, 1000, 0.0);
+  double r = c.rate();
+  c.on_interval(1000, 1000, 0.030);  // a queue forms: hold
+  CHECK(c.rate() == r);
+  c.on_interval(1000, 1000, 0.080);  // it keeps growing: back off
+  CHECK(c.rate() < r);
+  double low = c.rate();
+  for (int i = 0; i < 3; ++i) c.on_interval(1000, 700, 0.2);  // cool-down: judged again later
+  CHECK(c.rate() == low);
+  RateController d(1e6, 1e4, 1e9, true);
+  for (int i = 0; i < 30; ++i) d.on_interval(1000, 1000, 0, 2e6);  // only 2 MB/s get through
+  CHECK(d.rate() <= 4e6);
+}
