@@ -391,6 +391,37 @@ class DtpTest(dltest.DlTestCase):
         self.assertSameFile(src, self.path("g2.out"))
         self.assertNoCrash(srv)
 
+    def test_every_bad_field_is_answered_and_forged_requests_get_nothing(self):
+        craft = dltest._find_binary("dtp_craft")
+        if not os.access(craft, os.X_OK):
+            for cand in (os.path.join(dltest.REPO, "bazel-bin", "tests", "dtp_craft"),
+                         os.path.join(dltest.REPO, "tests", "dtp_craft")):
+                if os.access(cand, os.X_OK):
+                    craft = cand
+        self.assertTrue(os.access(craft, os.X_OK), "dtp_craft not built")
+        src = self.random_file("v.bin", 8 * MiB)
+        srv, addr = self.serve()
+        # A real session runs throughout; it must not notice any of this.
+        out = self.path("v.out")
+        p = self.get(addr, "v.bin", "-o", out, "--rate", "30M")
+
+        def craft_run(kind):
+            r = subprocess.run([craft, addr, kind, "v.bin"], capture_output=True, timeout=20)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout.decode().strip()
+        for kind, want in (("bad-chunk", "ERROR 2: bad request: bad-chunk"),
+                           ("nul-name", "ERROR 2: bad request: bad-name"),
+                           ("version2", "ERROR 2: bad request: bad-version"),
+                           ("unknown-type", "ERROR 2: bad request: bad-type"),
+                           ("stranger-request", "STOP 3"),
+                           ("beyond-end", "ERROR 2: range 0-8388609 beyond the payload's end 8388608"),
+                           ("bad-cookie", "none"),
+                           ("good", "DATA")):
+            self.assertEqual(craft_run(kind), want, kind)
+        self.assertExited(p, 60, 0)
+        self.assertSameFile(src, out)
+        self.assertTrue(srv.running)
+
     def test_usage_errors(self):
         for args in (["127.0.0.1:1"], ["--mtu", "100", "127.0.0.1:1", "x"],
                      ["--range", "5-3", "127.0.0.1:1", "x"], ["--drop", "2", "127.0.0.1:1", "x"]):
