@@ -119,6 +119,9 @@ class Client {
   std::uint16_t parts_used_ = 0;
   std::uint64_t pass_max_end_ = 0;
   RangeSet repaired_;
+  std::int64_t repaired_since_ = 0;
+  std::int64_t rtt_ns_ = 0;         // least time from a pass's REQUEST to its first DATA
+  bool pass_data_seen_ = false;
   std::int64_t last_repair_ = 0;
   bool have_seq_ = false;
   std::uint64_t recv_count_ = 0, new_bytes_ = 0, dup_bytes_ = 0, start_have_ = 0;
@@ -260,6 +263,8 @@ void Client::start_pass() {
   parts_used_ = part;
   pass_max_end_ = 0;
   repaired_.clear();
+  repaired_since_ = mono_ns();
+  pass_data_seen_ = false;
   end_seen_ = false;
   pass_started_ = last_data_ = mono_ns();
 }
@@ -271,6 +276,14 @@ void Client::repair() {
   for (const auto& r : st_.wanted.ranges()) {
     if (r.start >= pass_max_end_ - kMargin) break;
     wanted_behind.add(r.start, std::min(r.end, pass_max_end_ - kMargin));
+  }
+  // A repair can be lost like anything else: ask again for what is still missing once the
+  // server has had time to send it (repairs go to the front of its queue).
+  std::int64_t now = mono_ns();
+  std::int64_t expiry = std::max<std::int64_t>(200 * kMs, 3 * rtt_ns_ + 100 * kMs);
+  if (now - repaired_since_ > expiry) {
+    repaired_.clear();
+    repaired_since_ = now;
   }
   RangeSet holes = repaired_.missing_from(st_.received.missing_from(wanted_behind));
   if (holes.empty()) return;
@@ -351,6 +364,11 @@ void Client::process(std::span<const std::uint8_t> d) {
       std::uint64_t end = x.offset + x.bytes.size();
       if (end > st_.size) return;
       if (x.pass == pass_ && end > pass_max_end_) pass_max_end_ = end;
+      if (x.pass == pass_ && !pass_data_seen_) {
+        pass_data_seen_ = true;
+        std::int64_t rtt = last_heard_ - pass_started_;
+        if (rtt > 0 && (rtt_ns_ == 0 || rtt < rtt_ns_)) rtt_ns_ = rtt;
+      }
       if (st_.received.contains(x.offset, end)) {
         dup_bytes_ += x.bytes.size();
         return;
