@@ -280,7 +280,7 @@ void Client::repair() {
   // A repair can be lost like anything else: ask again for what is still missing once the
   // server has had time to send it (repairs go to the front of its queue).
   std::int64_t now = mono_ns();
-  std::int64_t expiry = std::max<std::int64_t>(200 * kMs, 3 * rtt_ns_ + 100 * kMs);
+  std::int64_t expiry = std::max<std::int64_t>(80 * kMs, 3 * rtt_ns_ + 50 * kMs);
   if (now - repaired_since_ > expiry) {
     repaired_.clear();
     repaired_since_ = now;

@@ -5,6 +5,13 @@
 
 namespace dl::dtp {
 
+namespace {
+// A queue at the receiver is judged in time and in bytes: at 8 Gbit/s a 32 MiB receive buffer
+// (dtpget's default) holds only 33 ms, so a quarter and a half of it are limits too.
+constexpr double kQueueHoldBytes = 8 << 20;
+constexpr double kQueueBackoffBytes = 16 << 20;
+}  // namespace
+
 void TokenBucket::configure(double rate, double burst) {
   rate_ = std::max(rate, 1.0);
   burst_ = std::max(burst, 1.0);
@@ -58,14 +65,14 @@ void RateController::on_interval(std::uint64_t sent, std::uint64_t received, dou
     probing_ = false;
     rate_ *= std::max(0.5, 1.0 - excess);
     cooldown_ = 3;
-  } else if (queue_s > 0.050) {
+  } else if (queue_s > 0.050 || queue_s * rate_ > kQueueBackoffBytes) {
     // The receiver falls behind: datagrams pile up unread. Back off before its buffer
     // overflows (that loss would only show up a whole buffer later).
     ceiling_ = rate_;
     probing_ = false;
     rate_ *= 0.85;
     cooldown_ = 3;
-  } else if (queue_s > 0.025) {
+  } else if (queue_s > 0.025 || queue_s * rate_ > kQueueHoldBytes) {
     probing_ = false;  // a queue is forming: hold the rate
   } else if (probing_) {
     rate_ *= 1.5;  // no congestion seen yet: find the path's rate in a few reports
