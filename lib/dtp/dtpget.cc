@@ -83,6 +83,7 @@ class Client {
   void on_meta(const Packet& p);
   void start_pass();
   void repair();
+  void unblock_prefix();
   void on_readable();
   void process(std::span<const std::uint8_t> d);
   void flush_writes();
@@ -120,6 +121,8 @@ class Client {
   std::uint64_t pass_max_end_ = 0;
   RangeSet repaired_;
   std::int64_t repaired_since_ = 0;
+  std::uint64_t last_prefix_ = 0;   // where the in-order prefix ended at the last look
+  std::int64_t prefix_since_ = 0;   // and since when
   std::int64_t rtt_ns_ = 0;         // least time from a pass's REQUEST to its first DATA
   bool pass_data_seen_ = false;
   std::int64_t last_repair_ = 0;
@@ -296,6 +299,33 @@ void Client::repair() {
     for (std::size_t i = from; i < next; ++i) repaired_.add(ranges[i].start, ranges[i].end);
     from = next;
   }
+}
+
+void Client::unblock_prefix() {
+  // The hash (and -o -) can only move past the first hole. If it sits still while the pass
+  // runs on, ask again for the first few holes at once, whatever was asked before: a lost
+  // repair there would otherwise hold everything behind it for a whole repair period.
+  constexpr std::uint64_t kMargin = 256 << 10;
+  std::int64_t now = mono_ns();
+  std::uint64_t pre = st_.received.first_missing_from(0);
+  if (pre != last_prefix_) {
+    last_prefix_ = pre;
+    prefix_since_ = now;
+    return;
+  }
+  if (now - prefix_since_ < 40 * kMs || parts_used_ >= kMaxParts || pass_max_end_ <= kMargin ||
+      pre + kMargin >= pass_max_end_) {
+    return;
+  }
+  prefix_since_ = now;
+  RangeSet window;
+  window.add(pre, pass_max_end_ - kMargin);
+  std::vector<ByteRange> ranges = st_.received.missing_from(window).ranges();
+  if (ranges.size() > 32) ranges.resize(32);
+  std::size_t next = 0;
+  std::uint64_t rate = o_.rate_bits > 0 ? static_cast<std::uint64_t>(o_.rate_bits) : 0;
+  send(encode_request(ctl_.data(), std::min<std::size_t>(datagram_, 65000), sid_, pass_, parts_used_++, rate,
+                      cookie_, ranges, 0, next, true));
 }
 
 void Client::flush_writes() {
@@ -506,9 +536,12 @@ void Client::tick() {
     if (o_.rate_bits > 0) idle = std::max<std::int64_t>(idle, to_ns(4.0 * static_cast<double>(datagram_) * 8 / o_.rate_bits));
     if (now - last_data_ > idle && now - pass_started_ > idle) {
       start_pass();  // END or REQUEST lost
-    } else if (now - last_repair_ >= 50 * kMs) {
-      last_repair_ = now;
-      repair();
+    } else {
+      if (now - last_repair_ >= 50 * kMs) {
+        last_repair_ = now;
+        repair();
+      }
+      if (whole_) unblock_prefix();
     }
     if (hasher_) {
       if (auto e = hasher_->failure()) {
