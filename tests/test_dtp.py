@@ -276,6 +276,17 @@ class DtpTest(dltest.DlTestCase):
         p = self.fetch(addr, "nope.bin", "-o", self.path("n.out"), code=dltest.EXIT_IO, timeout=15)
         self.assertIn("no such payload", p.stderr())
 
+    def test_named_files_are_served_by_base_name_only(self):
+        src = self.path("elsewhere.bin")
+        dltest.make_random_file(src, MiB + 5)
+        pf = self.path("portn")
+        srv = self.P.start([self.SERVE, "-l", "127.0.0.1:0", "--port-file", pf, src])
+        addr = "127.0.0.1:%d" % dltest.wait_port_file(pf, srv)
+        self.fetch(addr, "elsewhere.bin", "-o", self.path("n.out"))
+        self.assertSameFile(src, self.path("n.out"))
+        p = self.fetch(addr, src, "-o", self.path("n2.out"), code=dltest.EXIT_IO, timeout=15)
+        self.assertIn("no such payload", p.stderr())
+
     def test_busy_beyond_max_sessions(self):
         src = self.random_file("q.bin", 4 * MiB)
         srv, addr = self.serve("--max-sessions", "1")
