@@ -1,0 +1,136 @@
+// dtp_craft: sends one hand-made DTP exchange to a dtpserve and prints what came back, for
+// tests/test_dtp.py (checksums need the real codec, which Python's stdlib lacks).
+//   dtp_craft HOST:PORT KIND [NAME]
+// KIND: bad-chunk | nul-name | version2 | unknown-type | stranger-request | beyond-end |
+//       bad-cookie | good
+// Prints one line: "META <size>", "ERROR <code>: <text>", "STOP <reason>", "DATA", "KEEPALIVE"
+// or "none" (nothing within a second). Exit 0 unless the arguments are wrong.
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "lib/base/byte_order.h"
+#include "lib/codec/dtp_packet.h"
+#include "lib/net/datagram.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+using namespace dl;
+using namespace dl::dtp;
+
+namespace {
+std::vector<std::uint8_t> buf(kMaxDatagram);
+std::vector<std::uint8_t> in(kMaxDatagram);
+int fd = -1;
+
+void reseal(std::size_t n) {
+  put_u32(buf.data() + 4, 0);
+  put_u32(buf.data() + 4, static_cast<std::uint32_t>(XXH3_64bits_withSeed(buf.data() + 8, n - 8, get_u32(buf.data()))));
+}
+void send_n(std::size_t n) { (void)::send(fd, buf.data(), n, 0); }
+
+// Waits for the next datagram that is not DATA (unless `data_ok`); fills p, returns false on silence.
+bool next_reply(Packet& p, bool data_ok) {
+  for (;;) {
+    pollfd q{fd, POLLIN, 0};
+    if (::poll(&q, 1, 1000) <= 0) return false;
+    ssize_t n = ::recv(fd, in.data(), in.size(), 0);
+    if (n <= 0) return false;
+    if (*decode({in.data(), static_cast<std::size_t>(n)}, p)) continue;
+    if (p.type == Type::data && !data_ok) continue;
+    return true;
+  }
+}
+
+void print(const Packet& p) {
+  switch (p.type) {
+    case Type::meta: std::printf("META %llu\n", static_cast<unsigned long long>(p.meta.size)); break;
+    case Type::error:
+      std::printf("ERROR %u: %.*s\n", static_cast<unsigned>(p.error.code), static_cast<int>(p.error.text.size()), p.error.text.data());
+      break;
+    case Type::stop: std::printf("STOP %u\n", static_cast<unsigned>(p.stop.reason)); break;
+    case Type::data: std::printf("DATA\n"); break;
+    case Type::keepalive: std::printf("KEEPALIVE\n"); break;
+    default: std::printf("%s\n", std::string(type_name(p.type)).c_str()); break;
+  }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: dtp_craft HOST:PORT KIND [NAME]\n");
+    return 2;
+  }
+  std::string kind = argv[2], name = argc > 3 ? argv[3] : "x.bin";
+  auto ep = parse_dial_endpoint(argv[1]);
+  if (!ep) return 2;
+  auto addrs = resolve(*ep, false);
+  if (!addrs) return 2;
+  auto sock = dial_datagram(addrs->front(), 1 << 20);
+  if (!sock) return 2;
+  fd = sock->fd.get();
+  const std::uint64_t sid = 0x5eed0000 + static_cast<std::uint64_t>(::getpid());
+  std::vector<ByteRange> one = {{0, 1000}};
+  std::size_t next = 0;
+  Packet p;
+  if (kind == "bad-chunk") {
+    std::size_t n = encode_open(buf.data(), sid, 1400, name);
+    put_u16(buf.data() + 16, 10);
+    reseal(n);
+    send_n(n);
+  } else if (kind == "nul-name") {
+    std::size_t n = encode_open(buf.data(), sid, 1400, name);
+    buf[20] = 0;
+    reseal(n);
+    send_n(n);
+  } else if (kind == "version2") {
+    std::size_t n = encode_open(buf.data(), sid, 1400, name);
+    buf[2] = 2;
+    reseal(n);
+    send_n(n);
+  } else if (kind == "unknown-type") {
+    std::size_t n = encode_keepalive(buf.data(), sid, 0);
+    buf[3] = 42;
+    reseal(n);
+    send_n(n);
+  } else if (kind == "stranger-request") {
+    send_n(encode_request(buf.data(), kMaxDatagram, sid, 1, 0, 0, 1, one, 0, next));
+  } else if (kind == "beyond-end" || kind == "bad-cookie" || kind == "good") {
+    send_n(encode_open(buf.data(), sid, 1400, name));
+    Packet m;
+    while (next_reply(m, false) && m.type == Type::keepalive) send_n(encode_open(buf.data(), sid, 1400, name));
+    if (m.type != Type::meta) {
+      print(m);
+      return 0;
+    }
+    std::uint64_t cookie = m.meta.cookie;
+    std::vector<ByteRange> r = {{0, m.meta.size < 1000 ? m.meta.size : 1000}};
+    if (kind == "beyond-end") r = {{0, m.meta.size + 1}};
+    if (kind == "bad-cookie") cookie ^= 1;
+    send_n(encode_request(buf.data(), kMaxDatagram, sid, 1, 0, 0, cookie, r, 0, next));
+    bool got = false;
+    while ((got = next_reply(p, true)) && (p.type == Type::meta || p.type == Type::keepalive)) {
+    }  // late answers to the OPENs above
+    if (!got) {
+      std::printf("none\n");
+    } else {
+      print(p);
+    }
+    send_n(encode_stop(buf.data(), sid, StopReason::done));
+    return 0;
+  } else {
+    std::fprintf(stderr, "dtp_craft: unknown kind %s\n", kind.c_str());
+    return 2;
+  }
+  if (!next_reply(p, true)) {
+    std::printf("none\n");
+    return 0;
+  }
+  print(p);
+  return 0;
+}
