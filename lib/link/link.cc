@@ -74,8 +74,7 @@ Link::Link(Reactor& reactor, LinkOptions options, LinkObserver* observer)
       session_(SessionConfig{opt_.listen, std::min(opt_.max_message, frame::kHardMaxPayload),
                              static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms)),
                              rx_capacity_for(std::min(opt_.max_message, frame::kHardMaxPayload)) - kRxSlack}),
-      timer_(reactor, [this] { on_timer(); }),
-      backoff_(opt_.backoff) {
+      timer_(reactor, [this] { on_timer(); }) {
   opt_.max_message = std::min(opt_.max_message, frame::kHardMaxPayload);
   if (opt_.receive_only) finish();
 }
@@ -115,19 +114,24 @@ Status Link::start() {
   flush_hook_ = reactor_.before_poll([this] { flush(); });
   auto now = Clock::now();
   waiting_since_ = now;
-  if (opt_.wait_s >= 0 && std::isfinite(opt_.wait_s)) give_up_at_ = deadline_after(now, opt_.wait_s);
+  bool bounded = opt_.wait_s >= 0 && std::isfinite(opt_.wait_s);
   if (opt_.listen) {
-    auto l = listen_on(opt_.endpoint);
-    if (!l) return l.error();
-    listener_ = std::move(*l);
-    local_ = listener_->local;
-    listen_watch_ = reactor_.watch(listener_->fd.get(), POLLIN, [this](short ev) { on_accept(ev); });
+    if (bounded) give_up_at_ = deadline_after(now, opt_.wait_s);
+    AcceptorOptions ao;
+    ao.allow = opt_.allow;
+    auto a = Acceptor::listen(
+        reactor_, opt_.endpoint, std::move(ao), [this](Accepted c) { on_accepted(std::move(c)); },
+        [this](const Error& e, const SocketAddress* peer) { on_accept_event(e, peer); });
+    if (!a) return a.error();
+    acceptor_ = std::move(*a);
+    local_ = acceptor_->local();
     if (obs_) obs_->on_event(LinkEvent::listening, local_.to_string(), nullptr);
   } else {
-    auto a = resolve(opt_.endpoint, false);
-    if (!a) return a.error();
-    addresses_ = std::move(*a);
-    start_dial_round();
+    // start() reports a name that does not resolve now (the tools exit 3 before anything
+    // else, the API returns it); the Connector then looks the name up afresh every round.
+    if (auto a = resolve(opt_.endpoint, false); !a) return a.error();
+    connector_ = make_connector(bounded ? deadline_after(now, opt_.wait_s) : Clock::time_point::max());
+    connector_->start();
   }
   reschedule();
   return ok_status();
@@ -135,41 +139,30 @@ Status Link::start() {
 
 // ---------------------------------------------------------------- connection management
 
-void Link::start_dial_round() {
-  retry_at_.reset();
-  next_address_ = 0;
-  try_next_address();
+std::unique_ptr<Connector> Link::make_connector(Clock::time_point deadline) {
+  ConnectorOptions co;
+  co.backoff = opt_.backoff;
+  co.deadline = deadline;
+  co.attempt_timeout = std::chrono::milliseconds(std::max(opt_.handshake_ms, opt_.timeout_ms));
+  // A name that resolved once and fails later is a DNS blip during a reconnect: retried.
+  co.fail_fast_on_resolve = !ever_connected_;
+  co.on_retry = [this](Clock::duration delay, const Error& last) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(delay).count();
+    if (obs_) obs_->on_event(LinkEvent::retrying, std::to_string(ms) + " ms", &last);
+  };
+  return std::make_unique<Connector>(reactor_, opt_.endpoint, co,
+                                     [this](Result<Connected> r) { on_dialed(std::move(r)); });
 }
 
-void Link::try_next_address() {
-  while (next_address_ < addresses_.size()) {
-    const SocketAddress& a = addresses_[next_address_++];
-    auto fd = start_connect(a);
-    if (!fd) {
-      last_error_ = fd.error();
-      continue;
-    }
-    dialing_ = std::make_unique<Conn>();
-    dialing_->fd = std::move(*fd);
-    dialing_->peer = a;
-    dialing_->dialer = true;
-    dialing_->opened = Clock::now();
-    dialing_->watch =
-        reactor_.watch(dialing_->fd.get(), POLLOUT, [this](short ev) { on_connect_ready(ev); });
-    reschedule();
+void Link::on_dialed(Result<Connected> r) {
+  if (!r) {
+    give_up(&r.error());  // the deadline passed (or the name never resolved)
     return;
   }
-  schedule_retry();
-}
-
-void Link::on_connect_ready(short) {
-  std::unique_ptr<Conn> c = std::move(dialing_);
-  reactor_.unwatch(c->watch);
-  if (auto st = finish_connect(c->fd.get(), c->peer); !st) {
-    last_error_ = st.error();
-    try_next_address();
-    return;
-  }
+  auto c = std::make_unique<Conn>();
+  c->fd = std::move(r->fd);
+  c->peer = r->peer;
+  c->dialer = true;
   if (opt_.proto == Proto::classic) {
     promote(std::move(c), Proto::classic, nullptr);
     return;
@@ -185,51 +178,39 @@ void Link::on_connect_ready(short) {
   reschedule();
 }
 
-void Link::on_accept(short) {
-  for (int i = 0; i < 16; ++i) {
-    SocketAddress peer;
-    auto fd = accept_one(listener_->fd.get(), &peer);
-    if (!fd) {
-      // Out of descriptors (EMFILE) and the like: the listener stays readable, so stop
-      // watching it for a moment instead of spinning.
-      last_error_ = fd.error();
-      reactor_.set_events(listen_watch_, 0);
-      accept_paused_until_ = Clock::now() + std::chrono::milliseconds(100);
-      reschedule();
-      return;
-    }
-    if (!fd->valid()) break;
-    if (!opt_.allow.allows(peer)) {
-      // Refused before a byte is read, with a reset: the peer learns nothing but "no".
-      linger reset{1, 0};
-      ::setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-      Error e = make_error(ErrorKind::auth, "connection from " + peer.to_string(),
-                           "not allowed (--allow " + opt_.allow.to_string() + ")");
-      if (obs_) obs_->on_event(LinkEvent::rejected, peer.to_string(), &e);
-      continue;
-    }
-    auto c = std::make_unique<Conn>();
-    c->fd = std::move(*fd);
-    c->peer = peer;
-    c->opened = c->last_rx = c->last_tx = Clock::now();
-    if (opt_.proto == Proto::classic) {
-      // A seed peer may never speak first (it sends nothing until it has data): with
-      // --proto classic there is nothing to detect. Classic has no session ids, so, as with the
-      // seed's server, a newer connection is the peer come back and replaces the old one.
-      promote(std::move(c), Proto::classic, nullptr);
-      continue;
-    }
-    if (candidates_.size() >= kMaxCandidates) {
-      // Strangers that do not finish a handshake must not lock the real peer out: the
-      // oldest of them makes room.
-      Error e = make_error(ErrorKind::timeout, "connection from " + candidates_.front()->peer.to_string(),
-                           "dropped: too many connections still in their handshake");
-      reject_candidate(candidates_.front().get(), e, false);
-    }
-    candidates_.push_back(std::move(c));
-    Conn* p = candidates_.back().get();
-    p->watch = reactor_.watch(p->fd.get(), POLLIN, [this, p](short ev) { on_conn_io(p, ev); });
+void Link::on_accept_event(const Error& e, const SocketAddress* peer) {
+  if (!peer) {
+    last_error_ = e;  // out of descriptors: the Acceptor pauses a moment by itself
+    return;
   }
+  Error why = make_error(ErrorKind::auth, "connection from " + peer->to_string(),
+                         "not allowed (--allow " + opt_.allow.to_string() + ")");
+  if (obs_) obs_->on_event(LinkEvent::rejected, peer->to_string(), &why);
+}
+
+void Link::on_accepted(Accepted a) {
+  auto c = std::make_unique<Conn>();
+  c->fd = std::move(a.fd);
+  c->peer = a.peer;
+  c->opened = c->last_rx = c->last_tx = Clock::now();
+  if (opt_.proto == Proto::classic) {
+    // A seed peer may never speak first (it sends nothing until it has data): with
+    // --proto classic there is nothing to detect. Classic has no session ids, so, as with the
+    // seed's server, a newer connection is the peer come back and replaces the old one.
+    promote(std::move(c), Proto::classic, nullptr);
+    return;
+  }
+  if (candidates_.size() >= kMaxCandidates) {
+    // Strangers that do not finish a handshake must not lock the real peer out: the
+    // oldest of them makes room.
+    Error e = make_error(ErrorKind::timeout, "connection from " + candidates_.front()->peer.to_string(),
+                         "dropped: too many connections still in their handshake");
+    reject_candidate(candidates_.front().get(), e, false);
+    if (closed_) return;
+  }
+  candidates_.push_back(std::move(c));
+  Conn* p = candidates_.back().get();
+  p->watch = reactor_.watch(p->fd.get(), POLLIN, [this, p](short ev) { on_conn_io(p, ev); });
   reschedule();
 }
 
@@ -386,9 +367,7 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
   stats_.connections++;
   ever_connected_ = true;
   give_up_at_.reset();
-  retry_at_.reset();
   last_error_.reset();
-  backoff_.reset();
   if (obs_) {
     std::string detail = a->peer.to_string() + (proto == Proto::classic ? " (classic)" : " (native)");
     obs_->on_event(resumed ? LinkEvent::resumed : LinkEvent::connected, detail, nullptr);
@@ -416,7 +395,7 @@ bool Link::native_session_in_progress() const {
 }
 
 bool Link::attempt_in_progress() const {
-  return dialing_ || (active_ && !active_->established);
+  return (connector_ && connector_->active()) || (active_ && !active_->established);
 }
 
 void Link::drop_conn(Conn* c, const Error& why, bool report) {
@@ -470,13 +449,20 @@ void Link::connection_lost(const Error& why) {
   // keeps whatever deadline was running (--wait for a first connect).
   if (was_established) {
     waiting_since_ = now;
-    if (opt_.reconnect_s >= 0 && std::isfinite(opt_.reconnect_s)) {
-      give_up_at_ = deadline_after(now, opt_.reconnect_s);
+    auto deadline = opt_.reconnect_s >= 0 && std::isfinite(opt_.reconnect_s) ? deadline_after(now, opt_.reconnect_s)
+                                                                               : Clock::time_point::max();
+    if (!opt_.listen) {
+      connector_ = make_connector(deadline);  // a fresh backoff for a fresh outage
+    } else if (deadline != Clock::time_point::max()) {
+      give_up_at_ = deadline;
     } else {
       give_up_at_.reset();
     }
   }
-  if (!opt_.listen) schedule_retry();
+  if (!opt_.listen && connector_ && !connector_->active()) {
+    connector_->retry(why);  // after a backoff delay; at once to give_up() past the deadline
+    if (closed_) return;
+  }
   reschedule();
 }
 
@@ -497,36 +483,18 @@ void Link::session_over(const Error& why) {
   fail(why);
 }
 
-void Link::schedule_retry() {
-  auto delay = backoff_.next();
-  auto now = Clock::now();
-  if (give_up_at_ && now >= *give_up_at_) {
-    give_up();
-    return;
-  }
-  // A last attempt at the deadline rather than giving up early.
-  auto at = now + delay;
-  if (give_up_at_ && at > *give_up_at_) at = *give_up_at_;
-  retry_at_ = at;
-  if (obs_) {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(at - now).count();
-    obs_->on_event(LinkEvent::retrying, std::to_string(ms) + " ms", last_error_ ? &*last_error_ : nullptr);
-  }
-  reschedule();
-}
-
 // Out of patience: report the last real reason (refused, unreachable, timeout ...) and the time
 // actually waited.
-void Link::give_up() {
-  retry_at_.reset();
+void Link::give_up(const Error* dial_error) {
   double waited = seconds_since(waiting_since_);
   if (!ever_connected_ && opt_.listen) {
     session_over(make_error(ErrorKind::timeout, "listen " + local_.to_string(),
                             "no peer connected within " + seconds_text(waited) + " s"));
     return;
   }
-  Error e = last_error_ ? *last_error_
-                        : make_error(ErrorKind::connect, "connect " + opt_.endpoint.to_string(),
+  Error e = dial_error  ? *dial_error
+             : last_error_ ? *last_error_
+                           : make_error(ErrorKind::connect, "connect " + opt_.endpoint.to_string(),
                                      "no connection");
   if (ever_connected_) {
     session_over(make_error(ErrorKind::disconnected, "peer " + peer_name(),
@@ -553,17 +521,14 @@ void Link::close() {
   timer_.cancel();
   if (flush_hook_) reactor_.remove_before_poll(flush_hook_);
   flush_hook_ = 0;
-  for (auto* c : {&active_, &dialing_}) {
-    if (*c) {
-      reactor_.unwatch((*c)->watch);
-      c->reset();
-    }
+  if (active_) {
+    reactor_.unwatch(active_->watch);
+    active_.reset();
   }
   for (auto& c : candidates_) reactor_.unwatch(c->watch);
   candidates_.clear();
-  if (listen_watch_) reactor_.unwatch(listen_watch_);
-  listen_watch_ = 0;
-  listener_.reset();
+  if (connector_) connector_->cancel();
+  acceptor_.reset();  // the port is free again at once
 }
 
 void Link::abandon(std::string_view reason, int flush_ms) {
@@ -630,12 +595,9 @@ void Link::reschedule() {
   auto consider = [&](std::optional<Clock::time_point> t) {
     if (t && (!next || *t < *next)) next = t;
   };
-  consider(retry_at_);
-  consider(accept_paused_until_);
   if (!attempt_in_progress() && !ready()) consider(give_up_at_);
   consider(linger_until_);
   for (auto& c : candidates_) consider(c->opened + std::chrono::milliseconds(opt_.handshake_ms));
-  if (dialing_) consider(dialing_->opened + std::chrono::milliseconds(std::max(opt_.handshake_ms, opt_.timeout_ms)));
   if (active_) {
     Conn* a = active_.get();
     if (!a->established) {
@@ -667,18 +629,10 @@ int Link::keepalive_interval() const {
 void Link::on_timer() {
   if (closed_) return;
   auto now = Clock::now();
-  if (accept_paused_until_ && now >= *accept_paused_until_) {
-    accept_paused_until_.reset();
-    if (listen_watch_) reactor_.set_events(listen_watch_, POLLIN);
-  }
   if (linger_until_ && now >= *linger_until_) {
     linger_until_.reset();
     connection_lost(make_error(ErrorKind::disconnected, "linger", "peer did not close"));
     return;
-  }
-  if (retry_at_ && now >= *retry_at_ && !dialing_ && !active_) {
-    start_dial_round();
-    if (closed_) return;
   }
   for (std::size_t i = 0; i < candidates_.size();) {
     Conn* c = candidates_[i].get();
@@ -691,14 +645,6 @@ void Link::on_timer() {
                                 " ms (a seed Datalink peer that never speaks first needs --proto classic)"
                           : "no complete handshake within " + std::to_string(opt_.handshake_ms) + " ms";
     reject_candidate(c, make_error(ErrorKind::timeout, "connection from " + c->peer.to_string(), why), false);
-    if (closed_) return;
-  }
-  if (dialing_ && now >= dialing_->opened + std::chrono::milliseconds(std::max(opt_.handshake_ms, opt_.timeout_ms))) {
-    last_error_ = make_error(ErrorKind::timeout, "connect " + dialing_->peer.to_string(),
-                             "connection attempt timed out");
-    reactor_.unwatch(dialing_->watch);
-    dialing_.reset();
-    try_next_address();
     if (closed_) return;
   }
   if (active_) {
@@ -720,8 +666,7 @@ void Link::on_timer() {
       if (ka > 0 && now >= a->last_tx + std::chrono::milliseconds(ka)) send_keepalive();
     }
   }
-  if (give_up_at_ && now >= *give_up_at_ && !ready() && !attempt_in_progress() &&
-      (opt_.listen || !retry_at_ || now >= *retry_at_)) {
+  if (give_up_at_ && now >= *give_up_at_ && !ready() && !attempt_in_progress()) {
     give_up();
     return;
   }

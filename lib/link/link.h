@@ -9,7 +9,9 @@
 // classic_codec.h) there are no acks: messages fully written before a drop are gone.
 //
 // Link is the front that owns connections, timers and the byte rings; every protocol decision
-// (seq, acks, credit, admission, resume) is Session's (session.h). Native flow control is by
+// (seq, acks, credit, admission, resume) is Session's (session.h). Dialing (backoff, a fresh
+// name lookup every round, the last round at the deadline) is the net layer's Connector, taking
+// connections (batches, --allow, descriptor exhaustion) its Acceptor. Native flow control is by
 // credit: the peer never sends more than we announced we can hold, so a link always reads its
 // socket and acknowledgements always get through, whatever the application's reading pattern.
 // A listener decides a newcomer's protocol by its first byte (0xD7 native, 0x20 classic) and
@@ -28,7 +30,9 @@
 #include <string>
 
 #include "lib/base/backoff.h"
+#include "lib/net/acceptor.h"
 #include "lib/net/allow_list.h"
+#include "lib/net/connector.h"
 #include "lib/net/endpoint.h"
 #include "lib/codec/frame.h"
 #include "lib/base/error.h"
@@ -178,10 +182,10 @@ class Link {
   };
 
   // connection management
-  void start_dial_round();
-  void try_next_address();
-  void on_connect_ready(short revents);
-  void on_accept(short revents);
+  std::unique_ptr<Connector> make_connector(Clock::time_point deadline);
+  void on_dialed(Result<Connected> r);
+  void on_accepted(Accepted a);
+  void on_accept_event(const Error& e, const SocketAddress* peer);
   void on_conn_io(Conn* c, short revents);
   void handle_candidate_input(Conn* c);
   void reject_candidate(Conn* c, const Error& why, bool tell);
@@ -197,8 +201,7 @@ class Link {
   void drop_conn(Conn* c, const Error& why, bool report);
   void connection_lost(const Error& why);
   void session_over(const Error& why);
-  void schedule_retry();
-  void give_up();
+  void give_up(const Error* dial_error = nullptr);
   void fail(const Error& e);
   void reschedule();
   void on_timer();
@@ -234,19 +237,13 @@ class Link {
   Session session_;
   Timer timer_;
   Reactor::Id flush_hook_ = 0;
-  Backoff backoff_;
   SocketAddress local_;
-  std::optional<Listener> listener_;
-  Reactor::Id listen_watch_ = 0;
-  std::vector<SocketAddress> addresses_;
-  std::size_t next_address_ = 0;
+  std::unique_ptr<Acceptor> acceptor_;    // listen
+  std::unique_ptr<Connector> connector_;  // dial: one per wait (first connect, each drop)
   std::unique_ptr<Conn> active_;
   std::vector<std::unique_ptr<Conn>> candidates_;
-  std::unique_ptr<Conn> dialing_;
-  std::optional<Clock::time_point> retry_at_;
-  std::optional<Clock::time_point> give_up_at_;
+  std::optional<Clock::time_point> give_up_at_;  // listen: the wait for a peer ends here
   Clock::time_point waiting_since_{};  // when the current wait for a peer began
-  std::optional<Clock::time_point> accept_paused_until_;
   int protocol_failure_streak_ = 0;
   std::optional<Error> last_error_;
   std::optional<Error> failure_;

@@ -269,3 +269,80 @@ TEST_CASE("a dialer refused by a version 1 listener stops at once with the reaso
   ::close(c);
   ::close(lfd);
 }
+
+namespace {
+struct EventLog : LinkObserver {
+  std::vector<std::pair<LinkEvent, std::string>> events;
+  std::vector<std::string> whys;
+  void on_event(LinkEvent e, const std::string& detail, const Error* why) override {
+    events.emplace_back(e, detail);
+    whys.push_back(why ? why->message() : std::string());
+  }
+  int count(LinkEvent e) const {
+    int n = 0;
+    for (auto& ev : events) n += ev.first == e;
+    return n;
+  }
+};
+}  // namespace
+
+TEST_CASE("dialing: each failed round is reported, the last one runs at the deadline") {
+  Reactor r;
+  std::uint16_t port;
+  {
+    Link tmp(r, listen_opts(), nullptr);
+    REQUIRE(tmp.start());
+    port = port_of(tmp.local_address());
+  }
+  LinkOptions o;
+  o.endpoint = *parse_dial_endpoint("127.0.0.1:" + std::to_string(port));
+  o.wait_s = 0.3;
+  o.backoff.initial = std::chrono::milliseconds(20);
+  o.backoff.max = std::chrono::milliseconds(50);
+  EventLog log;
+  Link l(r, o, &log);
+  auto t0 = Clock::now();
+  REQUIRE(l.start());
+  REQUIRE(run_until(r, [&] { return l.closed(); }));
+  CHECK(Clock::now() - t0 >= std::chrono::milliseconds(300));
+  REQUIRE(l.failure());
+  CHECK(l.failure()->kind == ErrorKind::connect);
+  CHECK(l.failure()->detail.find("(tried for 0.3 s)") != std::string::npos);
+  CHECK(log.count(LinkEvent::retrying) >= 3);
+  for (std::size_t i = 0; i < log.events.size(); ++i) {
+    if (log.events[i].first != LinkEvent::retrying) continue;
+    CHECK(log.events[i].second.find(" ms") != std::string::npos);
+    CHECK(log.whys[i].find("Connection refused") != std::string::npos);
+  }
+}
+
+TEST_CASE("dialing by host name: looked up off the reactor thread, and again after a drop") {
+  Reactor r;
+  Collector rx;
+  LinkOptions lo = listen_opts();
+  lo.receive_only = true;
+  Link server(r, lo, &rx);
+  rx.link = &server;
+  REQUIRE(server.start());
+  LinkOptions so = dial_opts(server);
+  so.endpoint = *parse_dial_endpoint("localhost:" + std::to_string(port_of(server.local_address())));
+  Link client(r, so, nullptr);
+  REQUIRE(client.start());
+  std::string m = "by name";
+  REQUIRE(client.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, 1));
+  REQUIRE(run_until(r, [&] { return rx.got.size() == 1; }));
+  client.abort_connection();
+  REQUIRE(client.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, 2));
+  REQUIRE(run_until(r, [&] { return rx.got.size() == 2 && client.stats().reconnects == 1; }));
+  CHECK(rx.got[1] == "by name");
+}
+
+TEST_CASE("a name that does not resolve fails start() at once") {
+  Reactor r;
+  LinkOptions o;
+  o.endpoint = *parse_dial_endpoint("no-such-host.invalid:1");
+  Link l(r, o, nullptr);
+  auto st = l.start();
+  REQUIRE(!st);
+  CHECK(st.error().kind == ErrorKind::resolve);
+}

@@ -48,7 +48,8 @@ void Acceptor::resume() {
 
 void Acceptor::on_ready() {
   auto alive = alive_;
-  for (int i = 0; i < opt_.batch && *alive && !paused_by_owner_; ++i) {
+  // `*alive` first: a callback may have destroyed us, members included.
+  for (int i = 0; *alive && i < opt_.batch && !paused_by_owner_; ++i) {
     SocketAddress peer;
     auto fd = accept_one(listener_.fd.get(), &peer);
     if (!fd) {

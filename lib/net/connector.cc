@@ -59,6 +59,13 @@ void Connector::start() {
   round();
 }
 
+void Connector::retry(Error why) {
+  cancel();
+  active_ = true;
+  last_ = std::move(why);
+  retry_or_finish();
+}
+
 void Connector::cancel() {
   active_ = false;
   drop_attempt();
@@ -164,7 +171,8 @@ void Connector::on_connect_ready() {
 }
 
 void Connector::on_attempt_timeout() {
-  last_ = make_error(ErrorKind::connect, "connect " + attempt_peer_.to_string(), "timed out");
+  // A timeout (exit 7 in the family's table), as a peer that never answers is one.
+  last_ = make_error(ErrorKind::timeout, "connect " + attempt_peer_.to_string(), "connection attempt timed out");
   drop_attempt();
   try_next();
 }
@@ -178,6 +186,10 @@ void Connector::retry_or_finish() {
   auto delay = backoff_.next();
   auto when = opt_.deadline - now <= delay ? opt_.deadline : now + delay;
   retry_timer_.arm(when);
+  if (opt_.on_retry) {
+    auto cb = opt_.on_retry;  // a copy: the callback may destroy us
+    cb(when - now, last_);
+  }
 }
 
 void Connector::finish(Result<Connected> r) {

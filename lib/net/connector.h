@@ -36,6 +36,9 @@ struct ConnectorOptions {
   // Replaces resolve() (endpoint.h), called on the reactor's thread at every round; it must
   // not block. For tests and for callers with addresses of their own. Empty: the system's.
   std::function<Result<std::vector<SocketAddress>>(const Endpoint&)> resolver;
+  // Told when a round has failed and the next one is scheduled: the delay and the last error
+  // (for logs; nothing to decide). It may destroy the Connector.
+  std::function<void(Clock::duration delay, const Error& last)> on_retry;
 };
 
 struct Connected {
@@ -45,8 +48,9 @@ struct Connected {
 
 class Connector {
  public:
-  // Called once per start(): a connection, or the last error of the last round (kinds:
-  // usage for a udp: endpoint, resolve, connect). The callback may destroy the Connector.
+  // Called once per start() or retry(): a connection, or the last error of the last round (kinds:
+  // usage for a udp: endpoint, resolve, connect, timeout for an attempt that timed out).
+  // The callback may destroy the Connector.
   using Done = std::function<void(Result<Connected>)>;
   static constexpr Clock::duration kLastAttemptGrace = std::chrono::seconds(1);
 
@@ -58,6 +62,12 @@ class Connector {
   // Starts dialing now (the first round runs inside this call when the host is a literal).
   // Restarts if already dialing. Never blocks.
   void start();
+  // Dials again after the backoff's next delay, as if one more attempt had failed with `why`:
+  // for a connection it handed over that broke before it was of use (a refused handshake),
+  // or for a caller that redials after a drop and must not hammer the peer at once. The
+  // backoff, the deadline and what was resolved stand: past the deadline the callback gets
+  // `why` at once (inside this call). Never blocks.
+  void retry(Error why);
   // Stops dialing; no callback follows.
   void cancel();
   bool active() const { return active_; }

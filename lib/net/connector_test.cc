@@ -184,3 +184,63 @@ TEST_CASE("a udp endpoint is not dialed as a stream") {
   REQUIRE(!*got);
   CHECK(got->error().kind == ErrorKind::usage);
 }
+
+TEST_CASE("on_retry is told every scheduled round, with the delay and the last error") {
+  Reactor r;
+  RefusingPort closed;
+  std::optional<Result<Connected>> got;
+  int told = 0;
+  ConnectorOptions o = fast(200ms);
+  o.on_retry = [&](Clock::duration delay, const Error& last) {
+    ++told;
+    CHECK(delay <= 200ms);
+    CHECK(last.kind == ErrorKind::connect);
+  };
+  Connector c(r, *parse_dial_endpoint("127.0.0.1:" + std::to_string(closed.port)), o,
+              [&](Result<Connected> res) { got = std::move(res); });
+  c.start();
+  REQUIRE(run_until(r, [&] { return got.has_value(); }));
+  REQUIRE(!*got);
+  CHECK(told >= 2);
+  CHECK(told == c.rounds() - 1);  // no retry announced after the last round
+}
+
+TEST_CASE("retry() after a handed-over connection failed: dials again, keeping the deadline") {
+  Reactor r;
+  auto l = listen_on(*parse_listen_endpoint("127.0.0.1:0"));
+  REQUIRE(l);
+  std::optional<Result<Connected>> got;
+  int told = 0;
+  ConnectorOptions o = fast(5s);
+  o.on_retry = [&](Clock::duration, const Error& last) {
+    ++told;
+    CHECK(last.detail == "handshake refused");
+  };
+  Connector c(r, *parse_dial_endpoint("127.0.0.1:" + std::to_string(port_of(l->local))), o,
+              [&](Result<Connected> res) { got = std::move(res); });
+  c.start();
+  REQUIRE(run_until(r, [&] { return got.has_value(); }));
+  REQUIRE(*got);
+  got.reset();
+  c.retry(make_error(ErrorKind::protocol, "peer", "handshake refused"));
+  CHECK(c.active());
+  CHECK(!got);  // not at once: after a backoff delay
+  REQUIRE(run_until(r, [&] { return got.has_value(); }));
+  REQUIRE(*got);
+  CHECK(told == 1);
+  CHECK(c.rounds() == 2);
+}
+
+TEST_CASE("retry() past the deadline hands the error back at once") {
+  Reactor r;
+  RefusingPort closed;
+  std::optional<Result<Connected>> got;
+  Connector c(r, *parse_dial_endpoint("127.0.0.1:" + std::to_string(closed.port)), fast(0ms),
+              [&](Result<Connected> res) { got = std::move(res); });
+  c.retry(make_error(ErrorKind::disconnected, "peer", "gone"));
+  REQUIRE(got);
+  REQUIRE(!*got);
+  CHECK(got->error().detail == "gone");
+  CHECK(!c.active());
+  CHECK(c.rounds() == 0);
+}
