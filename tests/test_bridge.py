@@ -295,6 +295,40 @@ class BridgeTest(dltest.DlTestCase):
         self.assertExited(br, 20, 0)
         self.assertNoCrash(br)
 
+    def test_raw_both_listen_a_probe_is_never_paired(self):
+        pa, pb = self.path("pa"), self.path("pb")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--raw", "-v",
+                         "--port-file-a", pa, "--port-file-b", pb)
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        for _ in range(70):   # more than the 64 that may wait: probes must not pile up
+            socket.create_connection(("127.0.0.1", porta)).close()
+        dltest.wait_until(lambda: br.stderr().count("left before a partner came") >= 70, 20, "probes noticed")
+        a = socket.create_connection(("127.0.0.1", porta), timeout=dltest.t(10))
+        b = socket.create_connection(("127.0.0.1", portb), timeout=dltest.t(10))
+        a.sendall(b"ping")
+        self.assertEqual(b.recv(4), b"ping")
+        b.sendall(b"pong")
+        self.assertEqual(a.recv(4), b"pong")
+        a.close()
+        b.close()
+        br.signal(signal.SIGTERM)
+        self.assertExited(br, 10, 130)
+
+    def test_raw_fanout_clients_that_leave_are_dropped(self):
+        src = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(src.close)
+        pf = self.path("fan-port")
+        br = self.bridge("listen:127.0.0.1:0", "127.0.0.1:%d" % src.getsockname()[1], "--raw", "--fanout",
+                         "--port-file-a", pf, "-v")
+        port = wait_port_file(pf, br)
+        src.settimeout(dltest.t(10))
+        up, _ = src.accept()
+        for _ in range(50):   # port probes while b is quiet
+            socket.create_connection(("127.0.0.1", port)).close()
+        dltest.wait_until(lambda: br.stderr().count("left (closed)") >= 50, 20, "probes dropped")
+        up.close()            # b ends and nobody is left: the bridge is done
+        self.assertExited(br, 20, 0)
+
     def test_usage_errors(self):
         for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),
                              (["listen:0", "127.0.0.1:1", "--fault", "cut=0"], "cut"),

@@ -22,6 +22,7 @@ struct Direction {
   // For each waiting upstream message seen so far: when the delay line lets it go.
   std::deque<Clock::time_point> release;
   bool ended = false;  // END passed on downstream
+  bool paid = false;   // the next message was charged to the rate bucket already
   TokenBucket bucket;
   DelayLine delay;
   std::uint64_t messages = 0, bytes = 0;
@@ -144,7 +145,9 @@ class MessageBridge {
     while (!d.ended && up.peek(m, d.inflight.size())) {
       std::size_t index = d.inflight.size();
       if (d.release[index] > now) return d.release[index];
-      if (!d.bucket.take(m.payload.size(), now)) return d.bucket.ready_at(m.payload.size(), now);
+      // Charged once per message: a send refused for room is retried without paying again.
+      if (!d.paid && !d.bucket.take(m.payload.size(), now)) return d.bucket.ready_at(m.payload.size(), now);
+      d.paid = true;
       std::uint64_t before = down.messages_committed();
       Error error;
       if (!down.try_send(m.payload, m.timestamp, &error)) {
@@ -156,14 +159,17 @@ class MessageBridge {
         }
         break;  // no room downstream now: on_writable brings us back
       }
+      d.paid = false;
       ++d.messages;
       d.bytes += m.payload.size();
-      if (down.messages_committed() == before) {
-        // Nothing to wait for (classic drops empty messages: the seed reads them as keepalives).
-        d.release.pop_back();
+      if (down.messages_committed() == before && d.inflight.empty()) {
+        // Nothing to wait for (classic drops empty messages: the seed reads them as keepalives),
+        // and nothing before it is waiting either: release it at once.
+        d.release.pop_front();
         up.consume(1);
         continue;
       }
+      // Otherwise it settles with the message before it (same downstream number).
       d.inflight.push_back(down.messages_committed());
     }
     if (!d.ended && up.peer_finished() && !up.peek(m, d.inflight.size()) && d.inflight.empty()) {

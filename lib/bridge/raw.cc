@@ -239,26 +239,67 @@ class RawBridge {
     info(fmt::format("{}: accepted {}", kName[side], a.peer.to_string()));
     int other = 1 - side;
     if (acceptor_[other]) {
-      // Both sides listen: pair with the oldest client waiting on the other side.
+      // Both sides listen: pair with the oldest client still there on the other side.
+      reap_waiting(other);
       if (!waiting_[other].empty()) {
         Pair& p = new_pair();
         attach(p, side, std::move(a.fd), a.peer);
-        Accepted w = std::move(waiting_[other].front());
+        Waiting w = std::move(waiting_[other].front());
         waiting_[other].pop_front();
-        attach(p, other, std::move(w.fd), w.peer);
+        reactor_.unwatch(w.watch);
+        attach(p, other, std::move(w.conn.fd), w.conn.peer);
         return;
       }
+      reap_waiting(side);
       if (waiting_[side].size() >= kMaxWaiting) {
         warn(fmt::format("{}: refused {}: {} clients already wait for a partner on side {}", kName[side],
                          a.peer.to_string(), kMaxWaiting, kName[other]));
         return;  // closed as it goes out of scope
       }
-      waiting_[side].push_back(std::move(a));
+      // Watched while it waits, so one that leaves (a port probe) is noticed and never paired.
+      Waiting w;
+      w.id = ++next_waiting_;
+      std::uint64_t id = w.id;
+      w.watch = reactor_.watch(a.fd.get(), POLLIN, [this, side, id](short) { check_waiting(side, id); });
+      w.conn = std::move(a);
+      waiting_[side].push_back(std::move(w));
       return;
     }
     Pair& p = new_pair();
     attach(p, side, std::move(a.fd), a.peer);
     dial(p, other);
+  }
+
+  // A waiting client became readable: it left (end of stream, error), or it spoke before its
+  // partner came (kept, and no longer watched: its bytes wait in the socket for the pump).
+  void check_waiting(int side, std::uint64_t id) {
+    for (Waiting& w : waiting_[side]) {
+      if (w.id != id) continue;
+      char byte;
+      ssize_t n = ::recv(w.conn.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+      reactor_.unwatch(w.watch);
+      w.watch = 0;
+      if (n <= 0) {
+        info(fmt::format("{}: {} left before a partner came", kName[side], w.conn.peer.to_string()));
+        w.gone = true;
+      }
+      break;
+    }
+    // Removal waits for the end of this callback's dispatch.
+    reactor_.at(Clock::now(), [this, side] { reap_waiting(side); });
+  }
+
+  void reap_waiting(int side) {
+    auto& q = waiting_[side];
+    for (auto it = q.begin(); it != q.end();) {
+      if (it->gone) {
+        if (it->watch) reactor_.unwatch(it->watch);
+        it = q.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
   void dial(Pair& p, int side) {
@@ -386,7 +427,14 @@ class RawBridge {
   ToolContext& ctx_;
   Reactor reactor_;
   std::unique_ptr<Acceptor> acceptor_[2];
-  std::deque<Accepted> waiting_[2];
+  struct Waiting {
+    Accepted conn;
+    Reactor::Id watch = 0;
+    std::uint64_t id = 0;
+    bool gone = false;
+  };
+  std::deque<Waiting> waiting_[2];
+  std::uint64_t next_waiting_ = 0;
   std::map<int, std::unique_ptr<Pair>> pairs_;
   bool shaped_[2] = {false, false};
   bool once_ = false;
@@ -592,8 +640,11 @@ class FanoutBridge {
       std::vector<std::uint8_t> chunk(kChunk);
       ssize_t n = c->s->read(chunk.data(), chunk.size());
       if (n == 0) {
-        c->reading = false;  // this client is done sending; the others may go on
-        if (c->shut) drop_client(c, "closed");
+        // A fanout client that stops sending has left: with many clients on one upstream
+        // connection a half-close cannot be passed on, and keeping it would leak a descriptor
+        // for every port probe while b is quiet.
+        c->reading = false;
+        drop_client(c, "closed");
         break;
       }
       if (n < 0) {

@@ -25,6 +25,7 @@ constexpr int kMaxProtocolFailureStreak = 8;
 constexpr std::size_t kReadSlice = 256 * 1024;
 constexpr std::size_t kMaxCandidates = 64;    // connections still in their handshake
 constexpr int kClassicKeepaliveMs = 30;       // the seed's examples time out after 100 ms
+constexpr std::size_t kMaxPendingControl = 4096;  // unsent control bytes before ACKs wait
 
 std::string seconds_text(double s) {
   char buf[32];
@@ -824,6 +825,10 @@ void Link::queue_hello() {
 }
 
 void Link::queue_ack() {
+  // ACKs are cumulative: while earlier control bytes still wait for a peer that does not read,
+  // a new one would only pile up (memory a stranger could grow). The ACK stays due and goes
+  // with the first flush after they drained.
+  if (active_ && active_->ctrl.size() - active_->ctrl_off >= kMaxPendingControl) return;
   std::uint8_t payload[frame::kAckSize];
   frame::encode_ack(payload, session_.window());
   queue_control(frame::Type::ack, session_.delivered_seq(), payload);
@@ -833,6 +838,13 @@ void Link::queue_ack() {
 
 void Link::send_keepalive() {
   if (!ready()) return;
+  if (active_->ctrl.size() > active_->ctrl_off) {
+    // Bytes are still waiting to go: they will feed the peer's timeout when they do, and a
+    // peer that reads nothing must not make the queue grow by one keepalive per interval.
+    active_->last_tx = Clock::now();
+    reschedule();
+    return;
+  }
   if (wire_proto_ == Proto::classic) {
     std::vector<std::uint8_t> f;
     classic::append_frame(f, {}, classic::kKeepaliveTimestamp);
@@ -1300,6 +1312,7 @@ bool Link::peek(Message& out, std::size_t index) {
     if (m.seq) session_.peer_end_delivered(m.seq);
     peer_finished_ = true;
     rx_.release_to(rx_queue_.empty() ? parse_off_ : rx_queue_.front().frame_start);
+    reactor_.request_pass();  // the END's ACK and completion are for the next flush
   }
   if (index >= rx_queue_.size() || rx_queue_[index].end) return false;
   const RxMessage& m = rx_queue_[index];
