@@ -24,6 +24,7 @@ constexpr std::size_t kMinUsefulReserve = 64 * 1024;
 constexpr std::size_t kInitialRx = 4u << 20;
 constexpr int kMaxProtocolFailureStreak = 8;
 constexpr std::size_t kReadSlice = 256 * 1024;
+constexpr std::size_t kMaxTlsHandshakes = 64;  // strangers in their TLS handshake at once
 
 std::uint64_t random_u64() {
   static thread_local std::mt19937_64 rng{std::random_device{}() ^
@@ -61,6 +62,9 @@ struct Link::Conn {
   std::uint64_t send_off = 0;       // tx ring offset written to this connection
   bool shut_wr = false;
   bool rx_paused = false;
+  std::unique_ptr<TlsSession> tls;  // with keys: every byte goes through it (declared after
+                                    // fd, so it goes first: it never outlives its socket)
+  std::optional<Error> io_error;    // why the last conn_recv/conn_send failed (TLS)
 };
 
 Link::Link(Reactor& reactor, LinkOptions options, LinkObserver* observer)
@@ -95,6 +99,11 @@ Status Link::start() {
   if (opt_.proto == Proto::automatic && !opt_.listen) {
     return make_error(ErrorKind::usage, "--proto auto",
                       "only a listener can detect its peer's protocol; a dialer needs native or classic");
+  }
+  if (opt_.tls.any()) {
+    auto cfg = TlsConfig::load(opt_.tls, opt_.listen ? TlsRole::listener : TlsRole::dialer);
+    if (!cfg) return cfg.error();
+    tls_ = std::move(*cfg);
   }
   auto tx = ByteRing::create(opt_.window);
   if (!tx) return tx.error();
@@ -159,6 +168,14 @@ void Link::on_connect_ready(short) {
     try_next_address();
     return;
   }
+  if (tls_) {
+    start_tls(std::move(c));
+    return;
+  }
+  connected(std::move(c));
+}
+
+void Link::connected(std::unique_ptr<Conn> c) {
   if (opt_.proto == Proto::classic) {
     promote(std::move(c), Proto::classic, nullptr);
     return;
@@ -192,21 +209,190 @@ void Link::on_accept(short) {
     c->fd = std::move(*fd);
     c->peer = peer;
     c->opened = c->last_rx = c->last_tx = Clock::now();
-    if (opt_.proto == Proto::classic) {
-      promote(std::move(c), Proto::classic, nullptr);
-      continue;
-    }
-    if (candidate_) {
-      Error e = make_error(ErrorKind::disconnected, "connection from " + candidate_->peer.to_string(),
-                           "replaced by a newer connection before its handshake");
-      if (obs_) obs_->on_event(LinkEvent::rejected, candidate_->peer.to_string(), &e);
-      reactor_.unwatch(candidate_->watch);
-    }
-    candidate_ = std::move(c);
-    candidate_->watch = reactor_.watch(candidate_->fd.get(), POLLIN,
-                                       [this, p = candidate_.get()](short ev) { on_conn_io(p, ev); });
+    if (tls_) start_tls(std::move(c));
+    else accepted(std::move(c));
+    if (closed_) return;
   }
   reschedule();
+}
+
+void Link::accepted(std::unique_ptr<Conn> c) {
+  c->opened = Clock::now();  // protocol detection starts now (after TLS)
+  if (opt_.proto == Proto::classic) {
+    promote(std::move(c), Proto::classic, nullptr);
+    return;
+  }
+  if (candidate_) {
+    Error e = make_error(ErrorKind::disconnected, "connection from " + candidate_->peer.to_string(),
+                         "replaced by a newer connection before its handshake");
+    if (obs_) obs_->on_event(LinkEvent::rejected, candidate_->peer.to_string(), &e);
+    reactor_.unwatch(candidate_->watch);
+  }
+  candidate_ = std::move(c);
+  candidate_->watch = reactor_.watch(candidate_->fd.get(), POLLIN,
+                                     [this, p = candidate_.get()](short ev) { on_conn_io(p, ev); });
+  // Bytes that came with the TLS handshake wait inside TLS, where poll() cannot see them.
+  for (int i = 0; i < 64 && candidate_ && candidate_->tls && candidate_->tls->has_buffered_input(); ++i) {
+    handle_candidate_input(candidate_.get());
+  }
+  reschedule();
+}
+
+// ---------------------------------------------------------------- TLS (keys)
+
+void Link::start_tls(std::unique_ptr<Conn> c) {
+  if (tls_pending_.size() >= kMaxTlsHandshakes) {
+    // Strangers that never finish a handshake must not lock the real peer out: the oldest of
+    // them makes room.
+    Conn* oldest = tls_pending_.front().get();
+    tls_handshake_failed(oldest, make_error(ErrorKind::timeout, "TLS",
+                                            "dropped: too many connections in their handshake"));
+  }
+  std::string host = opt_.listen || opt_.endpoint.kind != Endpoint::Kind::tcp ? std::string() : opt_.endpoint.host;
+  c->tls = std::make_unique<TlsSession>(tls_, c->fd.get(), c->peer.to_string(), host);
+  c->opened = Clock::now();
+  tls_pending_.push_back(std::move(c));
+  Conn* p = tls_pending_.back().get();
+  p->watch = reactor_.watch(p->fd.get(), POLLIN | POLLOUT, [this, p](short) { on_tls_io(p); });
+  on_tls_io(p);
+}
+
+void Link::on_tls_io(Conn* c) {
+  auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [c](auto& p) { return p.get() == c; });
+  if (it == tls_pending_.end()) return;
+  TlsIo r = c->tls->handshake();
+  if (r == TlsIo::want_read || r == TlsIo::want_write) {
+    reactor_.set_events(c->watch, r == TlsIo::want_read ? POLLIN : POLLOUT);
+    return;
+  }
+  if (r != TlsIo::ok) {
+    tls_handshake_failed(c, c->tls->error());
+    return;
+  }
+  std::unique_ptr<Conn> done = std::move(*it);
+  tls_pending_.erase(it);
+  reactor_.unwatch(done->watch);
+  done->watch = 0;
+  if (done->dialer) {
+    tls_peer_known_ = true;
+    connected(std::move(done));
+  } else {
+    accepted(std::move(done));
+  }
+  reschedule();
+}
+
+// A listener refuses the newcomer (reported, one line each: the tool rate-limits them); a
+// dialer treats it like a failed connect, and gives up at once when retrying cannot help.
+void Link::tls_handshake_failed(Conn* c, Error e) {
+  auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [c](auto& p) { return p.get() == c; });
+  if (it == tls_pending_.end()) return;
+  std::unique_ptr<Conn> doomed = std::move(*it);
+  tls_pending_.erase(it);
+  reactor_.unwatch(doomed->watch);
+  if (!doomed->dialer) {
+    e.context = "TLS";  // the report names the peer already
+    if (obs_) obs_->on_event(LinkEvent::rejected, doomed->peer.to_string(), &e);
+    reschedule();
+    return;
+  }
+  if (e.kind == ErrorKind::auth && tls_peer_known_) e.final = false;
+  last_error_ = e;
+  if (e.kind == ErrorKind::auth || e.kind == ErrorKind::protocol) {
+    stats_.protocol_errors++;
+    if (++protocol_failure_streak_ >= kMaxProtocolFailureStreak) e.final = true;
+  }
+  if (!is_retryable(e)) {
+    fail(e);
+    return;
+  }
+  try_next_address();
+}
+
+void Link::expire_tls_handshakes(Clock::time_point now) {
+  for (std::size_t i = 0; i < tls_pending_.size();) {
+    Conn* c = tls_pending_[i].get();
+    if (now < c->opened + std::chrono::milliseconds(kHandshakeMs)) {
+      ++i;
+      continue;
+    }
+    tls_handshake_failed(c, make_error(ErrorKind::timeout, "TLS handshake with " + c->peer.to_string(),
+                                       "not completed within " + std::to_string(kHandshakeMs) + " ms"));
+    if (closed_) return;
+  }
+}
+
+// Decrypted bytes held inside TLS raise no poll() event: read them before sleeping.
+void Link::drain_tls_input() {
+  Conn* a = active_.get();
+  if (!a || !a->tls || !a->established || a->rx_paused || !a->tls->has_buffered_input()) return;
+  read_some(a);
+  a = active_.get();
+  if (a && a->tls && !a->rx_paused && a->tls->has_buffered_input()) reactor_.wake();
+}
+
+Error Link::io_failure(Conn* c, const std::string& what, int err) {
+  if (err == EPROTO && c->io_error) {
+    Error e = *c->io_error;
+    if (e.kind == ErrorKind::auth && tls_peer_known_ && !opt_.listen) e.final = false;
+    return e;
+  }
+  return errno_error(ErrorKind::disconnected, what + " " + c->peer.to_string(), err);
+}
+
+ssize_t Link::conn_recv(Conn* c, void* buf, std::size_t n) {
+  if (!c->tls) return ::recv(c->fd.get(), buf, n, MSG_DONTWAIT);
+  TlsResult r = c->tls->read({static_cast<std::uint8_t*>(buf), n});
+  switch (r.status) {
+    case TlsIo::ok: return static_cast<ssize_t>(r.bytes);
+    case TlsIo::eof: return 0;
+    case TlsIo::want_read:
+    case TlsIo::want_write: errno = EAGAIN; return -1;
+    case TlsIo::failed: break;
+  }
+  c->io_error = c->tls->error();
+  errno = EPROTO;
+  return -1;
+}
+
+ssize_t Link::conn_send(Conn* c, const iovec* iov, int n_iov) {
+  if (!c->tls) {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<std::size_t>(n_iov);
+    return ::sendmsg(c->fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  TlsResult r = c->tls->writev({iov, static_cast<std::size_t>(n_iov)});
+  if (r.status == TlsIo::failed) {
+    c->io_error = c->tls->error();
+    errno = EPROTO;
+    return -1;
+  }
+  if (r.bytes == 0 && n_iov > 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return static_cast<ssize_t>(r.bytes);
+}
+
+// Pushes out a TLS record that is built but not yet sent. False: still pending (wait for
+// POLLOUT) or the connection failed (then it is gone).
+bool Link::conn_flush_tls(Conn* c) {
+  if (!c->tls || !c->tls->has_pending_output()) return true;
+  TlsResult r = c->tls->flush();
+  if (r.status == TlsIo::failed) {
+    c->io_error = c->tls->error();
+    connection_lost(io_failure(c, "send to", EPROTO));
+    return false;
+  }
+  return !c->tls->has_pending_output();
+}
+
+// Ends our sending direction: TLS close_notify first (so the peer can tell an end from a cut),
+// then the socket's own FIN.
+void Link::conn_shutdown(Conn* c) {
+  if (c->tls && c->tls->established()) c->tls->shutdown();
+  ::shutdown(c->fd.get(), SHUT_WR);
 }
 
 void Link::on_conn_io(Conn* c, short revents) {
@@ -227,7 +413,7 @@ void Link::handle_candidate_input(Conn* c) {
   if (!c->early.empty() && c->early[0] == classic::kStartByte) want = 0;
   if (c->early.empty()) want = 1;
   if (want == 0 || want > sizeof buf) want = sizeof buf - c->early.size();
-  ssize_t n = ::recv(c->fd.get(), buf, want, MSG_DONTWAIT);
+  ssize_t n = conn_recv(c, buf, want);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     candidate_.reset();  // closed before saying anything: a port probe, nothing to report
@@ -424,6 +610,7 @@ bool Link::native_session_in_progress() const {
 }
 
 bool Link::attempt_in_progress() const {
+  if (!opt_.listen && !tls_pending_.empty()) return true;  // a dialer's TLS handshake
   return dialing_ || candidate_ || (active_ && !active_->established);
 }
 
@@ -444,7 +631,7 @@ void Link::connection_lost(const Error& why) {
   rx_.truncate_to(parse_off_);
   rx_blocked_ = false;  // the partial frame that needed the room is gone
   last_error_ = why;
-  if (why.kind == ErrorKind::protocol) {
+  if (why.kind == ErrorKind::protocol || why.kind == ErrorKind::auth) {
     stats_.protocol_errors++;
     // A peer that breaks the protocol again and again with no progress in between is not a
     // flaky link: give up instead of reconnecting for ever.
@@ -532,6 +719,8 @@ void Link::close() {
       c->reset();
     }
   }
+  for (auto& c : tls_pending_) reactor_.unwatch(c->watch);
+  tls_pending_.clear();
   if (listen_watch_) reactor_.unwatch(listen_watch_);
   listen_watch_ = 0;
   listener_.reset();
@@ -585,6 +774,7 @@ void Link::reschedule() {
     consider(candidate_->opened + std::chrono::milliseconds(ms));
   }
   if (dialing_) consider(dialing_->opened + std::chrono::milliseconds(std::max(kHandshakeMs, opt_.timeout_ms)));
+  for (auto& c : tls_pending_) consider(c->opened + std::chrono::milliseconds(kHandshakeMs));
   if (active_) {
     Conn* a = active_.get();
     if (!a->established) {
@@ -645,6 +835,8 @@ void Link::on_timer() {
       if (closed_) return;
     }
   }
+  expire_tls_handshakes(now);
+  if (closed_) return;
   if (dialing_ && now >= dialing_->opened + std::chrono::milliseconds(std::max(kHandshakeMs, opt_.timeout_ms))) {
     last_error_ = make_error(ErrorKind::timeout, "connect " + dialing_->peer.to_string(),
                              "connection attempt timed out");
@@ -864,6 +1056,13 @@ void Link::send_error_and_close(Conn* c, std::string_view id, std::string_view t
   frame::encode(buf.data(), frame::Type::error, 0, unix_now(),
                 {buf.data() + frame::kHeaderSize, payload.size()});
   // Best effort: the connection is being refused, its peer may not read it.
+  if (c->tls) {
+    if (c->tls->established()) {
+      c->tls->write(buf);
+      c->tls->shutdown();
+    }
+    return;
+  }
   [[maybe_unused]] auto n = ::send(c->fd.get(), buf.data(), buf.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
@@ -905,6 +1104,8 @@ std::uint64_t Link::tx_frame_start(std::size_t index) const {
 }
 
 void Link::flush() {
+  if (closed_) return;
+  drain_tls_input();
   if (closed_) return;
   // Let the application refill the ring, write, and repeat while writing freed room (classic
   // releases frames as soon as they are written): nothing else would wake us for it.
@@ -958,19 +1159,17 @@ bool Link::write_some(Conn* c) {
       lens[2] = iov[n_iov++].iov_len;
     }
     if (n_iov == 0) {
+      if (!conn_flush_tls(c)) return false;
       if (completed_ && !c->shut_wr && c->established) {
-        ::shutdown(c->fd.get(), SHUT_WR);
+        conn_shutdown(c);
         c->shut_wr = true;
       }
       return true;
     }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<std::size_t>(n_iov);
-    ssize_t n = ::sendmsg(c->fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = conn_send(c, iov, n_iov);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) return false;
-      connection_lost(errno_error(ErrorKind::disconnected, "send to " + c->peer.to_string(), errno));
+      connection_lost(io_failure(c, "send to", errno));
       return false;
     }
     std::size_t left = static_cast<std::size_t>(n);
@@ -990,12 +1189,14 @@ bool Link::write_some(Conn* c) {
     if (c->send_off > max_sent_off_) max_sent_off_ = c->send_off;
     if (wire_proto_ == Proto::classic) release_written_classic();
     if (static_cast<std::size_t>(n) < lens[0] + lens[1] + lens[2]) return false;
+    if (c->tls && c->tls->has_pending_output()) return false;
   }
   return true;
 }
 
 bool Link::has_output(const Conn* c) const {
   if (c->ctrl_off < c->ctrl.size()) return true;
+  if (c->tls && c->tls->has_pending_output()) return true;
   return c->established && c->send_off < tx_.head();
 }
 
@@ -1023,10 +1224,10 @@ void Link::read_some(Conn* c) {
     if (w.empty() || rx_blocked_) break;
     // Moderate reads keep what was just copied in cache for the checksum that follows.
     if (w.size() > kReadSlice) w = w.first(kReadSlice);
-    ssize_t n = ::recv(c->fd.get(), w.data(), w.size(), MSG_DONTWAIT);
+    ssize_t n = conn_recv(c, w.data(), w.size());
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
-      connection_lost(errno_error(ErrorKind::disconnected, "receive from " + c->peer.to_string(), errno));
+      connection_lost(io_failure(c, "receive from", errno));
       return;
     }
     if (n == 0) {

@@ -26,6 +26,7 @@
 #include "lib/base/error.h"
 #include "lib/net/net.h"
 #include "lib/net/reactor.h"
+#include "lib/net/tls.h"
 #include "lib/link/ring_buffer.h"
 #include "lib/link/stats.h"
 
@@ -55,6 +56,7 @@ struct LinkOptions {
   int detect_ms = 500;                   // automatic: a silent peer this long is classic
   int linger_ms = 2000;                  // after completion, wait this long for the peer's close
   BackoffPolicy backoff;
+  TlsFlags tls;                          // keys: TLS 1.3 below the protocol (none: plain TCP)
 };
 
 struct Message {
@@ -161,6 +163,8 @@ class Link {
   };
 
   // connection management
+  void connected(std::unique_ptr<Conn> c);  // dial: the socket (and TLS) is up
+  void accepted(std::unique_ptr<Conn> c);   // listen: a newcomer (past TLS, with keys)
   void start_dial_round();
   void try_next_address();
   void on_connect_ready(short revents);
@@ -183,6 +187,20 @@ class Link {
   void on_timer();
   void update_interest();
   void notify_writable();
+
+  // TLS (with keys): a handshake stage before connected()/accepted(), and the byte I/O that
+  // goes through TLS when a connection has it. conn_recv/conn_send behave like recv/sendmsg;
+  // a TLS failure is -1 with errno EPROTO and the reason in io_failure().
+  void start_tls(std::unique_ptr<Conn> c);
+  void on_tls_io(Conn* c);
+  void tls_handshake_failed(Conn* c, Error e);
+  void expire_tls_handshakes(Clock::time_point now);
+  void drain_tls_input();
+  ssize_t conn_recv(Conn* c, void* buf, std::size_t n);
+  ssize_t conn_send(Conn* c, const iovec* iov, int n_iov);
+  bool conn_flush_tls(Conn* c);
+  void conn_shutdown(Conn* c);
+  Error io_failure(Conn* c, const std::string& what, int err);
 
   // data path
   void flush();
@@ -214,6 +232,10 @@ class Link {
   std::optional<Listener> listener_;
   Reactor::Id listen_watch_ = 0;
   std::vector<SocketAddress> addresses_;
+  std::shared_ptr<TlsConfig> tls_;                   // loaded by start() when keys are given
+  std::vector<std::unique_ptr<Conn>> tls_pending_;  // connections in their TLS handshake
+  bool tls_peer_known_ = false;  // the peer passed a TLS handshake before: a later failure is
+                                 // more likely a mangled handshake than changed keys
   std::size_t next_address_ = 0;
   std::unique_ptr<Conn> active_;
   std::unique_ptr<Conn> candidate_;

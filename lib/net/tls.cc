@@ -443,26 +443,47 @@ Result<std::string> certificate_pin(const std::string& cert_file) {
   return pin;
 }
 
-Result<std::shared_ptr<TlsConfig>> TlsConfig::load(const TlsFlags& f, TlsRole role) {
+Status TlsConfig::check(const TlsFlags& f, TlsRole role) {
+  if (!f.psk_file.empty() && !f.gen_psk_file.empty()) {
+    return usage_error("--psk, --gen-psk", "choose one (--gen-psk FILE uses FILE like --psk once it exists)");
+  }
+  bool has_psk = !f.psk_file.empty() || !f.gen_psk_file.empty();
   bool certs = !f.cert_file.empty() || !f.key_file.empty() || !f.ca_file.empty() || !f.pin.empty();
-  if (!f.psk_file.empty() && certs) {
-    return usage_error("--psk", "cannot be combined with --cert, --key, --ca or --pin: use a pre-shared key or certificates");
+  if (has_psk && certs) {
+    return usage_error(f.psk_file.empty() ? "--gen-psk" : "--psk",
+                       "cannot be combined with --cert, --key, --ca or --pin: use a pre-shared key or certificates");
   }
   if (f.cert_file.empty() != f.key_file.empty()) {
     return usage_error(f.cert_file.empty() ? "--key" : "--cert", "--cert and --key go together");
   }
   bool verify = !f.ca_file.empty() || !f.pin.empty();
-  if (f.psk_file.empty()) {
+  if (!has_psk) {
     if (role == TlsRole::dialer && !verify) {
       return usage_error("--cert", "a dialer needs --ca or --pin to verify the listener (or use --psk)");
     }
     if (role == TlsRole::listener && f.cert_file.empty()) {
-      return usage_error(verify ? (f.ca_file.empty() ? "--pin" : "--ca") : "--listen",
+      return usage_error(f.ca_file.empty() ? "--pin" : "--ca",
                          "a listener with keys needs its own --cert and --key (or use --psk)");
     }
     if (role == TlsRole::listener && !verify) {
       return usage_error("--cert", "a listener needs --ca or --pin to verify dialers; without them anyone could connect");
     }
+  }
+  if (!f.pin.empty()) {
+    if (auto pin = parse_pin(f.pin); !pin) return pin.error();
+  }
+  return ok_status();
+}
+
+Result<std::shared_ptr<TlsConfig>> TlsConfig::load(const TlsFlags& given, TlsRole role) {
+  if (auto st = check(given, role); !st) return st.error();
+  TlsFlags f = given;
+  if (!f.gen_psk_file.empty()) {
+    struct stat st{};
+    if (::lstat(f.gen_psk_file.c_str(), &st) != 0) {
+      if (auto g = generate_psk_file(f.gen_psk_file); !g) return g.error();
+    }
+    f.psk_file = f.gen_psk_file;
   }
   std::shared_ptr<TlsConfig> cfg(new TlsConfig());
   cfg->role_ = role;
@@ -471,8 +492,7 @@ Result<std::shared_ptr<TlsConfig>> TlsConfig::load(const TlsFlags& f, TlsRole ro
     if (!pin) return pin.error();
     cfg->pin_ = std::move(*pin);
   }
-  auto st = cfg->build(f);
-  if (!st) return st.error();
+  if (auto st = cfg->build(f); !st) return st.error();
   return cfg;
 }
 

@@ -43,9 +43,10 @@ struct TlsFlags {
   std::string key_file;   // --key
   std::string ca_file;    // --ca
   std::string pin;        // --pin: SHA-256 of the peer's SubjectPublicKeyInfo, hex or base64
+  std::string gen_psk_file;  // --gen-psk: like --psk, creating the file with a new key if missing
   bool any() const {
     return !psk_file.empty() || !cert_file.empty() || !key_file.empty() || !ca_file.empty() ||
-           !pin.empty();
+           !pin.empty() || !gen_psk_file.empty();
   }
 };
 
@@ -54,8 +55,8 @@ enum class TlsRole { dialer, listener };
 // Pre-shared key files: one line `[IDENTITY ]KEY`, KEY 16 to 48 bytes as hex or base64,
 // IDENTITY (default "datalink") printable without spaces; blank lines and lines starting with
 // '#' are ignored. Both sides need the same file. generate_psk_file() writes a new 256-bit key
-// from the kernel's random source, mode 0600, and refuses to replace an existing file. Blocks
-// (disk I/O). Errors: usage (the file exists), io.
+// from the kernel's random source, mode 0600, and refuses to replace an existing file (--gen-psk
+// only calls it for a missing file). Blocks (disk I/O). Errors: usage (the file exists), io.
 inline constexpr const char* kDefaultPskIdentity = "datalink";
 Status generate_psk_file(const std::string& path);
 
@@ -65,7 +66,10 @@ Result<std::string> certificate_pin(const std::string& cert_file);
 
 class TlsConfig {
  public:
-  // Checks the combination for `role`, then reads and checks every file. Blocks (file I/O).
+  // The checks of load() that read no file, for flag parsing. Errors: usage.
+  static Status check(const TlsFlags& flags, TlsRole role);
+  // Checks the combination for `role`, creates the --gen-psk file if it is missing, then reads
+  // and checks every file. Blocks (file I/O).
   // Errors: usage for combinations that cannot work or are insecure (--psk with certificates,
   // --key without --cert, a dialer with --cert but nothing to verify the listener with, a
   // listener with --cert but nothing to verify dialers with, a malformed --pin); auth for key

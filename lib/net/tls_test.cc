@@ -537,4 +537,28 @@ TEST_CASE("--gen-psk writes a new 256-bit key readable by its owner only, and ne
   std::string la((std::istreambuf_iterator<char>(a)), {}), lb((std::istreambuf_iterator<char>(b)), {});
   CHECK(la != lb);
   CHECK(la.size() > 64);
+
+  // --gen-psk in a config: creates the file the first time, then uses it as it is.
+  std::string third = pki()("gen3.psk");
+  ::unlink(third.c_str());
+  TlsFlags g;
+  g.gen_psk_file = third;
+  auto first = TlsConfig::load(g, TlsRole::listener);
+  REQUIRE(first.ok());
+  std::ifstream t1(third);
+  std::string k1((std::istreambuf_iterator<char>(t1)), {});
+  REQUIRE(TlsConfig::load(g, TlsRole::dialer).ok());
+  std::ifstream t2(third);
+  std::string k2((std::istreambuf_iterator<char>(t2)), {});
+  CHECK(k1 == k2);
+  SocketPair p;
+  TlsSession c(load(psk(third), TlsRole::dialer), p.a.get(), "server");
+  TlsSession s(*first, p.b.get(), "client");
+  auto o = handshake(c, s, nullptr, p.a.get(), p.b.get());
+  CHECK(o.client == TlsIo::ok);
+  CHECK(o.server == TlsIo::ok);
+  g.psk_file = third;
+  auto both = TlsConfig::load(g, TlsRole::dialer);
+  REQUIRE_FALSE(both.ok());
+  CHECK(both.error().kind == ErrorKind::usage);
 }
