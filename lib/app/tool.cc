@@ -95,6 +95,22 @@ void Reporter::warn(std::string_view line) {
   if (!v_.quiet) ctx_.say(prefix() + std::string(line));
 }
 
+// One line per refused connection, but a flood of strangers must not flood the log: a burst of
+// kRejectBurst lines, then one a second, and the next line says how many were not shown.
+bool Reporter::rejection_line_allowed() {
+  constexpr double kRejectBurst = 10, kRejectPerSecond = 1;
+  auto now = Clock::now();
+  double secs = std::chrono::duration<double>(now - reject_refill_).count();
+  reject_refill_ = now;
+  reject_tokens_ = std::min(kRejectBurst, reject_tokens_ + secs * kRejectPerSecond);
+  if (reject_tokens_ < 1) {
+    rejects_hidden_++;
+    return false;
+  }
+  reject_tokens_ -= 1;
+  return true;
+}
+
 void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why) {
   switch (e) {
     case LinkEvent::listening:
@@ -119,7 +135,11 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       if (why) info("retrying in " + detail + " (" + why->message() + ")");
       break;
     case LinkEvent::rejected:
-      if (why) warn("rejected connection " + detail + ": " + why->message());
+      if (why && rejection_line_allowed()) {
+        std::string more = rejects_hidden_ ? fmt::format(" ({} more refused, not shown)", rejects_hidden_) : "";
+        rejects_hidden_ = 0;
+        warn("rejected connection " + detail + ": " + why->message() + more);
+      }
       break;
     case LinkEvent::warning:
       if (why) warn(why->message());

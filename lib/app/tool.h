@@ -45,6 +45,7 @@ class Reporter : public LinkObserver {
 
  private:
   void tick();
+  bool rejection_line_allowed();
   std::string prefix() const;
   ToolContext& ctx_;
   Verbosity v_;
@@ -56,6 +57,9 @@ class Reporter : public LinkObserver {
   bool progress_on_ = false;
   bool seen_peer_ = false;
   Timer progress_timer_;
+  double reject_tokens_ = 10;
+  Clock::time_point reject_refill_ = Clock::now();
+  std::uint64_t rejects_hidden_ = 0;
 };
 
 }  // namespace dl

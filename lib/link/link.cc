@@ -65,6 +65,7 @@ struct Link::Conn {
   std::unique_ptr<TlsSession> tls;  // with keys: every byte goes through it (declared after
                                     // fd, so it goes first: it never outlives its socket)
   std::optional<Error> io_error;    // why the last conn_recv/conn_send failed (TLS)
+  bool heard = false;               // anything received on this connection yet
 };
 
 Link::Link(Reactor& reactor, LinkOptions options, LinkObserver* observer)
@@ -274,7 +275,6 @@ void Link::on_tls_io(Conn* c) {
   reactor_.unwatch(done->watch);
   done->watch = 0;
   if (done->dialer) {
-    tls_peer_known_ = true;
     connected(std::move(done));
   } else {
     accepted(std::move(done));
@@ -291,6 +291,12 @@ void Link::tls_handshake_failed(Conn* c, Error e) {
   tls_pending_.erase(it);
   reactor_.unwatch(doomed->watch);
   if (!doomed->dialer) {
+    if (e.id == "tls-not-tls") {
+      // A dialer without keys: answer with a TLS alert record (fatal, protocol_version), which
+      // our own plain dialers recognise and report as "the listener speaks TLS".
+      static const std::uint8_t kAlert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
+      [[maybe_unused]] auto n = ::send(doomed->fd.get(), kAlert, sizeof kAlert, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
     e.context = "TLS";  // the report names the peer already
     if (obs_) obs_->on_event(LinkEvent::rejected, doomed->peer.to_string(), &e);
     reschedule();
@@ -343,6 +349,9 @@ Error Link::io_failure(Conn* c, const std::string& what, int err) {
 ssize_t Link::conn_recv(Conn* c, void* buf, std::size_t n) {
   if (!c->tls) return ::recv(c->fd.get(), buf, n, MSG_DONTWAIT);
   TlsResult r = c->tls->read({static_cast<std::uint8_t*>(buf), n});
+  // The listener accepted us once it sent anything (TLS 1.3 sends a ticket after checking our
+  // certificate): from then on a failed handshake with it is likelier damage than a refusal.
+  if (c->dialer && !tls_peer_known_ && c->tls->peer_accepted()) tls_peer_known_ = true;
   switch (r.status) {
     case TlsIo::ok: return static_cast<ssize_t>(r.bytes);
     case TlsIo::eof: return 0;
@@ -584,7 +593,9 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
   last_error_.reset();
   backoff_.reset();
   if (obs_) {
-    std::string detail = a->peer.to_string() + (proto == Proto::classic ? " (classic)" : " (native)");
+    std::string detail = a->peer.to_string() + (proto == Proto::classic ? " (classic" : " (native");
+    if (a->tls) detail += a->tls->resumed() ? ", TLS resumed" : ", TLS " + a->tls->peer_identity();
+    detail += ")";
     obs_->on_event(resumed ? LinkEvent::resumed : LinkEvent::connected, detail, nullptr);
     if (a != active_.get() || closed_) return;
   }
@@ -1240,6 +1251,15 @@ void Link::read_some(Conn* c) {
                                  "peer closed the connection"));
       return;
     }
+    if (!c->heard && !c->tls && c->dialer && w[0] == 0x15) {
+      // A TLS alert where the peer's first frame should be: the listener has keys.
+      Error e = make_error(ErrorKind::auth, "peer " + c->peer.to_string(),
+                           "the listener speaks TLS: it needs keys (--psk, or --cert with --ca/--pin; see dl-security(7))");
+      e.final = true;
+      fail(e);
+      return;
+    }
+    c->heard = true;
     rx_.produce(static_cast<std::size_t>(n));
     stats_.wire_bytes_in += static_cast<std::uint64_t>(n);
     c->last_rx = Clock::now();

@@ -373,6 +373,7 @@ struct TlsCallbacks {
   static int new_ticket(SSL* ssl, SSL_SESSION* s) {
     TlsConfig* cfg = config_of(ssl);
     TlsSession* ts = session_of(ssl);
+    if (ts) ts->peer_spoke_ = true;
     if (!ts || !SSL_SESSION_is_resumable(s)) return 0;
     // A copy: OpenSSL marks the connection's own session unusable when the connection is freed
     // without close_notify, which is exactly how a cut connection ends.
@@ -767,7 +768,7 @@ Error TlsSession::map_error(int ssl_error, const char* op) {
     case SSL_R_UNSUPPORTED_PROTOCOL:
     case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
     case SSL_R_RECORD_LENGTH_MISMATCH:
-      if (in_handshake && wire_in_ <= 5 + 16 * 1024 + 256) {
+      if (in_handshake) {
         return auth_error(ctx, "handshake failed: the peer does not speak TLS 1.3 (started without keys?)", "tls-not-tls");
       }
       break;
@@ -805,6 +806,7 @@ TlsResult TlsSession::read(std::span<std::uint8_t> out) {
     int r = SSL_read_ex(ssl_, out.data() + total, out.size() - total, &n);
     if (r == 1) {
       total += n;
+      peer_spoke_ = true;
       continue;
     }
     TlsResult res = fail_with(r, "read");

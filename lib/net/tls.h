@@ -134,6 +134,10 @@ class TlsSession {
   bool established() const { return established_; }
   // After the handshake: resumed from a session ticket (no full handshake).
   bool resumed() const { return resumed_; }
+  // A dialer's proof that the listener accepted it: TLS 1.3 lets a dialer finish before the
+  // listener has checked its certificate, so only a later record (a session ticket, data)
+  // says it passed. Always true for a listener once established.
+  bool peer_accepted() const { return established_ && (peer_spoke_ || config_->role() == TlsRole::listener); }
   // Who the peer proved to be: "psk 'datalink'", "CN=robot-7 (sha256:...)".
   std::string peer_identity() const;
 
@@ -182,6 +186,7 @@ class TlsSession {
   std::string peer_key_;  // tickets are kept per peer
   bool established_ = false, resumed_ = false, failed_ = false, closed_notify_sent_ = false;
   bool eof_seen_ = false;
+  bool peer_spoke_ = false;
   int last_errno_ = 0;
   std::shared_ptr<SSL_SESSION> offered_ticket_;
   std::optional<Error> deferred_;
