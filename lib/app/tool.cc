@@ -26,7 +26,11 @@ std::optional<int> start_link(Link& link, const LinkOptions& options, const std:
 }
 
 Reporter::Reporter(ToolContext& ctx, Verbosity v, Reactor& reactor, const char* verb)
-    : ctx_(ctx), v_(v), reactor_(reactor), verb_(verb), progress_timer_(reactor, [this] { tick(); }) {
+    : ctx_(ctx), v_(v), reactor_(reactor), verb_(verb), progress_timer_(reactor, [this] { tick(); }),
+      reject_timer_(reactor, [this] {
+        if (rejects_hidden_) warn(fmt::format("{} more connections refused, not shown", rejects_hidden_));
+        rejects_hidden_ = 0;
+      }) {
   progress_on_ = v_.progress.value_or(ctx_.stderr_is_tty && !v_.quiet);
   if (progress_on_) progress_timer_.arm(Clock::now() + std::chrono::seconds(1));
 }
@@ -105,6 +109,7 @@ bool Reporter::rejection_line_allowed() {
   reject_tokens_ = std::min(kRejectBurst, reject_tokens_ + secs * kRejectPerSecond);
   if (reject_tokens_ < 1) {
     rejects_hidden_++;
+    reject_timer_.arm(now + std::chrono::seconds(1));
     return false;
   }
   reject_tokens_ -= 1;
@@ -136,7 +141,7 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       break;
     case LinkEvent::rejected:
       if (why && rejection_line_allowed()) {
-        std::string more = rejects_hidden_ ? fmt::format(" ({} more refused, not shown)", rejects_hidden_) : "";
+        std::string more = rejects_hidden_ ? fmt::format(" ({} more connections refused, not shown)", rejects_hidden_) : "";
         rejects_hidden_ = 0;
         warn("rejected connection " + detail + ": " + why->message() + more);
       }

@@ -57,6 +57,7 @@ class Reporter : public LinkObserver {
   bool progress_on_ = false;
   bool seen_peer_ = false;
   Timer progress_timer_;
+  Timer reject_timer_;  // says how many refusals were not shown, a second after the last one
   double reject_tokens_ = 10;
   Clock::time_point reject_refill_ = Clock::now();
   std::uint64_t rejects_hidden_ = 0;

@@ -233,9 +233,7 @@ void Link::accepted(std::unique_ptr<Conn> c) {
   candidate_->watch = reactor_.watch(candidate_->fd.get(), POLLIN,
                                      [this, p = candidate_.get()](short ev) { on_conn_io(p, ev); });
   // Bytes that came with the TLS handshake wait inside TLS, where poll() cannot see them.
-  for (int i = 0; i < 64 && candidate_ && candidate_->tls && candidate_->tls->has_buffered_input(); ++i) {
-    handle_candidate_input(candidate_.get());
-  }
+  if (candidate_->tls && candidate_->tls->has_buffered_input()) on_conn_io(candidate_.get(), POLLIN);
   reschedule();
 }
 
@@ -406,7 +404,12 @@ void Link::conn_shutdown(Conn* c) {
 
 void Link::on_conn_io(Conn* c, short revents) {
   if (c == candidate_.get()) {
-    handle_candidate_input(c);
+    // A candidate is read in small steps; with TLS the rest of what arrived waits inside TLS,
+    // where poll() cannot see it.
+    for (int i = 0; i < 64; ++i) {
+      handle_candidate_input(c);
+      if (c != candidate_.get() || !c->tls || !c->tls->has_buffered_input()) break;
+    }
     return;
   }
   if (c != active_.get()) return;
