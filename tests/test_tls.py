@@ -162,6 +162,23 @@ class TlsTest(dltest.DlTestCase):
         self.assertExitCodes(60, (send, 0), (recv, 0))
         self.assertSameFile(src, out)
 
+    def test_bridge_carries_a_plain_classic_peer_over_tls(self):
+        # dlsend (classic, no keys) -> dlbridge side a (plain) | side b (TLS) -> dlrecv (keys)
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", *PKI.psk(), "--lines", "-c", "1000", stdout=out)
+        pf = self.path("bridge-port")
+        bridge = self.P.start([dltest.tool_path("dlbridge"), "--proto-a", "classic", "--tls-side", "b",
+                               *PKI.psk(), "--port-file-a", pf, "listen:0", "127.0.0.1:%d" % port],
+                              name="dlbridge")
+        bport = dltest.wait_port_file(pf, bridge)
+        lines = b"".join(b"line %d\n" % i for i in range(1000))
+        send = self.dlsend("--proto", "classic", "--lines", "127.0.0.1:%d" % bport, stdin=subprocess.PIPE)
+        self.feed(send.popen.stdin, [lines], close=False)
+        self.assertExited(recv, 60, 0)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), lines)
+        self.assertNoCrash(bridge)  # it ends too: its receiver stopped on purpose (-c)
+
     # -- refusals
     def test_wrong_psk_is_refused(self):
         self._refused(PKI.psk("a"), PKI.psk("b"), ["handshake failed: wrong pre-shared key"],
