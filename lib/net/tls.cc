@@ -505,7 +505,7 @@ Status TlsConfig::build(const TlsFlags& f) {
   SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx_, TLS1_3_VERSION);
   SSL_CTX_set_ciphersuites(ctx_, kSuites);
-  SSL_CTX_set_mode(ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE);
+  SSL_CTX_set_mode(ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_read_ahead(ctx_, 1);
   SSL_CTX_set_default_read_buffer_len(ctx_, kReadBuffer);
   // No renegotiation-era options matter in 1.3; no compression; no 0-RTT (replayable).
@@ -800,8 +800,8 @@ TlsResult TlsSession::read(std::span<std::uint8_t> out) {
     return {TlsIo::failed, 0};
   }
   std::size_t total = 0;
+  ERR_clear_error();  // a failure below is then ours alone (once per call: it is not free)
   while (total < out.size()) {
-    ERR_clear_error();
     std::size_t n = 0;
     int r = SSL_read_ex(ssl_, out.data() + total, out.size() - total, &n);
     if (r == 1) {
@@ -826,8 +826,11 @@ TlsResult TlsSession::writev(std::span<const iovec> iov) {
   if (failed_) return {TlsIo::failed, 0};
   std::size_t taken = 0;
   if (pending_ > 0) {
+    // OpenSSL sends the record it built last time and does not read the buffer again (moving
+    // buffers allowed): any buffer of the same length does.
     ERR_clear_error();
     std::size_t w = 0;
+    if (stage_.size() < pending_) stage_.resize(kRecordPlain);
     int r = SSL_write_ex(ssl_, stage_.data(), pending_, &w);
     if (r != 1) {
       TlsResult res = fail_with(r, "write");
@@ -836,31 +839,46 @@ TlsResult TlsSession::writev(std::span<const iovec> iov) {
     pending_ = 0;
   }
   if (stage_.size() < kRecordPlain) stage_.resize(kRecordPlain);
+  ERR_clear_error();
   std::size_t vi = 0, voff = 0;
-  for (;;) {
-    std::size_t len = 0;
-    while (len < kRecordPlain && vi < iov.size()) {
-      std::size_t avail = iov[vi].iov_len - voff;
-      std::size_t k = std::min(avail, kRecordPlain - len);
-      std::memcpy(stage_.data() + len, static_cast<const std::uint8_t*>(iov[vi].iov_base) + voff, k);
-      len += k;
-      voff += k;
+  while (vi < iov.size()) {
+    const std::uint8_t* data;
+    std::size_t len;
+    std::size_t here = iov[vi].iov_len - voff;
+    if (here >= kRecordPlain) {
+      // A whole record's worth in one piece: encrypt it where it is.
+      data = static_cast<const std::uint8_t*>(iov[vi].iov_base) + voff;
+      len = kRecordPlain;
+      voff += len;
       if (voff == iov[vi].iov_len) {
         ++vi;
         voff = 0;
       }
+    } else {
+      // Small pieces (control frames, the tail of a segment) share one record.
+      len = 0;
+      while (len < kRecordPlain && vi < iov.size()) {
+        std::size_t k = std::min(iov[vi].iov_len - voff, kRecordPlain - len);
+        std::memcpy(stage_.data() + len, static_cast<const std::uint8_t*>(iov[vi].iov_base) + voff, k);
+        len += k;
+        voff += k;
+        if (voff == iov[vi].iov_len) {
+          ++vi;
+          voff = 0;
+        }
+      }
+      data = stage_.data();
     }
-    if (len == 0) break;
-    ERR_clear_error();
+    if (len == 0) continue;
     std::size_t w = 0;
-    int r = SSL_write_ex(ssl_, stage_.data(), len, &w);
+    int r = SSL_write_ex(ssl_, data, len, &w);
     if (r == 1) {
       taken += len;
       continue;
     }
     TlsResult res = fail_with(r, "write");
     if (res.status == TlsIo::failed) return res;
-    // The record is built and partly out: it is ours now; OpenSSL wants the same bytes again.
+    // The record is built (encrypted) and partly sent: those bytes are ours now.
     pending_ = len;
     return {TlsIo::want_write, taken + len};
   }

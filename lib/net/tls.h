@@ -191,8 +191,8 @@ class TlsSession {
   std::shared_ptr<SSL_SESSION> offered_ticket_;
   std::optional<Error> deferred_;
   Error error_;
-  std::vector<std::uint8_t> stage_;  // the record being written (OpenSSL retries need the same bytes)
-  std::size_t pending_ = 0;          // bytes of stage_ handed to SSL_write but not yet sent
+  std::vector<std::uint8_t> stage_;  // small pieces gathered into one record
+  std::size_t pending_ = 0;          // plaintext bytes of a record built but not yet sent
   std::uint64_t wire_in_ = 0, wire_out_ = 0;
 
  public:
