@@ -3,9 +3,13 @@
 (classic on one side, native on the other), end-to-end acknowledgement (a sender's exit 0 means
 the final receiver has the data), both directions at once, and usage errors."""
 
+import hashlib
 import os
 import signal
+import socket
 import sys
+import threading
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -117,6 +121,154 @@ class BridgeTest(dltest.DlTestCase):
         self.assertExitCodes(120, (send_a, 0), (recv_b, 0), (br1, 0), (send_b, 0), (recv_a, 0), (br2, 0))
         self.assertSameFile(src_ab, out_ab)
         self.assertSameFile(src_ba, out_ba)
+
+    # ------------------------------------------------------------------ raw mode
+    def summing_server(self):
+        """A TCP server (thread) that reads each connection to EOF, then answers with the
+        SHA-256 of what it read and closes: a conversation that needs half-close both ways."""
+        srv = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(srv.close)
+
+        def serve(conn):
+            with conn:
+                h = hashlib.sha256()
+                while True:
+                    b = conn.recv(65536)
+                    if not b:
+                        break
+                    h.update(b)
+                conn.sendall(h.hexdigest().encode())
+
+        def loop():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=loop, daemon=True).start()
+        return srv.getsockname()[1]
+
+    def converse(self, port, payload, results, key):
+        with socket.create_connection(("127.0.0.1", port), timeout=dltest.t(30)) as c:
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)
+            answer = b""
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                answer += b
+        results[key] = answer.decode()
+
+    def test_raw_relays_conversations_with_half_close(self):
+        sport = self.summing_server()
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % sport, "--raw", "-v")
+        payloads = [os.urandom(size) for size in (0, 1, 4096, 3 * MiB, 8 * MiB)]
+        results = {}
+        threads = [threading.Thread(target=self.converse, args=(bport, p, results, i))
+                   for i, p in enumerate(payloads)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(dltest.t(60))
+        for i, p in enumerate(payloads):
+            self.assertEqual(results.get(i), hashlib.sha256(p).hexdigest(), "client %d" % i)
+        dltest.wait_until(lambda: br.stderr().count("closed ") >= len(payloads), 10, "all pairs closed")
+        self.assertIn("(splice)", br.stderr())
+        br.signal(signal.SIGTERM)
+        self.assertExited(br, 10, 130)
+        self.assertNoCrash(br)
+
+    def test_raw_with_latency_and_cuts(self):
+        sport = self.summing_server()
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % sport, "--raw", "-v", "--fault", "b:latency=150ms")
+        results = {}
+        t0 = time.monotonic()
+        self.converse(bport, b"x" * 1000, results, 0)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.15)
+        self.assertEqual(results[0], hashlib.sha256(b"x" * 1000).hexdigest())
+        br.signal(signal.SIGTERM)
+        self.assertExited(br, 10, 130)
+        # A cut resets both connections of the pair: the client sees a reset, not an answer.
+        br2, bport2 = self.bridge_listening_a("127.0.0.1:%d" % sport, "--raw", "-v", "--fault", "cut=64K",
+                                              name="bridge2")
+        with self.assertRaises((ConnectionResetError, BrokenPipeError)):
+            self.converse(bport2, os.urandom(4 * MiB), results, 1)
+        dltest.wait_until(lambda: "fault cut" in br2.stderr(), 10, "the cut reported")
+        br2.signal(signal.SIGTERM)
+        self.assertExited(br2, 10, 130)
+
+    def test_raw_both_sides_dial(self):
+        # Two listeners that cannot reach each other; the bridge dials both and relays once.
+        la = socket.create_server(("127.0.0.1", 0))
+        lb = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(la.close)
+        self.addCleanup(lb.close)
+        br = self.bridge("127.0.0.1:%d" % la.getsockname()[1], "127.0.0.1:%d" % lb.getsockname()[1], "--raw")
+        la.settimeout(dltest.t(10))
+        lb.settimeout(dltest.t(10))
+        ca, _ = la.accept()
+        cb, _ = lb.accept()
+        data = os.urandom(MiB)
+        ca.sendall(data)
+        ca.shutdown(socket.SHUT_WR)
+        got = b""
+        cb.settimeout(dltest.t(10))
+        while len(got) < len(data):
+            b = cb.recv(65536)
+            if not b:
+                break
+            got += b
+        self.assertEqual(got, data)
+        self.assertEqual(cb.recv(10), b"")      # the half-close came through
+        cb.sendall(b"bye")
+        cb.close()
+        self.assertEqual(ca.recv(10), b"bye")
+        ca.close()
+        self.assertExited(br, 20, 0)
+
+    def test_raw_fanout_to_three_clients(self):
+        # Side b is a source that speaks to whoever is there and listens to everyone.
+        src = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(src.close)
+        pf = self.path("fan-port")
+        br = self.bridge("listen:127.0.0.1:0", "127.0.0.1:%d" % src.getsockname()[1], "--raw", "--fanout",
+                         "--port-file-a", pf, "-v")
+        port = wait_port_file(pf, br)
+        src.settimeout(dltest.t(10))
+        up, _ = src.accept()
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=dltest.t(20)) for _ in range(3)]
+        dltest.wait_until(lambda: br.stderr().count("joined") >= 3, 10, "three clients joined")
+        data = os.urandom(2 * MiB)
+        sender = threading.Thread(target=lambda: (up.sendall(data), up.shutdown(socket.SHUT_WR)), daemon=True)
+        sender.start()
+        for i, c in enumerate(clients):
+            c.sendall(b"hello from %d\n" % i)
+        got = [b""] * 3
+        for i, c in enumerate(clients):
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                got[i] += b
+        for i in range(3):
+            self.assertEqual(hashlib.sha256(got[i]).hexdigest(), hashlib.sha256(data).hexdigest(), "client %d" % i)
+        # What every client sent reached b, each line whole.
+        up.settimeout(dltest.t(10))
+        received = b""
+        while received.count(b"\n") < 3:
+            b = up.recv(4096)
+            if not b:
+                break
+            received += b
+        self.assertEqual(sorted(received.splitlines()), [b"hello from %d" % i for i in range(3)])
+        for c in clients:
+            c.close()
+        up.close()
+        self.assertExited(br, 20, 0)
+        self.assertNoCrash(br)
 
     def test_usage_errors(self):
         for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),

@@ -157,7 +157,7 @@ class TlsTest(dltest.DlTestCase):
         self.assertSameFile(src, out)
 
     def test_classic_over_tls(self):
-        recv, port, out = self._listener("--proto", "classic", *PKI.psk())
+        recv, port, out = self._listener("--proto", "classic", "--close-ends", *PKI.psk())
         send, src = self._send(port, "--proto", "classic", *PKI.psk())
         self.assertExitCodes(60, (send, 0), (recv, 0))
         self.assertSameFile(src, out)

@@ -47,7 +47,7 @@ namespace dl {
 
 struct DatalinkOptions {
   Proto proto = Proto::native;    // server: automatic detects classic peers too
-  int keepalive_ms = 0;           // 0: a third of the shorter receive timeout of both sides
+  int keepalive_ms = 0;           // 0: a third of the shorter receive timeout of both sides; < 0: none
   std::uint32_t max_message = kDefaultMaxMessage;
   bool drop_negative_ts = false;  // classic: drop frames with ts < 0 like the seed
   double reconnect_s = -1;        // < 0: keep trying forever (also for the first connect)

@@ -25,7 +25,7 @@ typedef struct dl_bridge dl_bridge;
 /* Options for dl_server_opts/dl_client_opts; dl_options_init() fills in the defaults. */
 typedef struct dl_options {
   int timeout_ms;        /* receive timeout; <= 0 disables (default 10000) */
-  int keepalive_ms;      /* 0: a third of the shorter timeout of both sides */
+  int keepalive_ms;      /* 0: a third of the shorter timeout of both sides; < 0: none */
   unsigned max_message;  /* bytes (default 16 MiB) */
   int drop_negative_ts;  /* classic: drop frames with a negative timestamp, as the seed does */
   double reconnect_s;    /* < 0: keep trying forever (default) */

@@ -31,14 +31,16 @@ void add_link_flags(CLI::App& app, LinkFlags& f) {
 void add_session_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("-t,--timeout", f.timeout, "Receive timeout: drop and re-establish the connection after this long without a byte from the peer; 0 or inf: none (default 10s)")
       ->type_name("DURATION");
-  app.add_option("--keepalive", f.keepalive, "Send a keepalive after this long without sending; auto (default): a third of the shorter receive timeout of both sides; inf: never")
+  app.add_option("--keepalive", f.keepalive, "Send a keepalive after this long without sending; auto (default): native, a third of the shorter receive timeout of both sides; classic, 30ms (the seed's examples time out after 100 ms); inf: never")
       ->type_name("DURATION");
   app.add_option("-w,--wait", f.wait, "How long to keep trying to reach the first peer; 0: one attempt (dial default); inf: forever (listen default)")
-      ->type_name("DURATION");
+      ->type_name("DURATION")
+      ->each([&f](const std::string&) { f.wait_given = true; });
   app.add_option("--reconnect", f.reconnect, "After a connection drops, keep trying this long before giving up (exit 5); inf: forever (default 60s)")
       ->type_name("DURATION");
   app.add_option("--max-message", f.max_message, "Largest message accepted or sent, e.g. 65536, 64K, 16M (default 16M)");
   app.add_flag("--drop-negative-ts", f.drop_negative_ts, "Classic protocol: drop frames whose timestamp is negative, as the seed does (default: deliver them and warn)");
+  app.add_flag("--close-ends", f.close_ends, "Classic protocol: an orderly close by the peer ends the stream (default: a close is a drop; a dialer reconnects, a listener waits for the next connection)");
   // Keys (dl-security(7)): TLS 1.3 below either protocol; both sides need matching keys.
   app.add_option("--psk", f.tls.psk_file, "TLS with a pre-shared key: FILE holds one line [IDENTITY ]KEY (hex or base64, 16-48 bytes), mode 0600; the same file on both sides")
       ->type_name("FILE");
@@ -121,7 +123,7 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
       }
     }
   }
-  if (f.wait.empty()) {
+  if (!f.wait_given) {
     o.wait_s = f.listen ? -1 : 0;
   } else {
     auto w = parse_duration(f.wait, "--wait");
@@ -139,6 +141,7 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
   }
   o.max_message = static_cast<std::uint32_t>(*mm);
   o.drop_negative_ts = f.drop_negative_ts;
+  o.close_ends = f.close_ends;
   if (f.tls.any()) {
     if (auto st = TlsConfig::check(f.tls, f.listen ? TlsRole::listener : TlsRole::dialer); !st) return st.error();
     o.tls = f.tls;

@@ -23,10 +23,12 @@ struct LinkFlags {
   std::string proto;              // "" = native for dialers, auto for listeners
   std::string timeout = "10s";    // 0 or inf: none
   std::string keepalive = "auto"; // auto: a third of the shorter timeout; inf: never
-  std::string wait;               // "": 0 for dialers, inf for listeners
+  std::string wait;               // not given: 0 for dialers, inf for listeners
+  bool wait_given = false;
   std::string reconnect = "60s";  // inf: forever
   std::string max_message = "16M";
   bool drop_negative_ts = false;
+  bool close_ends = false;
   std::string port_file;
   bool verbose = false, quiet = false, progress = false;
   bool lines = false, null = false, framed = false;

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "lib/app/tool.h"
+#include "lib/bridge/raw.h"
 
 namespace dl::bridge {
 
@@ -228,10 +229,7 @@ class MessageBridge {
 }  // namespace
 
 int run_dlbridge(const DlbridgeOptions& options, ToolContext& ctx) {
-  if (options.raw) {
-    ctx.say(ctx.program + ": --raw: not available in this build");
-    return exit_code(ErrorKind::usage);
-  }
+  if (options.raw) return run_raw_bridge(options, ctx);
   MessageBridge bridge(options, ctx);
   return bridge.run();
 }

@@ -33,6 +33,7 @@ struct Side {
 struct DlbridgeOptions {
   std::array<Side, 2> side;   // "a" and "b"
   bool raw = false;
+  bool fanout = false;          // side a keeps several clients (raw mode)
   FaultPlan faults;
   double stats_interval_s = 0;  // 0: no periodic counters
   Verbosity verbosity;

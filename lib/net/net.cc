@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 
 namespace dl {
 
@@ -36,6 +37,18 @@ bool unix_socket_is_stale(const SocketAddress& a) {
   return ::connect(probe.get(), a.get(), a.length) != 0 && errno == ECONNREFUSED;
 }
 
+// A unix client rarely binds a name, so its address says nothing ("unix:"). Name it by the
+// socket it came through and its process id instead: "unix:/run/dl.sock (pid 4242)".
+void describe_unix_peer(int listen_fd, int fd, SocketAddress& a) {
+  if (a.length > offsetof(sockaddr_un, sun_path) + 1) return;  // the peer has a name of its own
+  SocketAddress local;
+  local.length = sizeof local.storage;
+  if (::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&local.storage), &local.length) == 0) a = local;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) a.unix_peer_pid = cred.pid;
+}
+
 }  // namespace
 
 std::uint16_t port_of(const SocketAddress& a) {
@@ -47,6 +60,10 @@ std::uint16_t port_of(const SocketAddress& a) {
 }
 
 Result<Listener> listen_on(const Endpoint& endpoint, int backlog) {
+  if (!endpoint.is_stream()) {
+    return make_error(ErrorKind::usage, "listen " + endpoint.to_string(),
+                      "a datagram (udp:) endpoint cannot take stream connections");
+  }
   auto addrs = resolve(endpoint, true);
   if (!addrs) return addrs.error();
   Error last = make_error(ErrorKind::connect, "listen " + endpoint.to_string(), "no address");
@@ -91,7 +108,7 @@ Result<Listener> listen_on(const Endpoint& endpoint, int backlog) {
 Result<Fd> start_connect(const SocketAddress& address) {
   Fd fd(new_socket(address.family()));
   if (!fd.valid()) return errno_error(ErrorKind::connect, "socket " + address.to_string(), errno);
-  if (address.family() != AF_UNIX) tune_stream_socket(fd.get());
+  tune_stream_socket(fd.get());
   if (::connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS &&
       errno != EAGAIN) {
     return errno_error(ErrorKind::connect, "connect " + address.to_string(), errno);
@@ -118,12 +135,22 @@ Result<Fd> accept_one(int listen_fd, SocketAddress* peer) {
     }
     return errno_error(ErrorKind::connect, "accept", errno);
   }
-  if (a.family() != AF_UNIX) tune_stream_socket(fd);
+  tune_stream_socket(fd);
+  if (a.family() == AF_UNIX) describe_unix_peer(listen_fd, fd, a);
   if (peer) *peer = a;
   return Fd(fd);
 }
 
 void tune_stream_socket(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+  if (ss.ss_family == AF_UNIX) {
+    int size = kUnixSocketBuffer;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    return;
+  }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
