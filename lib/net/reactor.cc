@@ -1,6 +1,7 @@
 #include "lib/net/reactor.h"
 
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -300,6 +301,11 @@ void Reactor::run_once(std::optional<Clock::duration> max_wait) {
     }
   }
 
+  if (slack_request_) {
+    // 0 asks prctl for the thread's default slack back.
+    ::prctl(PR_SET_TIMERSLACK, static_cast<unsigned long>(slack_request_->count()), 0, 0, 0);
+    slack_request_.reset();
+  }
   sync_interest();
   bool ready_now = false;
   for (int fd : always_ready_) {
