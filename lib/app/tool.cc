@@ -107,20 +107,23 @@ void Reporter::warn(std::string_view line) {
   if (!v_.quiet) ctx_.say(prefix() + std::string(line));
 }
 
-// One line per refused connection, but a flood of strangers must not flood the log: a burst of
-// kRejectBurst lines, then one a second, and the next line says how many were not shown.
-bool Reporter::rejection_line_allowed() {
+// One line per refused connection, but a flood of strangers must not flood the log: per kind of
+// reason (idle, garbage, failed authentication ...) a burst of kRejectBurst lines, then one a
+// second, and a line says how many were not shown. Separate buckets, so that a crowd of idle
+// connections does not hide the one that sent garbage or the wrong key.
+bool Reporter::rejection_line_allowed(ErrorKind why) {
   constexpr double kRejectBurst = 10, kRejectPerSecond = 1;
   auto now = Clock::now();
-  double secs = std::chrono::duration<double>(now - reject_refill_).count();
-  reject_refill_ = now;
-  reject_tokens_ = std::min(kRejectBurst, reject_tokens_ + secs * kRejectPerSecond);
-  if (reject_tokens_ < 1) {
+  RejectBucket& b = reject_buckets_[why];
+  double secs = std::chrono::duration<double>(now - b.refilled).count();
+  b.refilled = now;
+  b.tokens = std::min(kRejectBurst, b.tokens + secs * kRejectPerSecond);
+  if (b.tokens < 1) {
     rejects_hidden_++;
     reject_timer_.arm(now + std::chrono::seconds(1));
     return false;
   }
-  reject_tokens_ -= 1;
+  b.tokens -= 1;
   return true;
 }
 
@@ -148,7 +151,7 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       if (why) info("retrying in " + detail + " (" + why->message() + ")");
       break;
     case LinkEvent::rejected:
-      if (why && rejection_line_allowed()) {
+      if (why && rejection_line_allowed(why->kind)) {
         std::string more = rejects_hidden_ ? fmt::format(" ({} more connections refused, not shown)", rejects_hidden_) : "";
         rejects_hidden_ = 0;
         warn("rejected connection " + detail + ": " + why->message() + more);
