@@ -1018,7 +1018,7 @@ void Link::commit(std::size_t n, double timestamp) {
     session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
   } else {
     std::uint64_t seq = session_.next_seq();
-    frame::encode(start, frame::Type::data, seq, timestamp, {start + frame::kHeaderSize, n});
+    frame::encode_data(start, seq, timestamp, {start + frame::kHeaderSize, n}, integrity());
     total = frame::kHeaderSize + n;
     tx_.produce(total);
     session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
@@ -1058,7 +1058,7 @@ bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Err
     // Classic cannot carry an empty message (the seed drops it as a keepalive); native can.
     if (wire_proto_ == Proto::classic) return true;
     std::uint8_t* start = tx_.at(tx_.head());
-    frame::encode(start, frame::Type::data, session_.next_seq(), timestamp, {});
+    frame::encode_data(start, session_.next_seq(), timestamp, {}, integrity());
     tx_.produce(frame::kHeaderSize);
     session_.record(tx_.head(), 0, false);
     stats_.messages_sent++;
@@ -1407,7 +1407,7 @@ void Link::parse_native(Conn* c) {
   };
   while (true) {
     std::span<const std::uint8_t> buf(rx_.at(r), static_cast<std::size_t>(rx_.head() - r));
-    auto d = frame::decode(buf, opt_.max_message);
+    auto d = frame::decode(buf, opt_.max_message, integrity());
     if (d.status == frame::Status::need_more) {
       settle();
       make_rx_room(d.needed);

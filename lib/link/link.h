@@ -221,6 +221,8 @@ class Link {
   bool conn_flush_tls(Conn* c);
   void conn_shutdown(Conn* c);
   Error io_failure(Conn* c, const std::string& what, int err);
+  // With keys, TLS authenticates every byte: DATA frames go without their checksum.
+  frame::Integrity integrity() const { return tls_ ? frame::Integrity::tls : frame::Integrity::checksum; }
 
   // data path
   void flush();
