@@ -8,12 +8,6 @@
 
 namespace dl {
 
-const char* const kExitStatusFooter =
-    "Exit status: 0 ok, 1 local I/O error, 2 usage, 3 cannot resolve, 4 cannot connect/bind,\n"
-    "5 disconnected (peer gone past --reconnect), 6 protocol error, 7 timeout, 8 message too large,\n"
-    "9 incomplete (resumable), 10 authentication failed, 130 interrupted (SIGINT, SIGTERM, SIGHUP).\n"
-    "Signals: SIGUSR1 prints statistics. Durations: 2.5, 500ms, 10s, 5m, inf. See the man page for more.";
-
 void add_link_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("endpoint", f.endpoint,
                  "HOST:PORT or [IPV6]:PORT or unix:PATH to dial; with -l: [HOST:]PORT or unix:PATH to listen on (port 0: any free port)")

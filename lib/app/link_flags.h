@@ -50,8 +50,6 @@ Verbosity verbosity(const LinkFlags& f);
 Result<std::uint64_t> parse_count(std::string_view text, std::string_view flag);
 
 // The family's exit table as --help prints it (the same codes as error.h, README and the
-// man pages' EXIT STATUS).
-extern const char* const kExitStatusFooter;
 
 // Runs a CLI11 parse the family's way: --help/--version to stdout (exit 0), usage errors as
 // one line "prog: ..." on stderr (exit 2). Returns the exit code, or nullopt to go on.

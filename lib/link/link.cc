@@ -1025,6 +1025,7 @@ void Link::commit(std::size_t n, double timestamp) {
   }
   stats_.bytes_sent += n;
   stats_.messages_sent++;
+  reactor_.request_pass();  // our flush may already have run in this pass (another link's callback)
 }
 
 bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Error* error) {
@@ -1062,13 +1063,17 @@ bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Err
     tx_.produce(frame::kHeaderSize);
     session_.record(tx_.head(), 0, false);
     stats_.messages_sent++;
+    reactor_.request_pass();
     return true;
   }
   commit(payload.size(), timestamp);
   return true;
 }
 
-void Link::finish() { end_requested_ = true; }
+void Link::finish() {
+  end_requested_ = true;
+  reactor_.request_pass();
+}
 
 bool Link::finished() const {
   if (!end_requested_) return false;
@@ -1619,6 +1624,9 @@ void Link::consume(std::size_t count) {
     rx_queue_.pop_front();
   }
   rx_.release_to(rx_queue_.empty() ? parse_off_ : rx_queue_.front().frame_start);
+  // An ACK (and new credit) is due: make sure a flush runs before the next blocking wait, even
+  // when ours already ran in this pass (a relay consumes from inside another link's flush).
+  if (session_.ack_due()) reactor_.request_pass();
   if (rx_blocked_ && rx_queue_.empty()) {
     // Room may have appeared for the frame we were waiting on; let parsing decide again.
     rx_blocked_ = false;

@@ -286,6 +286,7 @@ void Reactor::dispatch(int fd, std::uint32_t gen, short revents, bool from_kerne
 }
 
 void Reactor::run_once(std::optional<Clock::duration> max_wait) {
+  pass_requested_ = false;
   // Hooks may register or remove hooks: iterate over a snapshot of ids.
   if (!before_poll_.empty()) {
     std::vector<Id> hooks;
@@ -321,7 +322,7 @@ void Reactor::run_once(std::optional<Clock::duration> max_wait) {
   }
 
   if (dispatch_mutex_) dispatch_mutex_->unlock();
-  int n = wait(deadline.value_or(Clock::time_point::max()), ready_now);
+  int n = wait(deadline.value_or(Clock::time_point::max()), ready_now || pass_requested_);
   if (dispatch_mutex_) dispatch_mutex_->lock();
 
   for (int i = 0; i < n; ++i) {

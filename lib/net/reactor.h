@@ -55,6 +55,10 @@ class Reactor {
   // Called before every poll, in registration order; the place to flush batched output.
   Id before_poll(Callback cb);
   void remove_before_poll(Id id);
+  // Something gave a before-poll hook new work after that hook ran in this pass (one link's
+  // flush made another link's application consume or send): the next wait must not block, so
+  // that the hooks run again at once. Cheap (a flag, no syscall); reactor thread only.
+  void request_pass() { pass_requested_ = true; }
 
   // Blocks until at least one event, timer or wake-up, or `max_wait`; dispatches them.
   void run_once(std::optional<Clock::duration> max_wait = std::nullopt);
@@ -115,6 +119,7 @@ class Reactor {
   Callback wake_cb_;
   std::mutex* dispatch_mutex_ = nullptr;
   bool busy_poll_ = false;
+  bool pass_requested_ = false;
   std::optional<std::chrono::nanoseconds> slack_request_;
   bool have_pwait2_ = true;
   Id next_id_ = 1;
