@@ -7,6 +7,8 @@ and never reach the output, and the listener's memory and CPU must stay flat."""
 
 import os
 import resource
+import signal
+import subprocess
 import socket
 import sys
 import threading
@@ -116,6 +118,47 @@ class CrowdTest(dltest.DlTestCase):
         self.assertLess(rss.kib, 96 * 1024, "dlrecv's peak RSS grew with the crowd")
         self.assertNoCrash(recv)
         self.assertNoCrash(send)
+
+
+class AllowTest(dltest.DlTestCase):
+    """--allow: peers outside the list are reset before a byte is read, and named."""
+
+    def test_allowed_sender_gets_through_others_are_named_and_reset(self):
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", "--allow", "127.0.0.1", "-v", stdout=out)
+        stranger = socket.socket()
+        stranger.bind(("127.0.0.5", 0))
+        stranger.connect(("127.0.0.1", port))
+        stranger.sendall(b"\xd7garbage that must never be read")
+        addr = "127.0.0.5:%d" % stranger.getsockname()[1]
+        dltest.wait_until(lambda: addr in recv.stderr(), 10, "the stranger named in dlrecv's log")
+        with self.assertRaises((ConnectionResetError, BrokenPipeError)):
+            for _ in range(100):
+                stranger.sendall(b"x" * 65536)
+                time.sleep(0.01)
+        stranger.close()
+        src = self.path("in")
+        dltest.make_random_file(src, MiB)
+        send = self.dlsend("127.0.0.1:%d" % port, "-f", src)
+        self.assertExitCodes(30, (send, 0), (recv, 0))
+        self.assertSameFile(src, out)
+        self.assertIn("not allowed", recv.stderr())
+
+    def test_sender_outside_the_list_is_refused(self):
+        recv, port = self.listen("dlrecv", "--allow", "10.0.0.0/8", "-v")
+        send = self.dlsend("127.0.0.1:%d" % port, "-w", "1", stdin=subprocess.DEVNULL)
+        self.assertExited(send, 20)
+        self.assertNotEqual(send.returncode, 0)
+        self.assertIn("127.0.0.1", recv.stderr())
+        recv.signal(signal.SIGTERM)
+        self.assertExited(recv, 10, 130)
+
+    def test_allow_usage(self):
+        for args in (["--allow", "10.0.0.0/33", "-l", "0"], ["--allow", "nonsense", "-l", "0"],
+                     ["--allow", "10.0.0.1", "127.0.0.1:9"]):
+            p = self.dlrecv(*args)
+            self.assertExited(p, 10, 2)
+            self.assertOneLineError(p, "dlrecv", "--allow")
 
 
 if __name__ == "__main__":

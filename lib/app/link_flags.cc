@@ -34,6 +34,8 @@ void add_session_flags(CLI::App& app, LinkFlags& f) {
       ->type_name("DURATION");
   app.add_option("--max-message", f.max_message, "Largest message accepted or sent, e.g. 65536, 64K, 16M (default 16M)");
   app.add_flag("--drop-negative-ts", f.drop_negative_ts, "Classic protocol: drop frames whose timestamp is negative, as the seed does (default: deliver them and warn)");
+  app.add_option("--allow", f.allow, "Listening: accept connections only from ADDR or ADDR/LEN (repeatable; IPv4 or IPv6); others are reset before a byte is read. Without it (and without keys) the first dialer is trusted")
+      ->type_name("ADDR[/LEN]");
   app.add_flag("--close-ends", f.close_ends, "Classic protocol: an orderly close by the peer ends the stream (default: a close is a drop; a dialer reconnects, a listener waits for the next connection)");
   // Keys (dl-security(7)): TLS 1.3 below either protocol; both sides need matching keys.
   app.add_option("--psk", f.tls.psk_file, "TLS with a pre-shared key: FILE holds one line [IDENTITY ]KEY (hex or base64, 16-48 bytes), mode 0600; the same file on both sides")
@@ -79,6 +81,16 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
   auto ep = f.listen ? parse_listen_endpoint(f.endpoint) : parse_dial_endpoint(f.endpoint);
   if (!ep) return ep.error();
   o.endpoint = *ep;
+  if (!o.endpoint.is_stream()) {
+    return make_error(ErrorKind::usage, "endpoint " + f.endpoint,
+                      "links run over TCP or unix sockets; udp: is for dlping and the DTP tools");
+  }
+  if (!f.allow.empty()) {
+    if (!f.listen) return make_error(ErrorKind::usage, "--allow", "only for a listener (a dialer chooses its peer)");
+    auto allow = AllowList::parse(f.allow);
+    if (!allow) return allow.error();
+    o.allow = *allow;
+  }
   std::string proto = f.proto.empty() ? (f.listen ? "auto" : "native") : f.proto;
   auto p = parse_proto(proto);
   if (!p) return p.error();

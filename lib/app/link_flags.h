@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lib/app/dltools.h"
 #include "lib/base/units.h"
@@ -28,6 +29,7 @@ struct LinkFlags {
   std::string reconnect = "60s";  // inf: forever
   std::string max_message = "16M";
   bool drop_negative_ts = false;
+  std::vector<std::string> allow;  // --allow ADDR[/LEN], listeners only
   bool close_ends = false;
   std::string port_file;
   bool verbose = false, quiet = false, progress = false;

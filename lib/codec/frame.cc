@@ -216,8 +216,19 @@ Error decode_error_payload(std::span<const std::uint8_t> payload, std::string_vi
     e.final = true;
     return e;
   }
+  if (id == "version" && text.find("upgrade") == std::string::npos) {
+    text += "; upgrade the side with the older version";  // a version-1 peer's words
+  }
   // Our own words for what the peer refused, never the peer's nested message chain.
-  Error e = protocol_error(id.empty() ? "peer-error" : id, std::string(context), text, retryable);
+  if (retryable) {
+    // A temporary refusal (a busy listener, a damaged handshake): like a refused connection,
+    // it is retried within --wait/--reconnect and is not the peer breaking the protocol.
+    Error e = make_error(ErrorKind::connect, std::string(context),
+                         "refused [" + (id.empty() ? std::string("peer-error") : id) + "]: " + text);
+    e.id = id;
+    return e;
+  }
+  Error e = protocol_error(id.empty() ? "peer-error" : id, std::string(context), text, false);
   if (id == "session-lost") e.kind = ErrorKind::disconnected;
   return e;
 }

@@ -19,7 +19,7 @@ namespace dl {
 namespace {
 
 constexpr std::size_t kMinUsefulReserve = 64 * 1024;
-constexpr std::size_t kInitialRx = 4u << 20;
+constexpr std::size_t kInitialRx = 8u << 20;  // the credit (minus slack): as much in flight as the default --window
 constexpr std::size_t kRxSlack = 64 * 1024;  // ring room beyond the credit: control frames
 constexpr int kMaxProtocolFailureStreak = 8;
 constexpr std::size_t kReadSlice = 256 * 1024;
@@ -217,6 +217,15 @@ void Link::on_accept(short) {
       return;
     }
     if (!fd->valid()) break;
+    if (!opt_.allow.allows(peer)) {
+      // Refused before a byte is read, with a reset: the peer learns nothing but "no".
+      linger reset{1, 0};
+      ::setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      Error e = make_error(ErrorKind::auth, "connection from " + peer.to_string(),
+                           "not allowed (--allow " + opt_.allow.to_string() + ")");
+      if (obs_) obs_->on_event(LinkEvent::rejected, peer.to_string(), &e);
+      continue;
+    }
     auto c = std::make_unique<Conn>();
     c->fd = std::move(*fd);
     c->peer = peer;
@@ -230,10 +239,10 @@ void Link::on_accept(short) {
 
 void Link::accepted(std::unique_ptr<Conn> c) {
   c->opened = Clock::now();  // the protocol's handshake time starts now (after TLS)
-  if (opt_.proto == Proto::classic && !native_session_in_progress() &&
-      !(ever_connected_ && active_ && !completed_)) {
+  if (opt_.proto == Proto::classic) {
     // A seed peer may never speak first (it sends nothing until it has data): with
-    // --proto classic there is nothing to detect.
+    // --proto classic there is nothing to detect. Classic has no session ids, so, as with the
+    // seed's server, a newer connection is the peer come back and replaces the old one.
     promote(std::move(c), Proto::classic, nullptr);
     return;
   }
@@ -458,16 +467,8 @@ void Link::reject_candidate(Conn* c, const Error& why, bool tell) {
 }
 
 void Link::handle_candidate_input(Conn* c) {
-  std::uint8_t buf[4096];
-  // A native dialer sends one HELLO and waits for ours: read no further than that, so nothing
-  // after it is lost. A classic candidate is read up to one frame header.
-  std::size_t have = c->early.size();
-  std::size_t want;
-  if (have == 0) want = 1;
-  else if (c->early[0] == frame::kMarker) want = frame::kHeaderSize + frame::kHelloSize - have;
-  else want = classic::kHeaderSize - have;
-  if (want == 0 || want > sizeof buf) want = 1;
-  ssize_t n = conn_recv(c, buf, want);
+  std::uint8_t buf[frame::kHeaderSize + frame::kHelloSize];
+  ssize_t n = conn_recv(c, buf, std::min(sizeof buf, newcomer_read_limit(c->early)));
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     // Closed before completing a handshake: a port probe or a stranger, nothing to report.
@@ -479,69 +480,35 @@ void Link::handle_candidate_input(Conn* c) {
   c->early.insert(c->early.end(), buf, buf + n);
   c->last_rx = Clock::now();
   std::string ctx = "from " + c->peer.to_string();
-  std::uint8_t first = c->early[0];
-  if (first == 0x16 && !c->tls) {
+  if (c->early[0] == 0x16 && !c->tls) {
     // A TLS ClientHello: a dialer with keys, and we have none. Take in the rest of the hello
     // (so our close is not a reset that swallows the answer) and tell it in our own terms.
-    [[maybe_unused]] auto drained = ::recv(c->fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+    std::uint8_t sink[4096];
+    [[maybe_unused]] auto drained = ::recv(c->fd.get(), sink, sizeof sink, MSG_DONTWAIT);
     Error e = make_error(ErrorKind::auth, ctx, "a TLS handshake, but this listener has no keys (see dl-security(7))");
     e.id = "no-keys";
     e.final = true;
     reject_candidate(c, e, true);
     return;
   }
-  if (first == classic::kStartByte && opt_.proto != Proto::native) {
-    // Classic by its first byte; adopted only once a whole valid frame header has arrived, so
-    // a stranger trickling spaces or sending garbage after them is refused.
-    if (c->early.size() < classic::kHeaderSize) return;
-    auto d = classic::decode(c->early, opt_.max_message);
-    if (d.status == classic::DecodeStatus::garbage || d.status == classic::DecodeStatus::too_large) {
-      reject_candidate(c, protocol_error(std::string("classic-") + d.reason, ctx,
-                                         "not a classic frame header"),
-                       false);
+  Detection d = detect_newcomer(c->early, opt_.proto, opt_.max_message, ctx);
+  switch (d.kind) {
+    case Detection::need_more:
       return;
-    }
-    if (native_session_in_progress() || (ever_connected_ && active_ && !completed_)) {
-      reject_candidate(c, protocol_error("session-busy", ctx, "a session is in progress here"), false);
+    case Detection::refuse:
+      reject_candidate(c, d.why, d.tell);
       return;
-    }
-    auto taken = take_candidate(c);
-    promote(std::move(taken), Proto::classic, nullptr);
-    return;
+    case Detection::classic:
+      if (native_session_in_progress()) {
+        reject_candidate(c, protocol_error("session-busy", ctx, "a native session is in progress here"), false);
+        return;
+      }
+      promote(take_candidate(c), Proto::classic, nullptr);
+      return;
+    case Detection::native:
+      break;
   }
-  if (first != frame::kMarker || opt_.proto == Proto::classic) {
-    reject_candidate(c, protocol_error("bad-marker", ctx,
-                                       opt_.proto == Proto::classic
-                                           ? "not a classic frame (this side speaks --proto classic)"
-                                           : "neither a native handshake (0xD7) nor a classic frame (0x20)"),
-                     first == frame::kMarker);
-    return;
-  }
-  auto d = frame::decode(c->early, opt_.max_message);
-  if (d.status == frame::Status::bad) {
-    // A corrupted handshake: refuse this connection alone; the dialer retries.
-    Error e = frame::decode_error(d, opt_.max_message, ctx);
-    reject_candidate(c, e, true);
-    return;
-  }
-  if (d.status == frame::Status::need_more) {
-    if (d.needed > frame::kHeaderSize + frame::kHelloSize) {
-      reject_candidate(c, protocol_error("bad-hello", ctx, "first frame is not a handshake"), true);
-    }
-    return;
-  }
-  if (d.header.type != frame::Type::hello) {
-    reject_candidate(c, protocol_error("bad-hello", ctx, "first frame is not a handshake"), true);
-    return;
-  }
-  auto hello = frame::decode_hello(
-      std::span<const std::uint8_t>(c->early).subspan(frame::kHeaderSize, d.header.length));
-  if (!hello) {
-    Error e = hello.error();
-    e.context = ctx;
-    reject_candidate(c, e, true);
-    return;
-  }
+  const frame::Hello* hello = &d.hello;
   if (ever_connected_ && wire_proto_ == Proto::classic && !completed_) {
     reject_candidate(c, protocol_error("session-busy", ctx, "a classic session is in progress there"), true);
     return;
@@ -557,8 +524,7 @@ void Link::handle_candidate_input(Conn* c) {
     return;
   }
   if (v.action == Session::Admit::adopt && session_.known()) reset_session();
-  auto taken = take_candidate(c);
-  promote(std::move(taken), Proto::native, &*hello);
+  promote(take_candidate(c), Proto::native, hello);
 }
 
 void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello) {
@@ -834,7 +800,22 @@ void Link::abandon(std::string_view reason, int flush_ms) {
       pollfd p{c->fd.get(), POLLOUT, 0};
       if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
     }
-    if (active_.get() == c && c->fd.valid()) conn_shutdown(c);
+    if (active_.get() == c && c->fd.valid()) {
+      conn_shutdown(c);
+      // Closing with unread bytes (the peer's acks) would reset the connection, and a reset
+      // can destroy the notice before the peer reads it: read until the peer closes too, or
+      // the same bounded time runs out.
+      std::uint8_t sink[16384];
+      while (true) {
+        ssize_t n = ::recv(c->fd.get(), sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+        if (n > 0) continue;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) break;
+        pollfd p{c->fd.get(), POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
+      }
+    }
   }
   close();
 }
@@ -1256,7 +1237,14 @@ bool Link::write_some(Conn* c) {
     ssize_t n = conn_send(c, iov, n_iov);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) return false;
-      connection_lost(io_failure(c, "send to", errno));
+      int err = errno;
+      if (err == ECONNRESET || err == EPIPE) {
+        // The peer may have said why before it went (an ERROR frame still unread here):
+        // read that first, it is the better reason.
+        read_some(c);
+        if (c != active_.get() || closed_) return false;
+      }
+      connection_lost(io_failure(c, "send to", err));
       return false;
     }
     std::size_t left = static_cast<std::size_t>(n);
@@ -1603,7 +1591,7 @@ bool Link::peek(Message& out, std::size_t index) {
   while (!rx_queue_.empty() && rx_queue_.front().end) {
     RxMessage m = rx_queue_.front();
     rx_queue_.pop_front();
-    if (m.seq) session_.delivered(m.seq);
+    if (m.seq) session_.peer_end_delivered(m.seq);
     peer_finished_ = true;
     rx_.release_to(rx_queue_.empty() ? parse_off_ : rx_queue_.front().frame_start);
   }
@@ -1646,10 +1634,9 @@ std::size_t Link::available() const {
 
 void Link::check_completion() {
   if (completed_) return;
-  bool sent_all = finished();
-  bool got_all = peer_finished_ && session_.all_delivered_acked();
-  if (wire_proto_ == Proto::classic) got_all = !opt_.await_peer_end || peer_finished_;
-  if (!(sent_all && got_all)) return;
+  bool done = wire_proto_ == Proto::classic ? finished() && (!opt_.await_peer_end || peer_finished_)
+                                             : end_requested_ && session_.complete();
+  if (!done) return;
   if (wire_proto_ == Proto::native && !ready()) return;  // the last ack must reach the peer
   if (wire_proto_ == Proto::classic && !ever_connected_) return;
   completed_ = true;

@@ -28,11 +28,13 @@
 #include <string>
 
 #include "lib/base/backoff.h"
+#include "lib/net/allow_list.h"
 #include "lib/net/endpoint.h"
 #include "lib/codec/frame.h"
 #include "lib/base/error.h"
 #include "lib/net/net.h"
 #include "lib/net/reactor.h"
+#include "lib/link/detect.h"
 #include "lib/net/tls.h"
 #include "lib/link/ring_buffer.h"
 #include "lib/link/session.h"
@@ -40,7 +42,6 @@
 
 namespace dl {
 
-enum class Proto { native, classic, automatic };
 // "native", "classic", "auto"; errors: usage.
 Result<Proto> parse_proto(std::string_view text);
 
@@ -63,6 +64,7 @@ struct LinkOptions {
   bool await_peer_end = true;            // classic: completion waits for the peer's end
   bool close_ends = false;               // classic: an orderly close at a frame boundary is the
                                          // end of the stream (default: a drop, like any other)
+  AllowList allow;                       // listen: peers outside it are reset before a byte is read
   int handshake_ms = 5000;               // a newcomer must complete its handshake within this
   int linger_ms = 2000;                  // after completion, wait this long for the peer's close
   BackoffPolicy backoff;

@@ -106,6 +106,14 @@ class Session {
   Rx on_frame(std::uint64_t seq);
   std::uint64_t recv_next() const { return recv_next_; }
   void delivered(std::uint64_t seq) { if (seq > delivered_) delivered_ = seq; }
+  // The peer's END (seq) reached the application: its direction is over once we ack it.
+  void peer_end_delivered(std::uint64_t seq) {
+    delivered(seq);
+    peer_ended_ = true;
+  }
+  bool peer_ended() const { return peer_ended_; }
+  // Both directions ended: our END acknowledged, the peer's END delivered and acknowledged.
+  bool complete() const { return end_acked() && peer_ended_ && all_delivered_acked(); }
   std::uint64_t delivered_seq() const { return delivered_; }
   // An ACK is due: something was delivered since the last one we sent.
   bool ack_due() const { return delivered_ > acked_sent_; }
@@ -136,6 +144,7 @@ class Session {
   std::uint32_t peer_max_message_ = 0, peer_timeout_ms_ = 0;
 
   std::uint64_t recv_next_ = 1, delivered_ = 0, acked_sent_ = 0;
+  bool peer_ended_ = false;
 };
 
 }  // namespace dl

@@ -248,3 +248,28 @@ TEST_CASE("a dialer that never got the listener's first answer may say its first
   l.confirm();
   CHECK(l.admit(first, false).action == Session::Admit::refuse);  // now it is a replay
 }
+
+TEST_CASE("end of stream per direction: complete once both ENDs are through") {
+  Session d(dialer_cfg()), l(listener_cfg());
+  handshake(d, l);
+  d.record(100, 68, false);
+  d.record(132, 0, true);  // the dialer's END (seq 2)
+  l.record(32, 0, true);   // the listener sends nothing: its END at once (seq 1)
+  CHECK(l.on_frame(1) == Session::Rx::accept);
+  CHECK(l.on_frame(2) == Session::Rx::accept);
+  l.delivered(1);
+  l.peer_end_delivered(2);
+  CHECK(l.peer_ended());
+  CHECK(!l.complete());  // its own END is not acknowledged, nor the peer's acked yet
+  CHECK(d.on_frame(1) == Session::Rx::accept);
+  d.peer_end_delivered(1);
+  REQUIRE(l.on_ack(1));
+  REQUIRE(d.on_ack(2));
+  CHECK(d.end_acked());
+  CHECK(!d.complete());  // the ACK for the listener's END is not sent yet
+  d.ack_sent();
+  CHECK(d.complete());
+  CHECK(!l.complete());
+  l.ack_sent();
+  CHECK(l.complete());
+}
