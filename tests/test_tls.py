@@ -317,13 +317,15 @@ class TlsTest(dltest.DlTestCase):
                 self.assertOneLineError(p, "dlsend", needle)
 
     # -- faults inside the TLS stream
-    def _through_relay(self, keys, size, faults, direction="up", send_extra=()):
+    def _through_relay(self, keys, size, faults, direction="up", send_extra=(), arm_first_early=False):
         src = self.path("in")
         dltest.make_random_file(src, size)
         out = self.path("out")
         recv, port = self.listen("dlrecv", *keys, "-v", stdout=out)
         relay = FaultRelay(("127.0.0.1", port))
         self.addCleanup(relay.close)
+        if arm_first_early:  # inside the very first handshake: armed before the dialer starts
+            (relay.cut_after if faults[0][0] == "cut" else relay.corrupt_after)(faults[0][1], direction)
         send = self.dlsend("127.0.0.1:%d" % relay.port, "-f", src, *keys, "-v", *send_extra)
         procs = (send, recv)
 
@@ -335,11 +337,14 @@ class TlsTest(dltest.DlTestCase):
         for i, (kind, point) in enumerate(faults):
             wait(lambda r, n=i + 1: r.connections >= n, "connection #%d" % (i + 1))
             done = sum(1 for k, _ in faults[:i + 1] if k == kind)
+            early = arm_first_early and i == 0
             if kind == "cut":
-                relay.cut_after(point - prev, direction)
+                if not early:
+                    relay.cut_after(point - prev, direction)
                 wait(lambda r, n=done: r.cuts >= n, "cut #%d" % done)
             else:
-                relay.corrupt_after(point - prev, direction)
+                if not early:
+                    relay.corrupt_after(point - prev, direction)
                 wait(lambda r, n=done: r.corruptions >= n, "flip #%d" % done)
             wait(lambda r, n=i + 2: r.connections >= n, "reconnect #%d" % (i + 1))
             prev = point
@@ -373,9 +378,10 @@ class TlsTest(dltest.DlTestCase):
     def test_bit_flips_towards_the_dialer(self):
         # Flips in what the listener sends, the first inside its first handshake (the dialer
         # may retry its first connection: -w), the second in a HELLO answer or an ack.
-        faults = [("flip", 400), ("flip", 1500)]
-        send, recv, relay = self._through_relay(PKI.certs("client"), 8 * MiB, faults, direction="down",
-                                                send_extra=("-w", "20s", "--chunk", "16K"))
+        faults = [("flip", 400), ("flip", 700)]
+        send, recv, relay = self._through_relay(PKI.certs("client"), 32 * MiB, faults, direction="down",
+                                                send_extra=("-w", "20s", "--chunk", "16K"),
+                                                arm_first_early=True)
         self.assertEqual(relay.corruptions, 2)
 
 
