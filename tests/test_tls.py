@@ -162,6 +162,22 @@ class TlsTest(dltest.DlTestCase):
         self.assertExitCodes(60, (send, 0), (recv, 0))
         self.assertSameFile(src, out)
 
+    def test_bridge_with_keys_on_both_sides(self):
+        # dlsend -> dlbridge -> dlrecv, TLS on both hops: everyone ends 0, byte-exact (the
+        # bridge waits for the slower hop to complete after the faster one closed).
+        for _ in range(3):
+            out = self.path("out")
+            recv, port = self.listen("dlrecv", *PKI.psk(), "--reconnect", "5s", stdout=out)
+            pf = self.path("bridge-port")
+            if os.path.exists(pf):
+                os.unlink(pf)
+            bridge = self.P.start([dltest.tool_path("dlbridge"), *PKI.psk(), "--port-file-a", pf,
+                                   "listen:0", "127.0.0.1:%d" % port], name="dlbridge")
+            bport = dltest.wait_port_file(pf, bridge)
+            send, src = self._send(bport, *PKI.psk(), size=1 * MiB)
+            self.assertExitCodes(60, (send, 0), (bridge, 0), (recv, 0))
+            self.assertSameFile(src, out)
+
     def test_bridge_carries_a_plain_classic_peer_over_tls(self):
         # dlsend (classic, no keys) -> dlbridge side a (plain) | side b (TLS) -> dlrecv (keys)
         out = self.path("out")
