@@ -19,13 +19,13 @@
 
 #include "lib/base/atomic_file.h"
 #include "lib/base/random.h"
+#include "lib/net/tls_keys.h"
 
 namespace dl {
 namespace {
 
 constexpr std::size_t kRecordPlain = 16 * 1024;   // TLS's largest record payload
 constexpr std::size_t kReadBuffer = 128 * 1024;   // read-ahead: many records per recv()
-constexpr std::size_t kMinPsk = 16, kMaxPsk = 48;  // 48: OpenSSL's limit for a session key
 constexpr std::size_t kFileLimit = 1u << 20;
 // TLS_AES_128_GCM_SHA256 first: fastest with AES-NI and plenty strong; an external PSK is
 // bound to one hash, and this is its suite.
@@ -33,68 +33,11 @@ constexpr const char* kSuites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:T
 const unsigned char kPskSuite[2] = {0x13, 0x01};
 const unsigned char kSessionContext[] = "datalink";
 
-std::string hex(std::span<const std::uint8_t> b) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  for (auto c : b) {
-    s += d[c >> 4];
-    s += d[c & 15];
-  }
-  return s;
-}
-
-std::optional<std::vector<std::uint8_t>> from_hex(std::string_view s) {
-  if (s.size() % 2 != 0) return std::nullopt;
-  auto v = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::vector<std::uint8_t> out;
-  for (std::size_t i = 0; i < s.size(); i += 2) {
-    int a = v(s[i]), b = v(s[i + 1]);
-    if (a < 0 || b < 0) return std::nullopt;
-    out.push_back(static_cast<std::uint8_t>(a * 16 + b));
-  }
-  return out;
-}
-
 std::string to_base64(std::span<const std::uint8_t> b) {
   std::string out(4 * ((b.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), b.data(), static_cast<int>(b.size()));
   out.resize(static_cast<std::size_t>(n));
   return out;
-}
-
-// Standard or URL-safe alphabet, padding optional.
-std::optional<std::vector<std::uint8_t>> from_base64(std::string_view s) {
-  while (!s.empty() && s.back() == '=') s.remove_suffix(1);
-  std::vector<std::uint8_t> out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : s) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+' || c == '-') v = 62;
-    else if (c == '/' || c == '_') v = 63;
-    else return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<std::uint8_t>(acc >> bits));
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a dangling character
-  return out;
-}
-
-std::optional<std::vector<std::uint8_t>> hex_or_base64(std::string_view s) {
-  if (auto h = from_hex(s)) return h;
-  return from_base64(s);
 }
 
 std::vector<std::uint8_t> spki_sha256(X509* cert) {
@@ -179,70 +122,6 @@ Result<std::string> read_credential(const std::string& path, const char* flag, b
     return e;
   }
   return text;
-}
-
-struct PskFile {
-  std::string identity;
-  std::vector<std::uint8_t> key;
-};
-
-Result<PskFile> parse_psk(const std::string& text, const std::string& path) {
-  std::string ctx = "--psk " + path;
-  std::size_t pos = 0;
-  std::optional<PskFile> found;
-  while (pos <= text.size()) {
-    std::size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(pos, end - pos);
-    pos = end + 1;
-    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
-    std::size_t first = line.find_first_not_of(" \t");
-    if (first == std::string::npos || line[first] == '#') continue;
-    line.erase(0, first);
-    if (found) return auth_error(ctx, "more than one key line (one line: [IDENTITY ]KEY)");
-    PskFile f;
-    f.identity = kDefaultPskIdentity;
-    std::string key = line;
-    std::size_t sp = line.find_first_of(" \t");
-    if (sp != std::string::npos) {
-      f.identity = line.substr(0, sp);
-      key = line.substr(line.find_first_not_of(" \t", sp));
-      if (key.find_first_of(" \t") != std::string::npos) {
-        return auth_error(ctx, "expected one line: [IDENTITY ]KEY, with no spaces in either");
-      }
-      for (char c : f.identity) {
-        if (c < 0x21 || c > 0x7e) return auth_error(ctx, "the identity must be printable ASCII");
-      }
-      if (f.identity.size() > 128) return auth_error(ctx, "the identity is longer than 128 characters");
-    }
-    auto bytes = hex_or_base64(key);
-    if (!bytes) return auth_error(ctx, "the key is neither hex nor base64");
-    if (bytes->size() < kMinPsk || bytes->size() > kMaxPsk) {
-      return auth_error(ctx, "the key has " + std::to_string(bytes->size()) +
-                                 " bytes; it must have 16 to 48 (32 recommended: --gen-psk)");
-    }
-    f.key = std::move(*bytes);
-    found = std::move(f);
-    if (end == text.size()) break;
-  }
-  if (!found) return auth_error(ctx, "no key in the file (one line: [IDENTITY ]KEY)");
-  return std::move(*found);
-}
-
-Result<std::vector<std::uint8_t>> parse_pin(std::string text) {
-  std::string ctx = "--pin " + text;
-  for (const char* prefix : {"sha256:", "sha256//", "SHA256:"}) {
-    if (text.rfind(prefix, 0) == 0) text.erase(0, std::strlen(prefix));
-  }
-  std::string compact;
-  for (char c : text) {
-    if (c != ':') compact += c;
-  }
-  auto bytes = hex_or_base64(compact);
-  if (!bytes || bytes->size() != 32) {
-    return usage_error(ctx, "expected the SHA-256 of the peer's public key, as 64 hex digits or base64 (see dl-security(7))");
-  }
-  return std::move(*bytes);
 }
 
 TlsSession* session_of(SSL* ssl) { return static_cast<TlsSession*>(SSL_get_app_data(ssl)); }
@@ -423,7 +302,7 @@ Status generate_psk_file(const std::string& path) {
   std::uint8_t key[32];
   secure_random(key);
   std::string text = "# datalink pre-shared key (dl-security(7)); keep it secret, the same file on both sides\n";
-  text += std::string(kDefaultPskIdentity) + " " + hex(key) + "\n";
+  text += std::string(kDefaultPskIdentity) + " " + to_hex(key) + "\n";
   OPENSSL_cleanse(key, sizeof key);
   auto st2 = write_file_atomically(path, text, "--gen-psk", true, 0600);
   OPENSSL_cleanse(text.data(), text.size());
@@ -471,7 +350,7 @@ Status TlsConfig::check(const TlsFlags& f, TlsRole role) {
     }
   }
   if (!f.pin.empty()) {
-    if (auto pin = parse_pin(f.pin); !pin) return pin.error();
+    if (auto pin = parse_pin_text(f.pin); !pin) return pin.error();
   }
   return ok_status();
 }
@@ -489,7 +368,7 @@ Result<std::shared_ptr<TlsConfig>> TlsConfig::load(const TlsFlags& given, TlsRol
   std::shared_ptr<TlsConfig> cfg(new TlsConfig());
   cfg->role_ = role;
   if (!f.pin.empty()) {
-    auto pin = parse_pin(f.pin);
+    auto pin = parse_pin_text(f.pin);
     if (!pin) return pin.error();
     cfg->pin_ = std::move(*pin);
   }
@@ -523,7 +402,7 @@ Status TlsConfig::build(const TlsFlags& f) {
   if (!f.psk_file.empty()) {
     auto text = read_credential(f.psk_file, "--psk", true);
     if (!text) return text.error();
-    auto psk = parse_psk(*text, f.psk_file);
+    auto psk = parse_psk_text(*text, f.psk_file);
     OPENSSL_cleanse(text->data(), text->size());
     if (!psk) return psk.error();
     psk_key_ = std::move(psk->key);

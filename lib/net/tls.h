@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "lib/base/error.h"
+#include "lib/net/tls_keys.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
@@ -57,7 +58,6 @@ enum class TlsRole { dialer, listener };
 // '#' are ignored. Both sides need the same file. generate_psk_file() writes a new 256-bit key
 // from the kernel's random source, mode 0600, and refuses to replace an existing file (--gen-psk
 // only calls it for a missing file). Blocks (disk I/O). Errors: usage (the file exists), io.
-inline constexpr const char* kDefaultPskIdentity = "datalink";
 Status generate_psk_file(const std::string& path);
 
 // "sha256:<base64>" of a certificate file's public key: what the peer passes to --pin.
