@@ -86,17 +86,6 @@ std::string openssl_reason() {
   return s;
 }
 
-Error auth_error(std::string context, std::string detail, std::string id = {}) {
-  Error e = make_error(ErrorKind::auth, std::move(context), std::move(detail));
-  e.id = std::move(id);
-  e.final = true;
-  return e;
-}
-
-Error usage_error(std::string context, std::string detail) {
-  return make_error(ErrorKind::usage, std::move(context), std::move(detail));
-}
-
 // A credential file: readable, and (for secrets) not open to group or others, as ssh insists.
 Result<std::string> read_credential(const std::string& path, const char* flag, bool secret) {
   std::string ctx = std::string(flag) + " " + path;

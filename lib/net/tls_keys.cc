@@ -9,17 +9,6 @@ namespace {
 
 constexpr std::size_t kMinPsk = 16, kMaxPsk = 48;  // 48: OpenSSL's limit for a session key
 
-Error auth_error(std::string context, std::string detail, std::string id = {}) {
-  Error e = make_error(ErrorKind::auth, std::move(context), std::move(detail));
-  e.id = std::move(id);
-  e.final = true;
-  return e;
-}
-
-Error usage_error(std::string context, std::string detail) {
-  return make_error(ErrorKind::usage, std::move(context), std::move(detail));
-}
-
 std::string hex_text(std::span<const std::uint8_t> b) {
   static const char* d = "0123456789abcdef";
   std::string s;
@@ -78,6 +67,17 @@ std::optional<std::vector<std::uint8_t>> hex_or_base64(std::string_view s) {
 }
 
 }  // namespace
+
+Error auth_error(std::string context, std::string detail, std::string id) {
+  Error e = make_error(ErrorKind::auth, std::move(context), std::move(detail));
+  e.id = std::move(id);
+  e.final = true;
+  return e;
+}
+
+Error usage_error(std::string context, std::string detail) {
+  return make_error(ErrorKind::usage, std::move(context), std::move(detail));
+}
 
 std::string to_hex(std::span<const std::uint8_t> bytes) { return hex_text(bytes); }
 

@@ -30,4 +30,8 @@ Result<std::vector<std::uint8_t>> parse_pin_text(std::string text);
 
 std::string to_hex(std::span<const std::uint8_t> bytes);
 
+// The errors of key handling: auth (final: the same keys will fail again) and usage.
+Error auth_error(std::string context, std::string detail, std::string id = {});
+Error usage_error(std::string context, std::string detail);
+
 }  // namespace dl
