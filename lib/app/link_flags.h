@@ -34,11 +34,12 @@ struct LinkFlags {
   std::string port_file;
   bool verbose = false, quiet = false, progress = false;
   bool lines = false, null = false, framed = false;
+  TlsFlags tls;                   // --psk, --gen-psk, --cert, --key, --ca, --pin (dl-security(7))
 };
 
 void add_link_flags(CLI::App& app, LinkFlags& f);
 // The parts of add_link_flags for tools with other endpoints or modes (dlbridge): timeouts,
-// keepalive, wait, reconnect, limits; and -v/-q/--progress with the exit-status footer.
+// keepalive, wait, reconnect, limits, keys; and -v/-q/--progress with the exit-status footer.
 void add_session_flags(CLI::App& app, LinkFlags& f);
 void add_output_flags(CLI::App& app, LinkFlags& f, bool with_progress = true);
 // Checks and converts; errors are ErrorKind::usage with the flag named.

@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,6 +46,7 @@ class Reporter : public LinkObserver {
 
  private:
   void tick();
+  bool rejection_line_allowed(ErrorKind why);
   std::string prefix() const;
   ToolContext& ctx_;
   Verbosity v_;
@@ -56,6 +58,13 @@ class Reporter : public LinkObserver {
   bool progress_on_ = false;
   bool seen_peer_ = false;
   Timer progress_timer_;
+  Timer reject_timer_;  // says how many refusals were not shown, a second after the last one
+  struct RejectBucket {
+    double tokens = 10;
+    Clock::time_point refilled = Clock::now();
+  };
+  std::map<ErrorKind, RejectBucket> reject_buckets_;  // one per kind of reason
+  std::uint64_t rejects_hidden_ = 0;
 };
 
 }  // namespace dl

@@ -17,9 +17,9 @@ std::string name_of(const std::string& path, std::string_view what) {
 }  // namespace
 
 Status write_file_atomically(const std::string& path, std::span<const std::uint8_t> bytes,
-                             std::string_view what, bool durable) {
+                             std::string_view what, bool durable, unsigned mode) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd.valid()) return errno_error(ErrorKind::io, name_of(path, what), errno);
   std::size_t done = 0;
   while (done < bytes.size()) {

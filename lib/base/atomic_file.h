@@ -12,13 +12,16 @@
 
 namespace dl {
 
-// Errors: io, with the path (and `what`, e.g. "--session") as context.
+// Errors: io, with the path (and `what`, e.g. "--session") as context. `mode`: the new file's
+// permission bits (before the umask); 0600 for secrets, which are never readable by others,
+// not even for a moment.
 Status write_file_atomically(const std::string& path, std::span<const std::uint8_t> bytes,
-                             std::string_view what = {}, bool durable = true);
+                             std::string_view what = {}, bool durable = true, unsigned mode = 0644);
 inline Status write_file_atomically(const std::string& path, std::string_view text,
-                                    std::string_view what = {}, bool durable = true) {
+                                    std::string_view what = {}, bool durable = true,
+                                    unsigned mode = 0644) {
   return write_file_atomically(
-      path, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, what, durable);
+      path, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, what, durable, mode);
 }
 
 // Reads a whole (small) file, refusing anything larger than `limit`. Errors: io, too_large.

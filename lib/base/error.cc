@@ -56,12 +56,13 @@ bool is_retryable(const Error& e) {
       return true;
     case ErrorKind::protocol:  // corruption heals with a new connection and a resume
       return true;
+    case ErrorKind::auth:  // final unless the peer authenticated before: then a mangled
+      return true;         // handshake is likelier than changed keys (the link decides)
     case ErrorKind::resolve:  // DNS may come back, but tools fail fast on it (like curl)
     case ErrorKind::usage:
     case ErrorKind::too_large:
     case ErrorKind::io:
     case ErrorKind::incomplete:
-    case ErrorKind::auth:
     case ErrorKind::cancelled:
       return false;
   }

@@ -48,6 +48,7 @@ Error protocol_error(std::string id, std::string context, std::string detail, bo
 // The one place that decides whether a link should drop the connection and try again
 // (true) or give up on the whole session (false): by kind (a dropped connection or corruption
 // heals with a new connection; usage, local I/O and limits do not), unless the error is final.
+// Authentication failures are made final, except where the link lowers that (see link.cc).
 bool is_retryable(const Error& e);
 
 // The family's exit-code table, for every tool (also in README and every man page, EXIT STATUS):

@@ -77,8 +77,12 @@ class MessageBridge {
     if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
     pump();
     while (!interrupted_) {
-      if (link_[0]->closed() || link_[1]->closed()) break;
       if (link_[0]->completed() && link_[1]->completed()) break;
+      // A side that closed after completing (its peer hung up after the last ack) is done, not
+      // gone: the other side still has to deliver and complete.
+      bool gone = false;
+      for (auto& l : link_) gone = gone || (l->closed() && !l->completed());
+      if (gone) break;
       reactor_.run_once();
     }
     return conclude();

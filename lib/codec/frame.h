@@ -48,6 +48,13 @@ struct Header {
 void encode(std::uint8_t* out, Type type, std::uint64_t seq, double timestamp,
             std::span<const std::uint8_t> payload, std::uint16_t flags = 0);
 
+// Inside TLS (dl-protocol(7), TLS (KEYS)) the record's authentication tag already protects every
+// byte, so DATA frames carry checksum 0 and their checksum is not checked: a link with keys
+// passes `Integrity::tls` to both calls below. Every other frame type keeps its checksum.
+enum class Integrity { checksum, tls };
+void encode_data(std::uint8_t* out, std::uint64_t seq, double timestamp,
+                 std::span<const std::uint8_t> payload, Integrity integrity);
+
 enum class Status { frame, need_more, bad };
 struct Decoded {
   Status status = Status::need_more;
@@ -60,7 +67,8 @@ struct Decoded {
 
 // Decodes the frame at the start of `buf`. Checks the header as soon as it is complete (so an
 // absurd length is refused before anyone waits for it), then the checksum over the whole frame.
-Decoded decode(std::span<const std::uint8_t> buf, std::uint32_t max_payload);
+Decoded decode(std::span<const std::uint8_t> buf, std::uint32_t max_payload,
+               Integrity integrity = Integrity::checksum);
 
 // A one-line description of a bad decode for error messages.
 Error decode_error(const Decoded& d, std::uint32_t max_payload, std::string_view context);

@@ -262,3 +262,26 @@ TEST_CASE("golden native frames pin the version 2 wire format") {
     CHECK(h[37] == 2);  // version 2
   }
 }
+
+TEST_CASE("inside TLS, DATA frames carry no checksum and only DATA frames skip the check") {
+  std::vector<std::uint8_t> f(kHeaderSize + 5);
+  const std::uint8_t payload[5] = {'h', 'e', 'l', 'l', 'o'};
+  std::memcpy(f.data() + kHeaderSize, payload, 5);
+  encode_data(f.data(), 7, 1.5, {f.data() + kHeaderSize, 5}, Integrity::tls);
+  CHECK(get_u64(f.data() + 24) == 0);
+  auto d = decode(f, 1024, Integrity::tls);
+  REQUIRE(d.status == frame::Status::frame);
+  CHECK(d.header.seq == 7);
+  CHECK(d.header.length == 5);
+  // A peer without TLS would refuse it: the two sides must agree, and with keys they always do.
+  CHECK(decode(f, 1024).status == frame::Status::bad);
+  // With the checksum, both decoders accept the same frame.
+  encode_data(f.data(), 7, 1.5, {f.data() + kHeaderSize, 5}, Integrity::checksum);
+  CHECK(decode(f, 1024).status == frame::Status::frame);
+  CHECK(decode(f, 1024, Integrity::tls).status == frame::Status::frame);
+  // Other frame types keep their checksum inside TLS too.
+  std::vector<std::uint8_t> k(kHeaderSize);
+  encode(k.data(), Type::keepalive, 0, 2.0, {});
+  k[24] ^= 1;
+  CHECK(decode(k, 1024, Integrity::tls).status == frame::Status::bad);
+}

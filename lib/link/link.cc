@@ -26,6 +26,7 @@ constexpr std::size_t kReadSlice = 256 * 1024;
 constexpr std::size_t kMaxCandidates = 64;    // connections still in their handshake
 constexpr int kClassicKeepaliveMs = 30;       // the seed's examples time out after 100 ms
 constexpr std::size_t kMaxPendingControl = 4096;  // unsent control bytes before ACKs wait
+constexpr std::size_t kMaxTlsHandshakes = 64;  // strangers in their TLS handshake at once
 
 std::string seconds_text(double s) {
   char buf[32];
@@ -66,6 +67,10 @@ struct Link::Conn {
   std::uint64_t send_off = 0;       // tx ring offset written to this connection
   bool shut_wr = false;
   bool rx_paused = false;
+  std::unique_ptr<TlsSession> tls;  // with keys: every byte goes through it (declared after
+                                    // fd, so it goes first: it never outlives its socket)
+  std::optional<Error> io_error;    // why the last conn_recv/conn_send failed (TLS)
+  bool heard = false;               // anything received on this connection yet
 };
 
 Link::Link(Reactor& reactor, LinkOptions options, LinkObserver* observer)
@@ -105,6 +110,11 @@ Status Link::start() {
   if (opt_.proto == Proto::automatic && !opt_.listen) {
     return make_error(ErrorKind::usage, "--proto auto",
                       "only a listener can detect its peer's protocol; a dialer needs native or classic");
+  }
+  if (opt_.tls.any()) {
+    auto cfg = TlsConfig::load(opt_.tls, opt_.listen ? TlsRole::listener : TlsRole::dialer);
+    if (!cfg) return cfg.error();
+    tls_ = std::move(*cfg);
   }
   auto tx = ByteRing::create(opt_.window);
   if (!tx) return tx.error();
@@ -164,6 +174,14 @@ void Link::on_dialed(Result<Connected> r) {
   c->fd = std::move(r->fd);
   c->peer = r->peer;
   c->dialer = true;
+  if (tls_) {
+    start_tls(std::move(c));
+    return;
+  }
+  connected(std::move(c));
+}
+
+void Link::connected(std::unique_ptr<Conn> c) {
   if (opt_.proto == Proto::classic) {
     promote(std::move(c), Proto::classic, nullptr);
     return;
@@ -194,6 +212,12 @@ void Link::on_accepted(Accepted a) {
   c->fd = std::move(a.fd);
   c->peer = a.peer;
   c->opened = c->last_rx = c->last_tx = Clock::now();
+  if (tls_) start_tls(std::move(c));
+  else accepted(std::move(c));
+}
+
+void Link::accepted(std::unique_ptr<Conn> c) {
+  c->opened = Clock::now();  // the protocol's handshake time starts now (after TLS)
   if (opt_.proto == Proto::classic) {
     // A seed peer may never speak first (it sends nothing until it has data): with
     // --proto classic there is nothing to detect. Classic has no session ids, so, as with the
@@ -213,11 +237,189 @@ void Link::on_accepted(Accepted a) {
   Conn* p = candidates_.back().get();
   p->watch = reactor_.watch(p->fd.get(), POLLIN, [this, p](short ev) { on_conn_io(p, ev); });
   reschedule();
+  // Bytes that came with the TLS handshake wait inside TLS, where poll() cannot see them.
+  if (p->tls && p->tls->has_buffered_input()) on_conn_io(p, POLLIN);
+}
+
+// ---------------------------------------------------------------- TLS (keys)
+
+void Link::start_tls(std::unique_ptr<Conn> c) {
+  if (tls_pending_.size() >= kMaxTlsHandshakes) {
+    // Strangers that never finish a handshake must not lock the real peer out: the oldest of
+    // them makes room.
+    Conn* oldest = tls_pending_.front().get();
+    tls_handshake_failed(oldest, make_error(ErrorKind::timeout, "TLS",
+                                            "dropped: too many connections in their handshake"));
+  }
+  std::string host = opt_.listen || opt_.endpoint.kind != Endpoint::Kind::tcp ? std::string() : opt_.endpoint.host;
+  c->tls = std::make_unique<TlsSession>(tls_, c->fd.get(), c->peer.to_string(), host);
+  c->opened = Clock::now();
+  tls_pending_.push_back(std::move(c));
+  Conn* p = tls_pending_.back().get();
+  p->watch = reactor_.watch(p->fd.get(), POLLIN | POLLOUT, [this, p](short) { on_tls_io(p); });
+  on_tls_io(p);
+}
+
+void Link::on_tls_io(Conn* c) {
+  auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [c](auto& p) { return p.get() == c; });
+  if (it == tls_pending_.end()) return;
+  TlsIo r = c->tls->handshake();
+  if (r == TlsIo::want_read || r == TlsIo::want_write) {
+    reactor_.set_events(c->watch, r == TlsIo::want_read ? POLLIN : POLLOUT);
+    return;
+  }
+  if (r != TlsIo::ok) {
+    tls_handshake_failed(c, c->tls->error());
+    return;
+  }
+  std::unique_ptr<Conn> done = std::move(*it);
+  tls_pending_.erase(it);
+  reactor_.unwatch(done->watch);
+  done->watch = 0;
+  if (done->dialer) {
+    connected(std::move(done));
+  } else {
+    accepted(std::move(done));
+  }
+  reschedule();
+}
+
+// A listener refuses the newcomer (reported, one line each: the tool rate-limits them); a
+// dialer treats it like a failed connect, and gives up at once when retrying cannot help.
+void Link::tls_handshake_failed(Conn* c, Error e) {
+  auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [c](auto& p) { return p.get() == c; });
+  if (it == tls_pending_.end()) return;
+  std::unique_ptr<Conn> doomed = std::move(*it);
+  tls_pending_.erase(it);
+  reactor_.unwatch(doomed->watch);
+  if (!doomed->dialer) {
+    if (e.id == "tls-not-tls") {
+      // A dialer without keys: answer with a TLS alert record (fatal, protocol_version), which
+      // our own plain dialers recognise and report as "the listener speaks TLS".
+      static const std::uint8_t kAlert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
+      [[maybe_unused]] auto n = ::send(doomed->fd.get(), kAlert, sizeof kAlert, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    e.context = "TLS";  // the report names the peer already
+    if (obs_) obs_->on_event(LinkEvent::rejected, doomed->peer.to_string(), &e);
+    reschedule();
+    return;
+  }
+  if (e.kind == ErrorKind::auth && tls_peer_known_) e.final = false;
+  last_error_ = e;
+  if (e.kind == ErrorKind::auth || e.kind == ErrorKind::protocol) {
+    stats_.protocol_errors++;
+    if (++protocol_failure_streak_ >= kMaxProtocolFailureStreak) e.final = true;
+  }
+  if (!is_retryable(e)) {
+    fail(e);
+    return;
+  }
+  if (connector_ && !connector_->active()) connector_->retry(e);  // backoff, same deadline
+  reschedule();
+}
+
+void Link::expire_tls_handshakes(Clock::time_point now) {
+  for (std::size_t i = 0; i < tls_pending_.size();) {
+    Conn* c = tls_pending_[i].get();
+    if (now < c->opened + std::chrono::milliseconds(opt_.handshake_ms)) {
+      ++i;
+      continue;
+    }
+    tls_handshake_failed(c, make_error(ErrorKind::timeout, "TLS handshake with " + c->peer.to_string(),
+                                       "not completed within " + std::to_string(opt_.handshake_ms) + " ms"));
+    if (closed_) return;
+  }
+}
+
+// Decrypted bytes held inside TLS raise no poll() event: read them before sleeping.
+void Link::drain_tls_input() {
+  Conn* a = active_.get();
+  if (!a || !a->tls || !a->established || a->rx_paused || !a->tls->has_buffered_input()) return;
+  read_some(a);
+  a = active_.get();
+  if (a && a->tls && !a->rx_paused && a->tls->has_buffered_input()) reactor_.wake();
+}
+
+Error Link::io_failure(Conn* c, const std::string& what, int err) {
+  if (err == EPROTO && c->io_error) {
+    Error e = *c->io_error;
+    if (e.kind == ErrorKind::auth && tls_peer_known_ && !opt_.listen) e.final = false;
+    return e;
+  }
+  return errno_error(ErrorKind::disconnected, what + " " + c->peer.to_string(), err);
+}
+
+ssize_t Link::conn_recv(Conn* c, void* buf, std::size_t n) {
+  if (!c->tls) return ::recv(c->fd.get(), buf, n, MSG_DONTWAIT);
+  TlsResult r = c->tls->read({static_cast<std::uint8_t*>(buf), n});
+  // The listener accepted us once it sent anything (TLS 1.3 sends a ticket after checking our
+  // certificate): from then on a failed handshake with it is likelier damage than a refusal.
+  if (c->dialer && !tls_peer_known_ && c->tls->peer_accepted()) tls_peer_known_ = true;
+  switch (r.status) {
+    case TlsIo::ok: return static_cast<ssize_t>(r.bytes);
+    case TlsIo::eof: return 0;
+    case TlsIo::want_read:
+    case TlsIo::want_write: errno = EAGAIN; return -1;
+    case TlsIo::failed: break;
+  }
+  c->io_error = c->tls->error();
+  errno = EPROTO;
+  return -1;
+}
+
+ssize_t Link::conn_send(Conn* c, const iovec* iov, int n_iov) {
+  if (!c->tls) {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<std::size_t>(n_iov);
+    return ::sendmsg(c->fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  TlsResult r = c->tls->writev({iov, static_cast<std::size_t>(n_iov)});
+  if (r.status == TlsIo::failed) {
+    c->io_error = c->tls->error();
+    errno = EPROTO;
+    return -1;
+  }
+  if (r.bytes == 0 && n_iov > 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return static_cast<ssize_t>(r.bytes);
+}
+
+// Pushes out a TLS record that is built but not yet sent. False: still pending (wait for
+// POLLOUT) or the connection failed (then it is gone).
+bool Link::conn_flush_tls(Conn* c) {
+  if (!c->tls || !c->tls->has_pending_output()) return true;
+  TlsResult r = c->tls->flush();
+  if (r.status == TlsIo::failed) {
+    c->io_error = c->tls->error();
+    connection_lost(io_failure(c, "send to", EPROTO));
+    return false;
+  }
+  return !c->tls->has_pending_output();
+}
+
+// Ends our sending direction: TLS close_notify first (so the peer can tell an end from a cut),
+// then the socket's own FIN.
+void Link::conn_shutdown(Conn* c) {
+  if (c->tls && c->tls->established()) c->tls->shutdown();
+  ::shutdown(c->fd.get(), SHUT_WR);
 }
 
 void Link::on_conn_io(Conn* c, short revents) {
   if (c != active_.get()) {
-    handle_candidate_input(c);
+    // A candidate is read in small steps; with TLS the rest of what arrived waits inside TLS,
+    // where poll() cannot see it.
+    for (int i = 0; i < 64; ++i) {
+      bool tls = c->tls != nullptr;
+      handle_candidate_input(c);
+      if (!tls || c == active_.get()) break;
+      bool still = false;
+      for (auto& k : candidates_) still = still || k.get() == c;
+      if (!still || !c->tls->has_buffered_input()) break;
+    }
+    if (c == active_.get() && c->tls && c->tls->has_buffered_input()) read_some(c);
     return;
   }
   if (revents & (POLLIN | POLLHUP | POLLERR)) read_some(c);
@@ -248,7 +450,7 @@ void Link::reject_candidate(Conn* c, const Error& why, bool tell) {
 
 void Link::handle_candidate_input(Conn* c) {
   std::uint8_t buf[frame::kHeaderSize + frame::kHelloSize];
-  ssize_t n = ::recv(c->fd.get(), buf, std::min(sizeof buf, newcomer_read_limit(c->early)), MSG_DONTWAIT);
+  ssize_t n = conn_recv(c, buf, std::min(sizeof buf, newcomer_read_limit(c->early)));
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     // Closed before completing a handshake: a port probe or a stranger, nothing to report.
@@ -260,6 +462,17 @@ void Link::handle_candidate_input(Conn* c) {
   c->early.insert(c->early.end(), buf, buf + n);
   c->last_rx = Clock::now();
   std::string ctx = "from " + c->peer.to_string();
+  if (c->early[0] == 0x16 && !c->tls) {
+    // A TLS ClientHello: a dialer with keys, and we have none. Take in the rest of the hello
+    // (so our close is not a reset that swallows the answer) and tell it in our own terms.
+    std::uint8_t sink[4096];
+    [[maybe_unused]] auto drained = ::recv(c->fd.get(), sink, sizeof sink, MSG_DONTWAIT);
+    Error e = make_error(ErrorKind::auth, ctx, "a TLS handshake, but this listener has no keys (see dl-security(7))");
+    e.id = "no-keys";
+    e.final = true;
+    reject_candidate(c, e, true);
+    return;
+  }
   Detection d = detect_newcomer(c->early, opt_.proto, opt_.max_message, ctx);
   switch (d.kind) {
     case Detection::need_more:
@@ -370,7 +583,9 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
   give_up_at_.reset();
   last_error_.reset();
   if (obs_) {
-    std::string detail = a->peer.to_string() + (proto == Proto::classic ? " (classic)" : " (native)");
+    std::string detail = a->peer.to_string() + (proto == Proto::classic ? " (classic" : " (native");
+    if (a->tls) detail += a->tls->resumed() ? ", TLS resumed" : ", TLS " + a->tls->peer_identity();
+    detail += ")";
     obs_->on_event(resumed ? LinkEvent::resumed : LinkEvent::connected, detail, nullptr);
     if (a != active_.get() || closed_) return;
   }
@@ -396,6 +611,7 @@ bool Link::native_session_in_progress() const {
 }
 
 bool Link::attempt_in_progress() const {
+  if (!opt_.listen && !tls_pending_.empty()) return true;  // a dialer's TLS handshake
   return (connector_ && connector_->active()) || (active_ && !active_->established);
 }
 
@@ -417,7 +633,7 @@ void Link::connection_lost(const Error& why) {
   rx_blocked_ = false;  // the partial frame that needed the room is gone
   last_error_ = why;
   if (closed_) return;
-  if (why.kind == ErrorKind::protocol) {
+  if (why.kind == ErrorKind::protocol || why.kind == ErrorKind::auth) {
     stats_.protocol_errors++;
     // A peer that breaks the protocol again and again with no progress in between is not a
     // flaky link: give up instead of reconnecting for ever.
@@ -530,6 +746,8 @@ void Link::close() {
   candidates_.clear();
   if (connector_) connector_->cancel();
   acceptor_.reset();  // the port is free again at once
+  for (auto& c : tls_pending_) reactor_.unwatch(c->watch);
+  tls_pending_.clear();
 }
 
 void Link::abandon(std::string_view reason, int flush_ms) {
@@ -549,7 +767,7 @@ void Link::abandon(std::string_view reason, int flush_ms) {
       if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
     }
     if (active_.get() == c && c->fd.valid()) {
-      ::shutdown(c->fd.get(), SHUT_WR);
+      conn_shutdown(c);
       // Closing with unread bytes (the peer's acks) would reset the connection, and a reset
       // can destroy the notice before the peer reads it: read until the peer closes too, or
       // the same bounded time runs out.
@@ -599,6 +817,7 @@ void Link::reschedule() {
   if (!attempt_in_progress() && !ready()) consider(give_up_at_);
   consider(linger_until_);
   for (auto& c : candidates_) consider(c->opened + std::chrono::milliseconds(opt_.handshake_ms));
+  for (auto& c : tls_pending_) consider(c->opened + std::chrono::milliseconds(opt_.handshake_ms));
   if (active_) {
     Conn* a = active_.get();
     if (!a->established) {
@@ -648,6 +867,8 @@ void Link::on_timer() {
     reject_candidate(c, make_error(ErrorKind::timeout, "connection from " + c->peer.to_string(), why), false);
     if (closed_) return;
   }
+  expire_tls_handshakes(now);
+  if (closed_) return;
   if (active_) {
     Conn* a = active_.get();
     if (!a->established) {
@@ -724,7 +945,7 @@ void Link::commit(std::size_t n, double timestamp) {
     session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
   } else {
     std::uint64_t seq = session_.next_seq();
-    frame::encode(start, frame::Type::data, seq, timestamp, {start + frame::kHeaderSize, n});
+    frame::encode_data(start, seq, timestamp, {start + frame::kHeaderSize, n}, integrity());
     total = frame::kHeaderSize + n;
     tx_.produce(total);
     session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
@@ -765,7 +986,7 @@ bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Err
     // Classic cannot carry an empty message (the seed drops it as a keepalive); native can.
     if (wire_proto_ == Proto::classic) return true;
     std::uint8_t* start = tx_.at(tx_.head());
-    frame::encode(start, frame::Type::data, session_.next_seq(), timestamp, {});
+    frame::encode_data(start, session_.next_seq(), timestamp, {}, integrity());
     tx_.produce(frame::kHeaderSize);
     session_.record(tx_.head(), 0, false);
     stats_.messages_sent++;
@@ -863,6 +1084,13 @@ void Link::send_error_and_close(Conn* c, const Error& e) {
   std::string text = e.detail.empty() ? e.message() : e.detail;
   std::string f = frame::encode_error_frame(e.id.empty() ? "refused" : e.id, text, is_retryable(e), unix_now());
   // Best effort: the connection is being refused, its peer may not read it.
+  if (c->tls) {
+    if (c->tls->established()) {
+      c->tls->write({reinterpret_cast<const std::uint8_t*>(f.data()), f.size()});
+      c->tls->shutdown();
+    }
+    return;
+  }
   [[maybe_unused]] auto n = ::send(c->fd.get(), f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
@@ -900,6 +1128,8 @@ void Link::release_written_classic() {
 void Link::notify_writable() { writable_pending_ = true; }
 
 void Link::flush() {
+  if (closed_) return;
+  drain_tls_input();
   if (closed_) return;
   // Let the application refill the ring, write, and repeat while writing freed room (classic
   // releases frames as soon as they are written): nothing else would wake us for it.
@@ -954,16 +1184,14 @@ bool Link::write_some(Conn* c) {
       lens[2] = iov[n_iov++].iov_len;
     }
     if (n_iov == 0) {
+      if (!conn_flush_tls(c)) return false;
       if (completed_ && !c->shut_wr && c->established) {
-        ::shutdown(c->fd.get(), SHUT_WR);
+        conn_shutdown(c);
         c->shut_wr = true;
       }
       return true;
     }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<std::size_t>(n_iov);
-    ssize_t n = ::sendmsg(c->fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = conn_send(c, iov, n_iov);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) return false;
       int err = errno;
@@ -973,7 +1201,7 @@ bool Link::write_some(Conn* c) {
         read_some(c);
         if (c != active_.get() || closed_) return false;
       }
-      connection_lost(errno_error(ErrorKind::disconnected, "send to " + c->peer.to_string(), err));
+      connection_lost(io_failure(c, "send to", err));
       return false;
     }
     std::size_t left = static_cast<std::size_t>(n);
@@ -993,12 +1221,14 @@ bool Link::write_some(Conn* c) {
     if (c->send_off > max_sent_off_) max_sent_off_ = c->send_off;
     if (wire_proto_ == Proto::classic) release_written_classic();
     if (static_cast<std::size_t>(n) < lens[0] + lens[1] + lens[2]) return false;
+    if (c->tls && c->tls->has_pending_output()) return false;
   }
   return true;
 }
 
 bool Link::has_output(const Conn* c) const {
   if (c->ctrl_off < c->ctrl.size()) return true;
+  if (c->tls && c->tls->has_pending_output()) return true;
   if (!c->established) return false;
   return c->send_off < write_limit(c) || c->send_off < session_.frame_end_at(c->send_off, tx_.tail());
 }
@@ -1029,10 +1259,10 @@ void Link::read_some(Conn* c) {
     if (w.empty() || rx_blocked_) break;
     // Moderate reads keep what was just copied in cache for the checksum that follows.
     if (w.size() > kReadSlice) w = w.first(kReadSlice);
-    ssize_t n = ::recv(c->fd.get(), w.data(), w.size(), MSG_DONTWAIT);
+    ssize_t n = conn_recv(c, w.data(), w.size());
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
-      connection_lost(errno_error(ErrorKind::disconnected, "receive from " + c->peer.to_string(), errno));
+      connection_lost(io_failure(c, "receive from", errno));
       return;
     }
     if (n == 0) {
@@ -1047,6 +1277,15 @@ void Link::read_some(Conn* c) {
                                  "peer closed the connection"));
       return;
     }
+    if (!c->heard && !c->tls && c->dialer && w[0] == 0x15) {
+      // A TLS alert where the peer's first frame should be: the listener has keys.
+      Error e = make_error(ErrorKind::auth, "peer " + c->peer.to_string(),
+                           "the listener speaks TLS: it needs keys (--psk, or --cert with --ca/--pin; see dl-security(7))");
+      e.final = true;
+      fail(e);
+      return;
+    }
+    c->heard = true;
     rx_.produce(static_cast<std::size_t>(n));
     stats_.wire_bytes_in += static_cast<std::uint64_t>(n);
     c->last_rx = Clock::now();
@@ -1118,7 +1357,7 @@ void Link::parse_native(Conn* c) {
   };
   while (true) {
     std::span<const std::uint8_t> buf(rx_.at(r), static_cast<std::size_t>(rx_.head() - r));
-    auto d = frame::decode(buf, opt_.max_message);
+    auto d = frame::decode(buf, opt_.max_message, integrity());
     if (d.status == frame::Status::need_more) {
       settle();
       make_rx_room(d.needed);

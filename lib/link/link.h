@@ -39,6 +39,7 @@
 #include "lib/net/net.h"
 #include "lib/net/reactor.h"
 #include "lib/link/detect.h"
+#include "lib/net/tls.h"
 #include "lib/link/ring_buffer.h"
 #include "lib/link/session.h"
 #include "lib/link/stats.h"
@@ -71,6 +72,7 @@ struct LinkOptions {
   int handshake_ms = 5000;               // a newcomer must complete its handshake within this
   int linger_ms = 2000;                  // after completion, wait this long for the peer's close
   BackoffPolicy backoff;
+  TlsFlags tls;                          // keys: TLS 1.3 below the protocol (none: plain TCP)
 };
 
 struct Message {
@@ -186,6 +188,8 @@ class Link {
   void on_dialed(Result<Connected> r);
   void on_accepted(Accepted a);
   void on_accept_event(const Error& e, const SocketAddress* peer);
+  void connected(std::unique_ptr<Conn> c);  // dial: the socket (and TLS) is up
+  void accepted(std::unique_ptr<Conn> c);   // listen: a newcomer (past TLS, with keys)
   void on_conn_io(Conn* c, short revents);
   void handle_candidate_input(Conn* c);
   void reject_candidate(Conn* c, const Error& why, bool tell);
@@ -208,6 +212,22 @@ class Link {
   void update_interest();
   void notify_writable();
   std::string peer_name() const;
+
+  // TLS (with keys): a handshake stage before connected()/accepted(), and the byte I/O that
+  // goes through TLS when a connection has it. conn_recv/conn_send behave like recv/sendmsg;
+  // a TLS failure is -1 with errno EPROTO and the reason in io_failure().
+  void start_tls(std::unique_ptr<Conn> c);
+  void on_tls_io(Conn* c);
+  void tls_handshake_failed(Conn* c, Error e);
+  void expire_tls_handshakes(Clock::time_point now);
+  void drain_tls_input();
+  ssize_t conn_recv(Conn* c, void* buf, std::size_t n);
+  ssize_t conn_send(Conn* c, const iovec* iov, int n_iov);
+  bool conn_flush_tls(Conn* c);
+  void conn_shutdown(Conn* c);
+  Error io_failure(Conn* c, const std::string& what, int err);
+  // With keys, TLS authenticates every byte: DATA frames go without their checksum.
+  frame::Integrity integrity() const { return tls_ ? frame::Integrity::tls : frame::Integrity::checksum; }
 
   // data path
   void flush();
@@ -240,6 +260,10 @@ class Link {
   SocketAddress local_;
   std::unique_ptr<Acceptor> acceptor_;    // listen
   std::unique_ptr<Connector> connector_;  // dial: one per wait (first connect, each drop)
+  std::shared_ptr<TlsConfig> tls_;                   // loaded by start() when keys are given
+  std::vector<std::unique_ptr<Conn>> tls_pending_;  // connections in their TLS handshake
+  bool tls_peer_known_ = false;  // the peer passed a TLS handshake before: a later failure is
+                                 // more likely a mangled handshake than changed keys
   std::unique_ptr<Conn> active_;
   std::vector<std::unique_ptr<Conn>> candidates_;
   std::optional<Clock::time_point> give_up_at_;  // listen: the wait for a peer ends here

@@ -32,7 +32,9 @@ struct Listener {
 // or FIFO there is left alone and the listen fails. Errors: usage (a udp: endpoint), resolve,
 // connect ("bind ...: Address already in use", "listen unix:/x: a regular file is in the
 // way (only a stale socket is replaced)").
-Result<Listener> listen_on(const Endpoint& endpoint, int backlog = 16);
+// The backlog is generous: a crowd of strangers (or a burst of reconnects) must not make the
+// real peer's SYN wait for a retransmission while the acceptor catches up.
+Result<Listener> listen_on(const Endpoint& endpoint, int backlog = 256);
 
 // Starts a non-blocking connect. The descriptor becomes writable when the attempt ends;
 // finish_connect() then tells how it ended. Errors: connect.

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
                "dlbridge"};
   app.set_version_flag("--version", std::string("dlbridge ") + dl::kVersionString);
   dl::LinkFlags common;
-  std::string a, b, proto_a, proto_b, stats_interval, window = "8M";
+  std::string a, b, proto_a, proto_b, stats_interval, window = "8M", tls_side;
   std::vector<std::string> faults;
   dl::bridge::DlbridgeOptions o;
   app.add_option("a", a, "Side a: HOST:PORT, [IPV6]:PORT or unix:PATH to dial; listen:[HOST:]PORT, listen:unix:PATH or a bare PORT to listen")
@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   app.add_option("--fault", faults, "Inject faults for testing: [a:|b:]cut=BYTES, cut-every=DURATION, latency=DURATION, jitter=DURATION, rate=BITS/S (repeatable)");
   app.add_option("--stats-interval", stats_interval, "Print counters every DURATION (also on SIGUSR1)");
   app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 8M)");
+  app.add_option("--tls-side", tls_side, "With keys: which side speaks TLS: a, b or both (default both); the other side stays plain, e.g. for a seed peer on a lab network")
+      ->type_name("SIDE");
   dl::add_session_flags(app, common);
   dl::add_output_flags(app, common, /*with_progress=*/false);
   if (auto rc = dl::parse_command_line(app, argc, argv, ctx)) return *rc;
@@ -51,10 +53,20 @@ int main(int argc, char** argv) {
   };
   auto win = dl::parse_size(window, "--window");
   if (!win) return usage(win.error());
+  if (!tls_side.empty() && tls_side != "a" && tls_side != "b" && tls_side != "both") {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--tls-side " + tls_side, "expected a, b or both"));
+  }
+  if (o.raw && common.tls.any()) {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--raw", "relays bytes as they are: no keys (run TLS end to end instead)"));
+  }
+  if (!tls_side.empty() && !common.tls.any()) {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--tls-side", "only with keys (--psk, --gen-psk, --cert ...)"));
+  }
   const std::string* texts[2] = {&a, &b};
   const std::string* protos[2] = {&proto_a, &proto_b};
   for (int i = 0; i < 2; ++i) {
     dl::LinkFlags f = common;
+    if (tls_side == (i == 0 ? "b" : "a")) f.tls = {};  // this side stays plain
     split_side(*texts[i], f);
     f.proto = *protos[i];
     f.port_file = o.side[i].port_file;
