@@ -89,6 +89,10 @@ int main(int argc, char** argv) {
   const std::uint64_t bytes = arg_u64(argc, argv, 1, 0);
   const std::size_t msg = static_cast<std::size_t>(arg_u64(argc, argv, 2, 1u << 20));
   const auto limit = std::chrono::seconds(arg_u64(argc, argv, 3, 60));
+  if (msg > dl::kDefaultMaxMessage) {
+    std::fprintf(stderr, "duplex_bench: MSG above the link's message limit (%u)\n", dl::kDefaultMaxMessage);
+    return 2;
+  }
 
   dl::DatalinkOptions opt;
   opt.close_timeout_ms = 2000;

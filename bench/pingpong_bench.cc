@@ -164,9 +164,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: pingpong_bench datalink|tcp [MSG=64] [SECONDS=2]\n");
     return 2;
   }
-  long msg = argc > 2 ? std::strtol(argv[2], nullptr, 10) : 64;
-  double seconds = argc > 3 ? std::strtod(argv[3], nullptr) : 2.0;
-  if (msg < 1 || msg > (1 << 20) || !(seconds > 0 && seconds < 3600)) {
+  char* end_msg = nullptr;
+  char* end_secs = nullptr;
+  long msg = argc > 2 ? std::strtol(argv[2], &end_msg, 10) : 64;
+  double seconds = argc > 3 ? std::strtod(argv[3], &end_secs) : 2.0;
+  if ((end_msg && *end_msg) || (end_secs && *end_secs) || msg < 1 || msg > (1 << 20) || !(seconds > 0 && seconds < 3600)) {
     std::fprintf(stderr, "pingpong_bench: MSG must be 1..1048576 and SECONDS in (0, 3600)\n");
     return 2;
   }
