@@ -162,7 +162,8 @@ class Datalink:
              close_timeout=5.0)
 
     proto: "native" (default; exactly-once across reconnects), "classic" (the seed's wire
-    format), "auto" (servers: serve native and classic peers). listen: a listen endpoint such as
+    format), "auto" (servers: serve native and classic peers, told apart by their first byte; a
+    seed client that never speaks first needs "classic"). listen: a listen endpoint such as
     "127.0.0.1:0" (overrides port). reconnect: seconds to keep trying after a drop (< 0:
     forever, like the seed).
     """

@@ -305,15 +305,15 @@ class WithTools(Base):
     def test_python_classic_client_to_dlrecv(self):
         port_file, out = self.path("port"), self.path("out")
         with open(out, "wb") as f:
-            recv = subprocess.Popen([DLRECV, "--proto", "classic", "-l", "127.0.0.1:0", "--port-file", port_file],
-                                    stdout=f)
+            recv = subprocess.Popen([DLRECV, "--proto", "classic", "--close-ends", "-l", "127.0.0.1:0",
+                                     "--port-file", port_file], stdout=f)
         self.procs.append(recv)
         port = wait_port_file(port_file, recv)
         client = self.link("127.0.0.1", port, proto="classic")
         client.write(b"abc")
         client.write(b"def")
         self.assertTrue(client.flush(timeout=DEADLINE))
-        client.close()  # classic: the orderly close is the end of the stream
+        client.close()  # with --close-ends, the orderly close is the end of the stream
         try:
             rc = recv.wait(5)
         except subprocess.TimeoutExpired:

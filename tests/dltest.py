@@ -65,6 +65,10 @@ def dlrecv_path():
     return _find_binary("dlrecv")
 
 
+def dlping_path():
+    return _find_binary("dlping")
+
+
 def binaries_missing():
     """Return a message if a binary is missing, else None."""
     missing = [p for p in (dlsend_path(), dlrecv_path())

@@ -7,6 +7,10 @@
     relay.cut_all()                              # RST every live connection pair now
     relay.corrupt_after(nbytes, direction="up")  # xor 0xFF the byte after nbytes more forwarded bytes
     relay.pause(True / False)                    # stop / resume accepting and forwarding
+    relay.handshake_faults(n, corrupt_at=K, delay=S, direction="up")
+                                                 # the next n connections: flip byte K of the
+                                                 # direction's stream and/or hold its first
+                                                 # bytes S seconds (faults in the handshake)
     relay.connections, relay.bytes_up, relay.bytes_down, relay.cuts, relay.corruptions
     relay.close()
 
@@ -53,7 +57,8 @@ def _rst_close(sock):
 class _Half:
     """One direction of a pair: bytes read from src, waiting to be written to dst."""
 
-    __slots__ = ("name", "src", "dst", "buf", "eof", "shut", "cut_pending")
+    __slots__ = ("name", "src", "dst", "buf", "eof", "shut", "cut_pending", "hold_until",
+                 "corrupt_at", "seen")
 
     def __init__(self, name, src, dst):
         self.name = name          # "up" or "down"
@@ -63,6 +68,9 @@ class _Half:
         self.eof = False          # src said EOF
         self.shut = False         # we propagated the EOF (shutdown(SHUT_WR) on dst)
         self.cut_pending = False  # RST the pair once buf is drained
+        self.hold_until = 0.0     # forward nothing before this time (monotonic)
+        self.corrupt_at = None    # flip this byte of the direction's stream
+        self.seen = 0             # bytes read from src so far
 
 
 class _Pair:
@@ -95,6 +103,7 @@ class FaultRelay:
         self._faults = {d: collections.deque() for d in _DIRS}
         self._paused = False
         self._closing = False
+        self._hs_faults = None      # [count, corrupt_at, delay, direction]
         self.connections = 0        # accepted client connections so far
         self.failed_connects = 0    # accepted clients whose target connect failed
         self.bytes_up = 0           # bytes written to the target
@@ -121,6 +130,14 @@ class FaultRelay:
 
     def corrupt_after(self, nbytes, direction="up"):
         self._arm("corrupt", nbytes, direction)
+
+    def handshake_faults(self, count, corrupt_at=None, delay=0.0, direction="up"):
+        """For the next `count` accepted connections: flip the byte at offset corrupt_at of
+        `direction`'s stream (None: none) and forward nothing of it before `delay` seconds."""
+        if direction not in _DIRS:
+            raise ValueError("direction must be 'up' or 'down'")
+        with self._lock:
+            self._hs_faults = [int(count), corrupt_at, float(delay), direction]
 
     def cut_all(self, timeout=5.0):
         self._call("cut_all", timeout)
@@ -217,7 +234,9 @@ class FaultRelay:
         sel.register(self._lsock, selectors.EVENT_READ, ("accept", None))
         try:
             while True:
-                for key, mask in sel.select(1.0):
+                holding = any(h.hold_until and h.buf for p in self._pairs.values()
+                              for h in (p.up, p.down))
+                for key, mask in sel.select(0.01 if holding else 1.0):
                     kind, obj = key.data
                     if kind == "wake":
                         try:
@@ -232,6 +251,14 @@ class FaultRelay:
                         if pair.closed:
                             continue
                         self._service(pair, sock, mask)
+                if holding:
+                    for pair in list(self._pairs.values()):
+                        for h in (pair.up, pair.down):
+                            if h.hold_until and h.buf and time.monotonic() >= h.hold_until:
+                                h.hold_until = 0.0
+                                self._flush(pair, h)
+                        if not pair.closed:
+                            self._after_io(pair)
                 while self._cmds:
                     cmd = self._cmds.popleft()
                     if cmd[0] == "close":
@@ -304,6 +331,14 @@ class FaultRelay:
             pair = _Pair(self._next_id, client, server)
             self._next_id += 1
             with self._lock:
+                hs = self._hs_faults
+                if hs and hs[0] > 0:
+                    hs[0] -= 1
+                    h = pair.up if hs[3] == "up" else pair.down
+                    h.corrupt_at = hs[1]
+                    if hs[2] > 0:
+                        h.hold_until = time.monotonic() + hs[2]
+            with self._lock:
                 self._pairs[pair.id] = pair
             self._sel.register(client, selectors.EVENT_READ, ("sock", (pair, client)))
             self._sel.register(server, selectors.EVENT_READ, ("sock", (pair, server)))
@@ -320,7 +355,7 @@ class FaultRelay:
                 for h in (pair.up, pair.down):
                     if h.src is sock and not h.eof and not h.cut_pending and len(h.buf) < BUF:
                         ev |= selectors.EVENT_READ
-                    if h.dst is sock and h.buf:
+                    if h.dst is sock and h.buf and not h.hold_until:
                         ev |= selectors.EVENT_WRITE
             try:
                 if ev:
@@ -376,6 +411,15 @@ class FaultRelay:
             if len(cap) < CAPTURE:
                 cap += data[:CAPTURE - len(cap)]
         data = self._apply_faults(pair, h, data)
+        if h.corrupt_at is not None and h.seen <= h.corrupt_at < h.seen + len(data):
+            b = bytearray(data)
+            b[h.corrupt_at - h.seen] ^= 0xFF
+            data = bytes(b)
+            h.corrupt_at = None
+            with self._lock:
+                self.corruptions += 1
+            self._note("pair %d %s handshake corrupt" % (pair.id, h.name))
+        h.seen += len(data)
         h.buf += data
 
     def _apply_faults(self, pair, h, data):
@@ -410,6 +454,10 @@ class FaultRelay:
     def _flush(self, pair, h):
         if self._paused or not h.buf:
             return
+        if h.hold_until:
+            if time.monotonic() < h.hold_until:
+                return
+            h.hold_until = 0.0
         try:
             n = h.dst.send(h.buf)
         except (BlockingIOError, InterruptedError):

@@ -45,10 +45,16 @@ for tool in "$@"; do
       miss "$name: exit code $code is not in the exit status footer of --help"
     fi
   done
+  # A tool with subcommands (pymodaq-emu): each subcommand's --help is checked too.
+  subs=$(printf '%s\n' "$help" | awk '/^Subcommands:/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }')
+  for sub in $subs; do
+    help="$help
+$("$tool" "$sub" --help 2>&1)"
+  done
   # The page as plain text for matching: roff's \- is a plain hyphen here.
   text=$(sed -e 's/\\-/-/g' "$page")
 
-  longs=$(printf '%s\n' "$help" | grep -oE -- '--[a-z][a-z-]*' | sed 's/-*$//' | sort -u)
+  longs=$(printf '%s\n' "$help" | grep -oE -- '--[a-z][a-z0-9-]*' | sed 's/-*$//' | sort -u)
   shorts=$(printf '%s\n' "$help" | grep -oE -- '(^|[[:space:],])-[A-Za-z]([,[:space:]]|$)' |
            grep -oE -- '-[A-Za-z]' | sort -u)
   n=0

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs one Python test file with Debian's /usr/bin/python3 (stdlib only).
-# Usage: run_py_test.sh [--dlsend PATH] [--dlrecv PATH] TEST.py [unittest args...]
+# Usage: run_py_test.sh [--dlsend PATH] [--dlrecv PATH] [--dlping PATH] TEST.py [unittest args...]
 # Used by the sh_test targets in tests/BUILD (Bazel passes $(location ...) paths, relative to
 # the runfiles root, which is the working directory); also usable by hand from the repo root.
 set -e
@@ -14,6 +14,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dlsend) DLSEND=$(abs "$2"); export DLSEND; shift 2 ;;
     --dlrecv) DLRECV=$(abs "$2"); export DLRECV; shift 2 ;;
+    --dlping) DLPING=$(abs "$2"); export DLPING; shift 2 ;;
     *) break ;;
   esac
 done

@@ -122,6 +122,31 @@ class BridgeTest(dltest.DlTestCase):
         self.assertSameFile(src_ab, out_ab)
         self.assertSameFile(src_ba, out_ba)
 
+    def test_bridge_restart_is_never_silent(self):
+        # Killing the bridge loses what it held; the native peers must say so, and the receiver
+        # must have a clean prefix of the input (nothing duplicated, nothing foreign).
+        src = self.path("in")
+        dltest.make_random_file(src, 64 * MiB)
+        out = self.path("out")
+        recv, rport = self.listen("dlrecv", "--reconnect", "3s", stdout=out)
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % rport, "--fault", "rate=200M")
+        send = self.dlsend("127.0.0.1:%d" % bport, "-f", src, "--reconnect", "5s", "-v")
+        dltest.wait_until(lambda: os.path.exists(out) and os.path.getsize(out) > 4 * MiB, 30, "data flowing")
+        br.kill()
+        br.wait(5)
+        br2 = self.bridge("listen:127.0.0.1:%d" % bport, "127.0.0.1:%d" % rport, name="bridge2")
+        self.assertExited(send, 30)
+        self.assertNotEqual(send.returncode, 0, "the sender claimed success through a restarted bridge")
+        # The sender says how much the receiver acknowledged: where a user would resume.
+        self.assertRegex(send.stderr(), r"acknowledged \d+ bytes")
+        self.assertExited(recv, 30)
+        self.assertNotEqual(recv.returncode, 0)
+        with open(src, "rb") as a, open(out, "rb") as b:
+            got = b.read()
+            self.assertEqual(a.read(len(got)), got, "the receiver's output is not a prefix of the input")
+        self.assertLess(len(got), 64 * MiB)
+        br2.kill()
+
     # ------------------------------------------------------------------ raw mode
     def summing_server(self):
         """A TCP server (thread) that reads each connection to EOF, then answers with the

@@ -95,7 +95,7 @@ class ClassicPeerTest(dltest.DlTestCase):
         return recv, port, out
 
     def test_raw_client_to_listening_dlrecv_autodetect(self):
-        recv, port, out = self._dlrecv_listening()
+        recv, port, out = self._dlrecv_listening("--close-ends")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             send_golden_stream(s)
         self.assertExited(recv, 20, code=0)
@@ -109,7 +109,7 @@ class ClassicPeerTest(dltest.DlTestCase):
         self.assertIn("garbage bytes skipped", err)
 
     def test_drop_negative_ts_restores_seed_behaviour(self):
-        recv, port, out = self._dlrecv_listening("--proto", "classic", "--drop-negative-ts")
+        recv, port, out = self._dlrecv_listening("--proto", "classic", "--drop-negative-ts", "--close-ends")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             send_golden_stream(s)
         self.assertExited(recv, 20, code=0)
@@ -129,7 +129,7 @@ class ClassicPeerTest(dltest.DlTestCase):
     def test_dlrecv_dials_raw_server(self):
         srv, port = self._raw_server()
         out = self.path("out")
-        recv = self.dlrecv("--proto", "classic", "--framed", "--wait", "5", "127.0.0.1:%d" % port,
+        recv = self.dlrecv("--proto", "classic", "--close-ends", "--framed", "--wait", "5", "127.0.0.1:%d" % port,
                            stdout=out)
         conn, _ = srv.accept()
         with conn:
@@ -155,11 +155,11 @@ class ClassicPeerTest(dltest.DlTestCase):
                 self.assertGreater(ts, 1.6e9)                 # unix time, as the seed's Python side
 
     def test_silent_raw_client_of_listening_dlsend(self):
-        # A classic client that only receives says nothing: the listener serves it as classic
-        # after a short silence.
+        # A classic client that only receives says nothing: with --proto classic the listener
+        # serves it at once (auto-detection never adopts silence; see test_faults).
         src = self.path("in")
         dltest.make_random_file(src, 3 * dltest.MiB)
-        send, port = self.listen("dlsend", "-f", src, "-v")
+        send, port = self.listen("dlsend", "--proto", "classic", "-f", src, "-v")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             data = recv_all(s)
         self.assertExited(send, 20, code=0)
@@ -169,7 +169,7 @@ class ClassicPeerTest(dltest.DlTestCase):
         self.assertIn("classic", send.stderr())
 
     def test_keepalives_feed_the_classic_peer(self):
-        recv, port, out = self._dlrecv_listening("--proto", "classic", "--keepalive", "100ms", "-t", "5s")
+        recv, port, out = self._dlrecv_listening("--proto", "classic", "--close-ends", "--keepalive", "100ms", "-t", "5s")
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.settimeout(dltest.t(5))
             got = b""

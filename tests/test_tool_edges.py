@@ -364,7 +364,7 @@ class HangupTest(Base):
         me, peer = (send, recv) if victim == "dlsend" else (recv, send)
         me.signal(signal.SIGHUP)
         self.assertExited(me, 10, dltest.EXIT_INTERRUPTED)
-        self.assertRegex(me.stderr(), r"%s: (sent|received) \d+ bytes" % victim)
+        self.assertRegex(me.stderr(), r"%s: (read|received) \d+ bytes" % victim)
         self.assertExited(peer, 10, dltest.EXIT_DISCONNECTED)
         self.assertIn("stopped: %s was interrupted" % victim, peer.stderr())
         send.popen.stdin.close()

@@ -18,7 +18,8 @@
 //  - Classic protocol (the seed's wire format): no acks, messages fully written before a drop
 //    are gone, zero-length messages cannot be carried (write() accepts and drops them; received
 //    empty frames are keepalives). A server with Proto::automatic serves native and classic
-//    peers alike (a silent peer is taken for classic after 500 ms).
+//    peers alike, told apart by their first byte; a seed client that sends nothing before it
+//    has data is only served by a Proto::classic server (silence adopts nothing).
 //  - The seed's reconnect behaviour: a client dials until it connects and redials after a
 //    drop; a server waits for (re)connections. reconnect_s < 0 means forever.
 //  - read() returns nullopt on timeout, after close(), after a fatal error, and (native) once

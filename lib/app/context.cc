@@ -11,6 +11,13 @@
 
 namespace dl {
 
+const char* const kExitStatusFooter =
+    "Exit status: 0 ok, 1 local I/O error, 2 usage, 3 cannot resolve, 4 cannot connect/bind,\n"
+    "5 disconnected (the peer stayed away or stopped), 6 protocol error, 7 timeout, 8 message too large,\n"
+    "9 incomplete (resumable), 10 authentication failed, 130 interrupted (SIGINT, SIGTERM, SIGHUP).\n"
+    "Signals: SIGUSR1 prints statistics. Durations: 2.5, 500ms, 10s, 5m, inf. See the man page for more.";
+
+
 ToolContext process_context(std::string program) {
   std::signal(SIGPIPE, SIG_IGN);
   ToolContext ctx;

@@ -17,6 +17,9 @@
 
 namespace dl {
 
+// The family's exit-status footer for --help (the table in base/error.h, in words).
+extern const char* const kExitStatusFooter;
+
 struct ToolContext {
   std::string program;                             // "dlsend"
   std::function<void(std::string_view)> say;       // one line to stderr (no newline given)

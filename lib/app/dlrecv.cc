@@ -174,8 +174,14 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
       break;
     }
     if (link.closed() && ts_pending.empty()) {
+      // Everything that arrived is written out before we leave, whatever ended the link: no
+      // callback will come from a closed link, so pump directly (it waits for POLLOUT itself).
       Message m;
       if (!link.peek(m)) break;  // closed and nothing left to write out
+      std::uint64_t before = delivered;
+      std::size_t before_progress = progress;
+      pump();
+      if (delivered != before || progress != before_progress) continue;
     }
     reactor.run_once();
   }
@@ -194,6 +200,12 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
   if (!fatal && (quiet_end || count_reached)) {
     if (o.verbosity.verbose) report.summary();
     return 0;
+  }
+  if (!fatal && o.count && delivered < o.count && !link.failure()) {
+    // The stream ended (or a classic peer closed with --close-ends) short of --count.
+    fatal = make_error(ErrorKind::disconnected, "stream",
+                       "the stream ended after " + std::to_string(delivered) + " of the " +
+                           std::to_string(o.count) + " messages asked for (--count)");
   }
   return report.conclude(fatal);
 }

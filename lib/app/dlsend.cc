@@ -79,8 +79,12 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
   // input that has no more bytes right now, so every message but the last has exactly chunk
   // bytes. `pending` bytes of the next message are in the ring, not yet committed.
   std::size_t pending = 0;
+  // One call reads at most this much, so a huge --window never holds up the handshake, the
+  // writes and the acks behind a long read (the reactor comes back for more at once).
+  constexpr std::size_t kPumpBudget = 8u << 20;
   auto pump_raw = [&] {
-    while (!input_done && !fatal && !link.closed()) {
+    std::uint64_t start_bytes = link.stats().bytes_sent;
+    while (!input_done && !fatal && !link.closed() && link.stats().bytes_sent - start_bytes < kPumpBudget) {
       auto limit = link.known_send_limit();
       if (!limit) {  // the peer's --max-message is not known yet: on_writable says when it is
         waiting_for_room = true;
@@ -126,7 +130,9 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
   auto pump = [&] {
     waiting_for_room = false;
     if (o.mode == MessageMode::raw) pump_raw();
-    while (o.mode != MessageMode::raw && !input_done && !fatal) {
+    std::uint64_t start_bytes = link.stats().bytes_sent;
+    while (o.mode != MessageMode::raw && !input_done && !fatal &&
+           link.stats().bytes_sent - start_bytes < kPumpBudget) {
       // Delimited or framed input: hand over every complete message, then read more.
       bool blocked = !hand_over();
       if (blocked) waiting_for_room = true;
@@ -160,7 +166,12 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
     while (link.peek(m)) link.consume();  // dlsend ignores what the peer sends
   };
 
-  while (!exit.code && !fatal && !link.closed()) reactor.run_once();
+  // After bad input (or a message the peer cannot take), everything handed over before it is
+  // still delivered and acknowledged; only then is the peer told and the error reported.
+  while (!exit.code && !link.closed() && !(fatal && link.acknowledged())) {
+    if (fatal) reactor.set_events(in_watch, 0);
+    reactor.run_once();
+  }
   reactor.unwatch(in_watch);
 
   if (exit.code) {
@@ -168,7 +179,7 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
     if (!o.verbosity.quiet) report.summary();
     return *exit.code;
   }
-  if (fatal) link.abandon("dlsend stopped: " + fatal->message());
+  if (fatal) link.abandon("dlsend: " + fatal->message());
   return report.conclude(fatal);
 }
 

@@ -8,12 +8,6 @@
 
 namespace dl {
 
-const char* const kExitStatusFooter =
-    "Exit status: 0 ok, 1 local I/O error, 2 usage, 3 cannot resolve, 4 cannot connect/bind,\n"
-    "5 disconnected (peer gone past --reconnect), 6 protocol error, 7 timeout, 8 message too large,\n"
-    "9 incomplete (resumable), 10 authentication failed, 130 interrupted (SIGINT, SIGTERM, SIGHUP).\n"
-    "Signals: SIGUSR1 prints statistics. Durations: 2.5, 500ms, 10s, 5m, inf. See the man page for more.";
-
 void add_link_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("endpoint", f.endpoint,
                  "HOST:PORT or [IPV6]:PORT or unix:PATH to dial; with -l: [HOST:]PORT or unix:PATH to listen on (port 0: any free port)")
@@ -31,7 +25,7 @@ void add_link_flags(CLI::App& app, LinkFlags& f) {
 void add_session_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("-t,--timeout", f.timeout, "Receive timeout: drop and re-establish the connection after this long without a byte from the peer; 0 or inf: none (default 10s)")
       ->type_name("DURATION");
-  app.add_option("--keepalive", f.keepalive, "Send a keepalive after this long without sending; auto (default): a third of the shorter receive timeout of both sides; inf: never")
+  app.add_option("--keepalive", f.keepalive, "Send a keepalive after this long without sending; auto (default): native, a third of the shorter receive timeout of both sides; classic, 30ms (the seed's examples time out after 100 ms); inf: never")
       ->type_name("DURATION");
   app.add_option("-w,--wait", f.wait, "How long to keep trying to reach the first peer; 0: one attempt (dial default); inf: forever (listen default)")
       ->type_name("DURATION")
@@ -40,6 +34,9 @@ void add_session_flags(CLI::App& app, LinkFlags& f) {
       ->type_name("DURATION");
   app.add_option("--max-message", f.max_message, "Largest message accepted or sent, e.g. 65536, 64K, 16M (default 16M)");
   app.add_flag("--drop-negative-ts", f.drop_negative_ts, "Classic protocol: drop frames whose timestamp is negative, as the seed does (default: deliver them and warn)");
+  app.add_option("--allow", f.allow, "Listening: accept connections only from ADDR or ADDR/LEN (repeatable; IPv4 or IPv6); others are reset before a byte is read. Without it (and without keys) the first dialer is trusted")
+      ->type_name("ADDR[/LEN]");
+  app.add_flag("--close-ends", f.close_ends, "Classic protocol: an orderly close by the peer ends the stream (default: a close is a drop; a dialer reconnects, a listener waits for the next connection)");
 }
 
 void add_output_flags(CLI::App& app, LinkFlags& f, bool with_progress) {
@@ -73,6 +70,16 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
   auto ep = f.listen ? parse_listen_endpoint(f.endpoint) : parse_dial_endpoint(f.endpoint);
   if (!ep) return ep.error();
   o.endpoint = *ep;
+  if (!o.endpoint.is_stream()) {
+    return make_error(ErrorKind::usage, "endpoint " + f.endpoint,
+                      "links run over TCP or unix sockets; udp: is for dlping and the DTP tools");
+  }
+  if (!f.allow.empty()) {
+    if (!f.listen) return make_error(ErrorKind::usage, "--allow", "only for a listener (a dialer chooses its peer)");
+    auto allow = AllowList::parse(f.allow);
+    if (!allow) return allow.error();
+    o.allow = *allow;
+  }
   std::string proto = f.proto.empty() ? (f.listen ? "auto" : "native") : f.proto;
   auto p = parse_proto(proto);
   if (!p) return p.error();
@@ -129,6 +136,7 @@ Result<LinkOptions> link_options(const LinkFlags& f) {
   }
   o.max_message = static_cast<std::uint32_t>(*mm);
   o.drop_negative_ts = f.drop_negative_ts;
+  o.close_ends = f.close_ends;
   if (!f.port_file.empty() && !f.listen) {
     return make_error(ErrorKind::usage, "--port-file", "only with -l (a dialer has no port to report)");
   }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lib/app/dltools.h"
 #include "lib/base/units.h"
@@ -28,6 +29,8 @@ struct LinkFlags {
   std::string reconnect = "60s";  // inf: forever
   std::string max_message = "16M";
   bool drop_negative_ts = false;
+  std::vector<std::string> allow;  // --allow ADDR[/LEN], listeners only
+  bool close_ends = false;
   std::string port_file;
   bool verbose = false, quiet = false, progress = false;
   bool lines = false, null = false, framed = false;
@@ -48,8 +51,6 @@ Verbosity verbosity(const LinkFlags& f);
 Result<std::uint64_t> parse_count(std::string_view text, std::string_view flag);
 
 // The family's exit table as --help prints it (the same codes as error.h, README and the
-// man pages' EXIT STATUS).
-extern const char* const kExitStatusFooter;
 
 // Runs a CLI11 parse the family's way: --help/--version to stdout (exit 0), usage errors as
 // one line "prog: ..." on stderr (exit 2). Returns the exit code, or nullopt to go on.

@@ -37,10 +37,10 @@ void Reporter::tick() {
   if (link_) {
     const LinkStats& s = link_->stats();
     double secs = std::chrono::duration<double>(Clock::now() - start_).count();
-    std::uint64_t bytes = std::string_view(verb_) == "sent" ? s.bytes_sent : s.bytes_received;
+    std::uint64_t bytes = std::string_view(verb_) == "sent" ? s.bytes_acked : s.bytes_received;
     ctx_.progress(fmt::format("{}: {} {} {}, {} msgs, {}{}", ctx_.program, verb_, human_bytes(static_cast<double>(bytes)),
                               human_rate(static_cast<double>(bytes), secs),
-                              std::string_view(verb_) == "sent" ? s.messages_sent : s.messages_received,
+                              std::string_view(verb_) == "sent" ? s.messages_acked : s.messages_received,
                               link_->ready() ? "connected" : "waiting for peer",
                               s.reconnects ? fmt::format(", {} reconnects", s.reconnects) : ""));
   }
@@ -53,11 +53,19 @@ void Reporter::summary() {
   const LinkStats& s = link_->stats();
   double secs = std::chrono::duration<double>(Clock::now() - start_).count();
   bool sending = std::string_view(verb_) == "sent";
-  std::uint64_t bytes = sending ? s.bytes_sent : s.bytes_received;
-  std::uint64_t msgs = sending ? s.messages_sent : s.messages_received;
-  std::string line = fmt::format("{}: {} {} bytes ({}) in {} messages, {:.2f} s, {}", ctx_.program, verb_, bytes,
-                                 human_bytes(static_cast<double>(bytes)), msgs, secs,
-                                 human_rate(static_cast<double>(bytes), secs));
+  bool classic = link_->wire_proto() == Proto::classic;
+  std::string line;
+  if (sending) {
+    // What was read from the input apart from what the peer acknowledged: where to resume.
+    line = fmt::format("{}: read {} bytes ({}) in {} messages; {} {} bytes in {} messages, {:.2f} s, {}",
+                       ctx_.program, s.bytes_sent, human_bytes(static_cast<double>(s.bytes_sent)), s.messages_sent,
+                       classic ? "written" : "acknowledged", s.bytes_acked, s.messages_acked, secs,
+                       human_rate(static_cast<double>(s.bytes_acked), secs));
+  } else {
+    line = fmt::format("{}: {} {} bytes ({}) in {} messages, {:.2f} s, {}", ctx_.program, verb_, s.bytes_received,
+                       human_bytes(static_cast<double>(s.bytes_received)), s.messages_received, secs,
+                       human_rate(static_cast<double>(s.bytes_received), secs));
+  }
   line += fmt::format(", {} reconnects", s.reconnects);
   if (s.resent_bytes) line += fmt::format(", {} resent", human_bytes(static_cast<double>(s.resent_bytes)));
   if (s.protocol_errors) line += fmt::format(", {} protocol errors", s.protocol_errors);
@@ -65,7 +73,7 @@ void Reporter::summary() {
   if (s.negative_ts) {
     line += fmt::format(", {} negative-timestamp frames ({} dropped)", s.negative_ts, s.negative_ts_dropped);
   }
-  if (link_->wire_proto() == Proto::classic) line += ", classic protocol";
+  if (classic) line += sending ? ", classic protocol: no acknowledgements" : ", classic protocol";
   ctx_.say(line);
 }
 
@@ -120,6 +128,9 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       break;
     case LinkEvent::rejected:
       if (why) warn("rejected connection " + detail + ": " + why->message());
+      break;
+    case LinkEvent::abandoned:
+      if (why) warn("session with " + detail + " abandoned: " + why->message() + "; waiting for the next one");
       break;
     case LinkEvent::warning:
       if (why) warn(why->message());

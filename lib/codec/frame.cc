@@ -19,10 +19,10 @@ bool known_type(std::uint8_t t) { return t >= 1 && t <= 6; }
 }  // namespace
 
 void encode(std::uint8_t* out, Type type, std::uint64_t seq, double timestamp,
-            std::span<const std::uint8_t> payload) {
+            std::span<const std::uint8_t> payload, std::uint16_t flags) {
   out[0] = kMarker;
   out[1] = static_cast<std::uint8_t>(type);
-  put_u16(out + 2, 0);
+  put_u16(out + 2, flags);
   put_u32(out + 4, static_cast<std::uint32_t>(payload.size()));
   put_u64(out + 8, seq);
   put_f64(out + 16, timestamp);
@@ -58,7 +58,8 @@ Decoded decode(std::span<const std::uint8_t> buf, std::uint32_t max_payload) {
   d.header.timestamp = get_f64(p + 16);
   d.header.checksum = get_u64(p + 24);
   d.announced = d.header.length;
-  if (d.header.flags != 0) {
+  std::uint16_t allowed = d.header.type == Type::error ? kFlagRetryable : 0;
+  if ((d.header.flags & ~allowed) != 0) {
     d.status = Status::bad;
     d.id = "bad-flags";
     return d;
@@ -104,10 +105,13 @@ void encode_hello(std::uint8_t* out, const Hello& h) {
   put_u16(out + 6, h.flags);
   put_u64(out + 8, h.session_hi);
   put_u64(out + 16, h.session_lo);
-  put_u64(out + 24, h.recv_next);
-  put_u32(out + 32, h.max_message);
-  put_u32(out + 36, h.timeout_ms);
-  put_u64(out + 40, h.delivered);
+  put_u64(out + 24, h.incarnation);
+  put_u64(out + 32, h.token);
+  put_u64(out + 40, h.recv_next);
+  put_u64(out + 48, h.delivered);
+  put_u32(out + 56, h.max_message);
+  put_u32(out + 60, h.timeout_ms);
+  put_u64(out + 64, h.window);
 }
 
 Result<Hello> decode_hello(std::span<const std::uint8_t> payload) {
@@ -119,10 +123,11 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> payload) {
   if (h.version != kVersion) {
     return protocol_error("version", "",
                           "peer speaks protocol version " + std::to_string(h.version) +
-                              ", this build speaks " + std::to_string(kVersion),
+                              ", this build speaks " + std::to_string(kVersion) +
+                              (h.version < kVersion ? "; upgrade the peer" : "; upgrade this side"),
                           /*retryable=*/false);
   }
-  if (payload.size() < kHelloSize) {
+  if (payload.size() != kHelloSize) {
     return protocol_error("bad-hello", "", "handshake of " + std::to_string(payload.size()) +
                                                " bytes, expected " + std::to_string(kHelloSize));
   }
@@ -130,13 +135,30 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> payload) {
   h.flags = get_u16(p + 6);
   h.session_hi = get_u64(p + 8);
   h.session_lo = get_u64(p + 16);
-  h.recv_next = get_u64(p + 24);
-  h.max_message = get_u32(p + 32);
-  h.timeout_ms = get_u32(p + 36);
-  h.delivered = get_u64(p + 40);
+  h.incarnation = get_u64(p + 24);
+  h.token = get_u64(p + 32);
+  h.recv_next = get_u64(p + 40);
+  h.delivered = get_u64(p + 48);
+  h.max_message = get_u32(p + 56);
+  h.timeout_ms = get_u32(p + 60);
+  h.window = get_u64(p + 64);
+  if (h.flags != 0) return protocol_error("bad-hello", "", "reserved handshake flags set");
+  if (h.session_hi == 0 && h.session_lo == 0) return protocol_error("bad-hello", "", "session id is 0");
   if (h.recv_next == 0) return protocol_error("bad-hello", "", "recv_next is 0");
   if (h.delivered >= h.recv_next) return protocol_error("bad-hello", "", "delivered beyond recv_next");
+  if (h.max_message == 0) return protocol_error("bad-hello", "", "max_message is 0");
+  if (h.window < kHeaderSize) return protocol_error("bad-hello", "", "window smaller than one frame header");
   return h;
+}
+
+void encode_ack(std::uint8_t* out, std::uint64_t window) { put_u64(out, window); }
+
+Result<std::uint64_t> decode_ack(std::span<const std::uint8_t> payload) {
+  if (payload.size() != kAckSize) {
+    return protocol_error("bad-ack", "", "acknowledgement of " + std::to_string(payload.size()) +
+                                             " bytes, expected " + std::to_string(kAckSize));
+  }
+  return get_u64(payload.data());
 }
 
 std::string encode_error_payload(std::string_view id, std::string_view text) {
@@ -146,7 +168,19 @@ std::string encode_error_payload(std::string_view id, std::string_view text) {
   return s;
 }
 
-Error decode_error_payload(std::span<const std::uint8_t> payload, std::string_view context) {
+std::string encode_error_frame(std::string_view id, std::string_view text, bool retryable,
+                               double timestamp) {
+  std::string payload = encode_error_payload(id, text);
+  std::string f(kHeaderSize + payload.size(), '\0');
+  auto* p = reinterpret_cast<std::uint8_t*>(f.data());
+  std::memcpy(p + kHeaderSize, payload.data(), payload.size());
+  encode(p, Type::error, 0, timestamp, {p + kHeaderSize, payload.size()},
+         retryable ? kFlagRetryable : 0);
+  return f;
+}
+
+Error decode_error_payload(std::span<const std::uint8_t> payload, std::string_view context,
+                           bool retryable) {
   std::string s(reinterpret_cast<const char*>(payload.data()), payload.size());
   auto nul = s.find('\0');
   std::string id = nul == std::string::npos ? "" : s.substr(0, nul);
@@ -154,16 +188,32 @@ Error decode_error_payload(std::span<const std::uint8_t> payload, std::string_vi
   for (char& c : text) {
     if (static_cast<unsigned char>(c) < 0x20) c = '?';  // one line, whatever the peer sent
   }
-  if (id == "peer-stopped") {
+  for (char& c : id) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+  }
+  if (id.size() > 40) id.resize(40);
+  if (id == "peer-stopped" || id == "peer-done") {
     // Not a fault: the peer ended the session on purpose (interrupted, --count reached ...).
-    Error e = make_error(ErrorKind::disconnected, "peer " + std::string(context.substr(context.find(' ') + 1)),
-                         "stopped: " + text);
+    // The text is the peer's own reason, already a sentence: "dlsend was interrupted".
+    Error e = make_error(ErrorKind::disconnected, std::string(context), "stopped: " + text);
     e.id = id;
     e.final = true;
     return e;
   }
-  Error e = protocol_error("peer-error", std::string(context), "peer says: " + text, /*retryable=*/false);
-  if (id == "session-busy" || id == "session-lost" || id == "version") e.id = id;
+  if (id == "version" && text.find("upgrade") == std::string::npos) {
+    text += "; upgrade the side with the older version";  // a version-1 peer's words
+  }
+  // Our own words for what the peer refused, never the peer's nested message chain.
+  if (retryable) {
+    // A temporary refusal (a busy listener, a damaged handshake): like a refused connection,
+    // it is retried within --wait/--reconnect and is not the peer breaking the protocol.
+    Error e = make_error(ErrorKind::connect, std::string(context),
+                         "refused [" + (id.empty() ? std::string("peer-error") : id) + "]: " + text);
+    e.id = id;
+    return e;
+  }
+  Error e = protocol_error(id.empty() ? "peer-error" : id, std::string(context), text, false);
+  if (id == "session-lost") e.kind = ErrorKind::disconnected;
   return e;
 }
 

@@ -1,5 +1,6 @@
 #include "lib/link/link.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -8,7 +9,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <random>
 #include <vector>
 
 #include "lib/codec/classic_codec.h"
@@ -18,23 +18,26 @@
 namespace dl {
 namespace {
 
-constexpr int kHandshakeMs = 5000;
-constexpr std::size_t kCandidateBytes = 4096;
 constexpr std::size_t kMinUsefulReserve = 64 * 1024;
-constexpr std::size_t kInitialRx = 4u << 20;
+constexpr std::size_t kInitialRx = 8u << 20;  // the credit (minus slack): as much in flight as the default --window
+constexpr std::size_t kRxSlack = 64 * 1024;  // ring room beyond the credit: control frames
 constexpr int kMaxProtocolFailureStreak = 8;
 constexpr std::size_t kReadSlice = 256 * 1024;
-
-std::uint64_t random_u64() {
-  static thread_local std::mt19937_64 rng{std::random_device{}() ^
-                                          static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())};
-  return rng();
-}
+constexpr std::size_t kMaxCandidates = 64;    // connections still in their handshake
+constexpr int kClassicKeepaliveMs = 30;       // the seed's examples time out after 100 ms
 
 std::string seconds_text(double s) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", s);
+  std::snprintf(buf, sizeof buf, "%.1f", s);
   return buf;
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::size_t rx_capacity_for(std::uint32_t max_message) {
+  return std::min<std::size_t>(kInitialRx, std::size_t(max_message) + frame::kHeaderSize + kRxSlack);
 }
 
 }  // namespace
@@ -53,6 +56,7 @@ struct Link::Conn {
   SocketAddress peer;
   bool dialer = false;
   bool established = false;
+  bool confirmed = false;           // listener: the dialer spoke after our HELLO
   Proto proto = Proto::native;
   Clock::time_point opened{}, last_rx{}, last_tx{};
   std::vector<std::uint8_t> early;  // bytes read before promotion (candidates)
@@ -67,12 +71,12 @@ Link::Link(Reactor& reactor, LinkOptions options, LinkObserver* observer)
     : reactor_(reactor),
       opt_(std::move(options)),
       obs_(observer),
+      session_(SessionConfig{opt_.listen, std::min(opt_.max_message, frame::kHardMaxPayload),
+                             static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms)),
+                             rx_capacity_for(std::min(opt_.max_message, frame::kHardMaxPayload)) - kRxSlack}),
       timer_(reactor, [this] { on_timer(); }),
       backoff_(opt_.backoff) {
   opt_.max_message = std::min(opt_.max_message, frame::kHardMaxPayload);
-  session_hi_ = random_u64();
-  session_lo_ = random_u64();
-  session_known_ = !opt_.listen;  // dialers name the session; listeners adopt it
   if (opt_.receive_only) finish();
 }
 
@@ -85,6 +89,12 @@ std::size_t Link::frame_overhead() const {
 }
 
 std::string Link::peer() const { return active_ ? active_->peer.to_string() : std::string(); }
+
+std::string Link::peer_name() const {
+  if (active_) return active_->peer.to_string();
+  if (!last_peer_.empty()) return last_peer_;
+  return opt_.listen ? local_.to_string() : opt_.endpoint.to_string();
+}
 
 bool Link::ready() const { return active_ && active_->established; }
 
@@ -99,12 +109,13 @@ Status Link::start() {
   auto tx = ByteRing::create(opt_.window);
   if (!tx) return tx.error();
   tx_ = std::move(*tx);
-  auto rx = ByteRing::create(std::min<std::size_t>(kInitialRx, opt_.max_message + 64 * 1024));
+  auto rx = ByteRing::create(rx_capacity_for(opt_.max_message));
   if (!rx) return rx.error();
   rx_ = std::move(*rx);
   flush_hook_ = reactor_.before_poll([this] { flush(); });
   auto now = Clock::now();
-  if (opt_.wait_s >= 0) give_up_at_ = deadline_after(now, opt_.wait_s);  // saturates: inf is never
+  waiting_since_ = now;
+  if (opt_.wait_s >= 0 && std::isfinite(opt_.wait_s)) give_up_at_ = deadline_after(now, opt_.wait_s);
   if (opt_.listen) {
     auto l = listen_on(opt_.endpoint);
     if (!l) return l.error();
@@ -165,7 +176,7 @@ void Link::on_connect_ready(short) {
   }
   // Native: say HELLO and wait for the listener's; the connection counts once it answers.
   c->proto = Proto::native;
-  c->last_rx = c->last_tx = Clock::now();
+  c->opened = c->last_rx = c->last_tx = Clock::now();
   rx_.truncate_to(parse_off_);
   active_ = std::move(c);
   active_->watch = reactor_.watch(active_->fd.get(), POLLIN,
@@ -175,7 +186,7 @@ void Link::on_connect_ready(short) {
 }
 
 void Link::on_accept(short) {
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 16; ++i) {
     SocketAddress peer;
     auto fd = accept_one(listener_->fd.get(), &peer);
     if (!fd) {
@@ -187,186 +198,160 @@ void Link::on_accept(short) {
       reschedule();
       return;
     }
-    if (!fd->valid()) return;
+    if (!fd->valid()) break;
+    if (!opt_.allow.allows(peer)) {
+      // Refused before a byte is read, with a reset: the peer learns nothing but "no".
+      linger reset{1, 0};
+      ::setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      Error e = make_error(ErrorKind::auth, "connection from " + peer.to_string(),
+                           "not allowed (--allow " + opt_.allow.to_string() + ")");
+      if (obs_) obs_->on_event(LinkEvent::rejected, peer.to_string(), &e);
+      continue;
+    }
     auto c = std::make_unique<Conn>();
     c->fd = std::move(*fd);
     c->peer = peer;
     c->opened = c->last_rx = c->last_tx = Clock::now();
     if (opt_.proto == Proto::classic) {
+      // A seed peer may never speak first (it sends nothing until it has data): with
+      // --proto classic there is nothing to detect. Classic has no session ids, so, as with the
+      // seed's server, a newer connection is the peer come back and replaces the old one.
       promote(std::move(c), Proto::classic, nullptr);
       continue;
     }
-    if (candidate_) {
-      Error e = make_error(ErrorKind::disconnected, "connection from " + candidate_->peer.to_string(),
-                           "replaced by a newer connection before its handshake");
-      if (obs_) obs_->on_event(LinkEvent::rejected, candidate_->peer.to_string(), &e);
-      reactor_.unwatch(candidate_->watch);
+    if (candidates_.size() >= kMaxCandidates) {
+      // Strangers that do not finish a handshake must not lock the real peer out: the
+      // oldest of them makes room.
+      Error e = make_error(ErrorKind::timeout, "connection from " + candidates_.front()->peer.to_string(),
+                           "dropped: too many connections still in their handshake");
+      reject_candidate(candidates_.front().get(), e, false);
     }
-    candidate_ = std::move(c);
-    candidate_->watch = reactor_.watch(candidate_->fd.get(), POLLIN,
-                                       [this, p = candidate_.get()](short ev) { on_conn_io(p, ev); });
+    candidates_.push_back(std::move(c));
+    Conn* p = candidates_.back().get();
+    p->watch = reactor_.watch(p->fd.get(), POLLIN, [this, p](short ev) { on_conn_io(p, ev); });
   }
   reschedule();
 }
 
 void Link::on_conn_io(Conn* c, short revents) {
-  if (c == candidate_.get()) {
+  if (c != active_.get()) {
     handle_candidate_input(c);
     return;
   }
-  if (c != active_.get()) return;
   if (revents & (POLLIN | POLLHUP | POLLERR)) read_some(c);
   if (c != active_.get()) return;  // dropped while reading
   if (revents & POLLOUT) write_some(c);
 }
 
+std::unique_ptr<Link::Conn> Link::take_candidate(Conn* c) {
+  for (auto it = candidates_.begin(); it != candidates_.end(); ++it) {
+    if (it->get() == c) {
+      std::unique_ptr<Conn> taken = std::move(*it);
+      candidates_.erase(it);
+      reactor_.unwatch(taken->watch);
+      taken->watch = 0;
+      return taken;
+    }
+  }
+  return nullptr;
+}
+
+void Link::reject_candidate(Conn* c, const Error& why, bool tell) {
+  auto doomed = take_candidate(c);
+  if (!doomed) return;
+  if (obs_) obs_->on_event(LinkEvent::rejected, doomed->peer.to_string(), &why);
+  if (tell) send_error_and_close(doomed.get(), why);
+  reschedule();
+}
+
 void Link::handle_candidate_input(Conn* c) {
-  std::uint8_t buf[kCandidateBytes];
-  // A native dialer sends exactly one HELLO and waits for ours: read no further than that.
-  std::size_t want = frame::kHeaderSize + frame::kHelloSize - c->early.size();
-  if (!c->early.empty() && c->early[0] == classic::kStartByte) want = 0;
-  if (c->early.empty()) want = 1;
-  if (want == 0 || want > sizeof buf) want = sizeof buf - c->early.size();
-  ssize_t n = ::recv(c->fd.get(), buf, want, MSG_DONTWAIT);
+  std::uint8_t buf[frame::kHeaderSize + frame::kHelloSize];
+  ssize_t n = ::recv(c->fd.get(), buf, std::min(sizeof buf, newcomer_read_limit(c->early)), MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
-    candidate_.reset();  // closed before saying anything: a port probe, nothing to report
-    reactor_.unwatch(c->watch);
+    // Closed before completing a handshake: a port probe or a stranger, nothing to report.
+    take_candidate(c);
     reschedule();
     return;
   }
   stats_.wire_bytes_in += static_cast<std::uint64_t>(n);
   c->early.insert(c->early.end(), buf, buf + n);
   c->last_rx = Clock::now();
-  auto reject = [&](const Error& e) {
-    stats_.protocol_errors++;
-    if (obs_) obs_->on_event(LinkEvent::rejected, c->peer.to_string(), &e);
-    auto doomed = std::move(candidate_);
-    reactor_.unwatch(doomed->watch);
-    send_error_and_close(doomed.get(), e.id, e.message());
-    reschedule();
-  };
   std::string ctx = "from " + c->peer.to_string();
-  std::uint8_t first = c->early[0];
-  if (first == classic::kStartByte && opt_.proto == Proto::automatic) {
-    if (native_session_in_progress()) {
-      reject(protocol_error("session-busy", ctx, "a native session is in progress"));
+  Detection d = detect_newcomer(c->early, opt_.proto, opt_.max_message, ctx);
+  switch (d.kind) {
+    case Detection::need_more:
       return;
-    }
-    auto taken = std::move(candidate_);
-    reactor_.unwatch(taken->watch);
-    promote(std::move(taken), Proto::classic, nullptr);
+    case Detection::refuse:
+      reject_candidate(c, d.why, d.tell);
+      return;
+    case Detection::classic:
+      if (native_session_in_progress()) {
+        reject_candidate(c, protocol_error("session-busy", ctx, "a native session is in progress here"), false);
+        return;
+      }
+      promote(take_candidate(c), Proto::classic, nullptr);
+      return;
+    case Detection::native:
+      break;
+  }
+  const frame::Hello* hello = &d.hello;
+  if (ever_connected_ && wire_proto_ == Proto::classic && !completed_) {
+    reject_candidate(c, protocol_error("session-busy", ctx, "a classic session is in progress there"), true);
     return;
   }
-  auto d = frame::decode(c->early, opt_.max_message);
-  if (d.status == frame::Status::bad) {
-    reject(frame::decode_error(d, opt_.max_message, ctx));
-    return;
-  }
-  if (d.status == frame::Status::need_more) {
-    if (d.needed > frame::kHeaderSize + frame::kHelloSize) {
-      reject(protocol_error("bad-hello", ctx, "first frame is not a handshake"));
-    }
-    return;
-  }
-  if (d.header.type != frame::Type::hello) {
-    reject(protocol_error("bad-hello", ctx, "first frame is not a handshake"));
-    return;
-  }
-  auto hello = frame::decode_hello(
-      std::span<const std::uint8_t>(c->early).subspan(frame::kHeaderSize, d.header.length));
-  if (!hello) {
-    Error e = hello.error();
+  // Admission: adopt a new session, resume ours, or refuse this newcomer alone. Whatever it
+  // says, the live session is not touched unless it presents that session's current token.
+  bool over = completed_ && opt_.keep_open;
+  auto v = session_.admit(*hello, over || (!ever_connected_ && !session_.known()));
+  if (v.action == Session::Admit::refuse) {
+    Error e = v.why;
     e.context = ctx;
-    reject(e);
+    reject_candidate(c, e, true);
     return;
   }
-  // Session admission: adopt a new session, resume ours, or refuse a stranger mid-session.
-  bool same = session_known_ && hello->session_hi == session_hi_ && hello->session_lo == session_lo_;
-  if (session_known_ && !same) {
-    if (completed_ && opt_.keep_open) {
-      reset_session();
-    } else if (ever_connected_) {
-      reject(protocol_error("session-busy", ctx, "another session is in progress here"));
-      return;
-    }
-  }
-  auto taken = std::move(candidate_);
-  reactor_.unwatch(taken->watch);
-  promote(std::move(taken), Proto::native, &*hello);
+  if (v.action == Session::Admit::adopt && session_.known()) reset_session();
+  promote(take_candidate(c), Proto::native, hello);
 }
 
 void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello) {
   Conn* conn = c ? c.get() : active_.get();
   bool resumed = false;
-  std::uint64_t resend_from = 0;
+  std::uint64_t resend_from = tx_.tail();
   if (proto == Proto::native && hello) {
-    if (!conn->dialer) {
-      session_hi_ = hello->session_hi;
-      session_lo_ = hello->session_lo;
-    }
-    // The peer holds everything below recv_next. It cannot have lost what it acknowledged.
-    if (hello->recv_next < acked_seq_ + 1) {
-      Error e = protocol_error("session-lost", "peer " + conn->peer.to_string(),
-                               "the peer restarted and lost the session (it expects seq " +
-                                   std::to_string(hello->recv_next) + ", acknowledged up to " +
-                                   std::to_string(acked_seq_) + ")",
-                               /*retryable=*/false);
-      send_error_and_close(conn, e.id, e.detail);
-      fail(e);
-      return;
-    }
-    if (hello->recv_next > next_seq_) {
-      Error e = protocol_error("bad-hello", "peer " + conn->peer.to_string(),
-                               "peer claims seq " + std::to_string(hello->recv_next) +
-                                   " but only " + std::to_string(next_seq_ - 1) + " were sent");
-      if (c) {
-        send_error_and_close(conn, e.id, e.detail);
-        if (obs_) obs_->on_event(LinkEvent::rejected, conn->peer.to_string(), &e);
-      } else {
-        connection_lost(e);
-      }
-      return;
-    }
-    // Messages queued before we knew the peer's limit: refuse now rather than have the peer
-    // drop the connection over them again and again.
-    for (std::size_t i = 0; i < tx_index_.size(); ++i) {
-      std::uint64_t size = tx_index_[i].end - tx_frame_start(i) - frame::kHeaderSize;
-      if (size > hello->max_message) {
-        Error e = make_error(ErrorKind::too_large, "message",
-                             "message of " + std::to_string(size) + " bytes exceeds the peer's limit of " +
-                                 std::to_string(hello->max_message) + " bytes (its --max-message)");
-        e.id = "too-large-for-peer";
-        e.final = true;
-        if (c) send_error_and_close(conn, e.id, e.detail);
-        fail(e);
+    if (conn->dialer) {
+      if (auto st = session_.check_answer(*hello); !st) {
+        Error e = st.error();
+        e.context = "peer " + conn->peer.to_string();
+        if (e.id == "session-lost") {
+          e.kind = ErrorKind::disconnected;
+          e.context = "peer " + conn->peer.to_string();
+          e.detail = std::string("session lost: the ") + (opt_.receive_only ? "sender" : "receiver") +
+                     " restarted (" + e.detail + ")";
+        }
+        if (is_retryable(e)) {
+          connection_lost(e);
+        } else {
+          send_error_and_close(conn, e);
+          fail(e);
+        }
         return;
       }
     }
-    resumed = ever_connected_ && session_known_;
-    session_known_ = true;
-    peer_max_message_ = hello->max_message;
-    peer_timeout_ms_ = static_cast<int>(hello->timeout_ms);
-    // Only what the peer delivered is acknowledged; what it merely holds (parsed, not yet
-    // written out) is not resent, but stays in the ring until a real ACK.
-    on_ack(hello->delivered);
-    resend_from = tx_.tail();
-    for (std::size_t i = 0; i < tx_index_.size() && tx_index_[i].seq < hello->recv_next; ++i) {
-      resend_from = tx_index_[i].end;
+    resumed = session_.established_once();
+    auto est = session_.establish(*hello);
+    if (est.release_to) {
+      tx_.release_to(*est.release_to);
+      notify_writable();
     }
-  }
-  if (c && ever_connected_ && proto != wire_proto_ && !completed_) {
-    Error e = protocol_error("session-busy", "from " + conn->peer.to_string(),
-                             "messages for a " + std::string(wire_proto_ == Proto::classic ? "classic" : "native") +
-                                 " peer are still waiting");
-    if (proto == Proto::native) send_error_and_close(conn, e.id, e.detail);
-    if (obs_) obs_->on_event(LinkEvent::rejected, conn->peer.to_string(), &e);
-    return;
+    update_ack_stats();
+    std::uint64_t from_seq = est.from_seq;
+    resend_from = session_.offset_of(from_seq, tx_.tail());
   }
   if (c) {
     if (active_) {
       Error e = make_error(ErrorKind::disconnected, "connection to " + active_->peer.to_string(),
-                           "replaced by a new connection");
+                           "replaced by the session's new connection");
       drop_conn(active_.get(), e, active_->established);
       active_.reset();
     }
@@ -381,14 +366,21 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
   a->proto = proto;
   a->established = true;
   a->last_rx = a->last_tx = Clock::now();
+  last_peer_ = a->peer.to_string();
   if (proto == Proto::native) {
     a->early.clear();  // it held the HELLO
-    if (!a->dialer) queue_hello();
+    if (!a->dialer) {
+      queue_hello();
+    } else {
+      queue_ack();  // tells the listener we hold its new token (it retires the old one)
+      a->confirmed = true;
+    }
     a->send_off = resend_from;
     if (max_sent_off_ > resend_from) stats_.resent_bytes += max_sent_off_ - resend_from;
   } else {
     // Classic: what was fully written is gone; a frame cut in the middle goes out again whole.
     a->send_off = tx_.tail();
+    classic_frames_ = 0;
   }
   if (ever_connected_) stats_.reconnects++;
   stats_.connections++;
@@ -424,7 +416,7 @@ bool Link::native_session_in_progress() const {
 }
 
 bool Link::attempt_in_progress() const {
-  return dialing_ || candidate_ || (active_ && !active_->established);
+  return dialing_ || (active_ && !active_->established);
 }
 
 void Link::drop_conn(Conn* c, const Error& why, bool report) {
@@ -444,18 +436,18 @@ void Link::connection_lost(const Error& why) {
   rx_.truncate_to(parse_off_);
   rx_blocked_ = false;  // the partial frame that needed the room is gone
   last_error_ = why;
+  if (closed_) return;
   if (why.kind == ErrorKind::protocol) {
     stats_.protocol_errors++;
     // A peer that breaks the protocol again and again with no progress in between is not a
     // flaky link: give up instead of reconnecting for ever.
-    if (++protocol_failure_streak_ >= kMaxProtocolFailureStreak && !closed_) {
+    if (++protocol_failure_streak_ >= kMaxProtocolFailureStreak) {
       Error e = why;
       e.detail += " (" + std::to_string(protocol_failure_streak_) + " times in a row without progress)";
-      fail(e);
+      session_over(e);
       return;
     }
   }
-  if (closed_) return;
   if (completed_) {
     // The peer closed after everything was acknowledged: that is the normal end.
     linger_until_.reset();
@@ -465,20 +457,21 @@ void Link::connection_lost(const Error& why) {
       return;
     }
     closed_ = true;
-    if (obs_) obs_->on_event(LinkEvent::closed, "", nullptr);
     close();
+    if (obs_) obs_->on_event(LinkEvent::closed, "", nullptr);
     return;
   }
   if (!is_retryable(why)) {
-    fail(why);
+    session_over(why);
     return;
   }
   auto now = Clock::now();
   // The reconnect window opens when an established connection drops; a failed handshake
   // keeps whatever deadline was running (--wait for a first connect).
   if (was_established) {
-    if (opt_.reconnect_s >= 0) {
-      give_up_at_ = deadline_after(now, opt_.reconnect_s);  // saturates: inf is never
+    waiting_since_ = now;
+    if (opt_.reconnect_s >= 0 && std::isfinite(opt_.reconnect_s)) {
+      give_up_at_ = deadline_after(now, opt_.reconnect_s);
     } else {
       give_up_at_.reset();
     }
@@ -487,29 +480,61 @@ void Link::connection_lost(const Error& why) {
   reschedule();
 }
 
+// A session that cannot go on. A keep-open listener logs it and serves the next one; anyone
+// else fails with it.
+void Link::session_over(const Error& why) {
+  if (closed_) return;
+  if (opt_.keep_open && opt_.listen && ever_connected_) {
+    if (active_) {
+      drop_conn(active_.get(), why, false);
+      active_.reset();
+    }
+    if (obs_) obs_->on_event(LinkEvent::abandoned, last_peer_, &why);
+    reset_session();
+    reschedule();
+    return;
+  }
+  fail(why);
+}
+
 void Link::schedule_retry() {
   auto delay = backoff_.next();
   auto now = Clock::now();
-  if (give_up_at_ && now + delay > *give_up_at_) {
-    // Out of patience: report the last real reason (refused, unreachable, timeout ...).
-    Error e = last_error_ ? *last_error_
-                          : make_error(ErrorKind::connect, "connect " + opt_.endpoint.to_string());
-    if (ever_connected_) {
-      Error d = make_error(ErrorKind::disconnected, "peer " + opt_.endpoint.to_string(),
-                           "gone for " + seconds_text(opt_.reconnect_s) + " s; last error: " +
-                               e.message());
-      fail(d);
-    } else {
-      fail(e);
-    }
+  if (give_up_at_ && now >= *give_up_at_) {
+    give_up();
     return;
   }
-  retry_at_ = now + delay;
+  // A last attempt at the deadline rather than giving up early.
+  auto at = now + delay;
+  if (give_up_at_ && at > *give_up_at_) at = *give_up_at_;
+  retry_at_ = at;
   if (obs_) {
-    obs_->on_event(LinkEvent::retrying, std::to_string(delay.count()) + " ms",
-                   last_error_ ? &*last_error_ : nullptr);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(at - now).count();
+    obs_->on_event(LinkEvent::retrying, std::to_string(ms) + " ms", last_error_ ? &*last_error_ : nullptr);
   }
   reschedule();
+}
+
+// Out of patience: report the last real reason (refused, unreachable, timeout ...) and the time
+// actually waited.
+void Link::give_up() {
+  retry_at_.reset();
+  double waited = seconds_since(waiting_since_);
+  if (!ever_connected_ && opt_.listen) {
+    session_over(make_error(ErrorKind::timeout, "listen " + local_.to_string(),
+                            "no peer connected within " + seconds_text(waited) + " s"));
+    return;
+  }
+  Error e = last_error_ ? *last_error_
+                        : make_error(ErrorKind::connect, "connect " + opt_.endpoint.to_string(),
+                                     "no connection");
+  if (ever_connected_) {
+    session_over(make_error(ErrorKind::disconnected, "peer " + peer_name(),
+                            "gone for " + seconds_text(waited) + " s; last error: " + e.message()));
+  } else {
+    if (waited >= 0.05) e.detail += (e.detail.empty() ? "" : " ") + std::string("(tried for ") + seconds_text(waited) + " s)";
+    fail(e);
+  }
 }
 
 void Link::fail(const Error& e) {
@@ -517,6 +542,8 @@ void Link::fail(const Error& e) {
   failure_ = e;
   closed_ = true;
   close();
+  // Messages parsed in the same read as the fatal frame were never announced.
+  if (obs_ && !rx_queue_.empty()) obs_->on_readable();
   if (obs_) obs_->on_event(LinkEvent::closed, "", &e);
 }
 
@@ -526,44 +553,72 @@ void Link::close() {
   timer_.cancel();
   if (flush_hook_) reactor_.remove_before_poll(flush_hook_);
   flush_hook_ = 0;
-  for (auto* c : {&active_, &candidate_, &dialing_}) {
+  for (auto* c : {&active_, &dialing_}) {
     if (*c) {
       reactor_.unwatch((*c)->watch);
       c->reset();
     }
   }
+  for (auto& c : candidates_) reactor_.unwatch(c->watch);
+  candidates_.clear();
   if (listen_watch_) reactor_.unwatch(listen_watch_);
   listen_watch_ = 0;
   listener_.reset();
 }
 
-void Link::abandon(std::string_view reason) {
-  if (active_ && active_->established && wire_proto_ == Proto::native && !completed_) {
-    send_error_and_close(active_.get(), "peer-stopped", reason);
+void Link::abandon(std::string_view reason, int flush_ms) {
+  if (!closed_ && active_ && active_->established && wire_proto_ == Proto::native && !completed_) {
+    Conn* c = active_.get();
+    stopping_ = true;  // no data beyond the frame being written
+    if (session_.ack_due()) queue_ack();
+    std::string f = frame::encode_error_frame("peer-stopped", reason, false, unix_now());
+    c->ctrl += f;
+    auto deadline = Clock::now() + std::chrono::milliseconds(flush_ms);
+    while (c->fd.valid() && has_output(c)) {
+      write_some(c);
+      if (active_.get() != c || !has_output(c)) break;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) break;
+      pollfd p{c->fd.get(), POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
+    }
+    if (active_.get() == c && c->fd.valid()) {
+      ::shutdown(c->fd.get(), SHUT_WR);
+      // Closing with unread bytes (the peer's acks) would reset the connection, and a reset
+      // can destroy the notice before the peer reads it: read until the peer closes too, or
+      // the same bounded time runs out.
+      std::uint8_t sink[16384];
+      while (true) {
+        ssize_t n = ::recv(c->fd.get(), sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+        if (n > 0) continue;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) break;
+        pollfd p{c->fd.get(), POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
+      }
+    }
   }
   close();
 }
 
 void Link::reset_session() {
-  session_known_ = false;
-  session_hi_ = random_u64();
-  session_lo_ = random_u64();
-  tx_index_.clear();
+  session_.reset();
   tx_.release_to(tx_.head());
-  next_seq_ = 1;
-  acked_seq_ = 0;
-  end_requested_ = end_queued_ = false;
-  end_seq_ = 0;
+  end_requested_ = false;
+  stopping_ = false;
   max_sent_off_ = tx_.head();
-  rx_queue_.clear();
+  // Messages of the old session not yet taken stay deliverable; they are no longer acked.
+  for (auto& m : rx_queue_) m.seq = 0;
+  while (!rx_queue_.empty() && rx_queue_.back().end) rx_queue_.pop_back();
   rx_.truncate_to(parse_off_);
-  rx_.release_to(parse_off_);
-  recv_next_ = 1;
-  delivered_seq_ = acked_sent_ = 0;
+  if (rx_queue_.empty()) rx_.release_to(parse_off_);
   peer_finished_ = completed_ = false;
   ever_connected_ = false;
   linger_until_.reset();
   give_up_at_.reset();
+  waiting_since_ = Clock::now();
+  protocol_failure_streak_ = 0;
   if (opt_.receive_only) finish();
 }
 
@@ -579,16 +634,12 @@ void Link::reschedule() {
   consider(accept_paused_until_);
   if (!attempt_in_progress() && !ready()) consider(give_up_at_);
   consider(linger_until_);
-  if (candidate_) {
-    int ms = opt_.proto == Proto::automatic && candidate_->early.empty() ? opt_.detect_ms
-                                                                          : kHandshakeMs;
-    consider(candidate_->opened + std::chrono::milliseconds(ms));
-  }
-  if (dialing_) consider(dialing_->opened + std::chrono::milliseconds(std::max(kHandshakeMs, opt_.timeout_ms)));
+  for (auto& c : candidates_) consider(c->opened + std::chrono::milliseconds(opt_.handshake_ms));
+  if (dialing_) consider(dialing_->opened + std::chrono::milliseconds(std::max(opt_.handshake_ms, opt_.timeout_ms)));
   if (active_) {
     Conn* a = active_.get();
     if (!a->established) {
-      consider(a->opened + std::chrono::milliseconds(std::max(kHandshakeMs, opt_.timeout_ms)));
+      consider(a->opened + std::chrono::milliseconds(std::max(opt_.handshake_ms, opt_.timeout_ms)));
     } else {
       if (opt_.timeout_ms > 0 && !a->rx_paused) {
         consider(a->last_rx + std::chrono::milliseconds(opt_.timeout_ms));
@@ -604,11 +655,12 @@ void Link::reschedule() {
 int Link::keepalive_interval() const {
   if (opt_.keepalive_ms > 0) return opt_.keepalive_ms;
   if (opt_.keepalive_ms < 0) return 0;  // never
+  // The classic peer's timeout is unknown: the seed's own examples use 100 ms.
+  if (wire_proto_ == Proto::classic) return kClassicKeepaliveMs;
   int t = 0;
-  for (int v : {opt_.timeout_ms, peer_timeout_ms_}) {
+  for (int v : {opt_.timeout_ms, static_cast<int>(session_.peer_timeout_ms())}) {
     if (v > 0 && (t == 0 || v < t)) t = v;
   }
-  if (t == 0 && wire_proto_ == Proto::classic) t = 3000;  // the classic peer's timeout is unknown
   return t > 0 ? std::max(t / 3, 20) : 0;
 }
 
@@ -628,24 +680,20 @@ void Link::on_timer() {
     start_dial_round();
     if (closed_) return;
   }
-  if (candidate_) {
-    int ms = opt_.proto == Proto::automatic && candidate_->early.empty() ? opt_.detect_ms
-                                                                          : kHandshakeMs;
-    if (now >= candidate_->opened + std::chrono::milliseconds(ms)) {
-      auto c = std::move(candidate_);
-      reactor_.unwatch(c->watch);
-      if (opt_.proto == Proto::automatic && c->early.empty() && !native_session_in_progress()) {
-        // Silence: a classic client sends nothing until it has data. Serve it as classic.
-        promote(std::move(c), Proto::classic, nullptr);
-      } else {
-        Error e = make_error(ErrorKind::timeout, "handshake from " + c->peer.to_string(),
-                             "no handshake within " + std::to_string(ms) + " ms");
-        if (obs_) obs_->on_event(LinkEvent::rejected, c->peer.to_string(), &e);
-      }
-      if (closed_) return;
+  for (std::size_t i = 0; i < candidates_.size();) {
+    Conn* c = candidates_[i].get();
+    if (now < c->opened + std::chrono::milliseconds(opt_.handshake_ms)) {
+      ++i;
+      continue;
     }
+    std::string why = c->early.empty()
+                          ? "said nothing for " + std::to_string(opt_.handshake_ms) +
+                                " ms (a seed Datalink peer that never speaks first needs --proto classic)"
+                          : "no complete handshake within " + std::to_string(opt_.handshake_ms) + " ms";
+    reject_candidate(c, make_error(ErrorKind::timeout, "connection from " + c->peer.to_string(), why), false);
+    if (closed_) return;
   }
-  if (dialing_ && now >= dialing_->opened + std::chrono::milliseconds(std::max(kHandshakeMs, opt_.timeout_ms))) {
+  if (dialing_ && now >= dialing_->opened + std::chrono::milliseconds(std::max(opt_.handshake_ms, opt_.timeout_ms))) {
     last_error_ = make_error(ErrorKind::timeout, "connect " + dialing_->peer.to_string(),
                              "connection attempt timed out");
     reactor_.unwatch(dialing_->watch);
@@ -656,7 +704,7 @@ void Link::on_timer() {
   if (active_) {
     Conn* a = active_.get();
     if (!a->established) {
-      if (now >= a->opened + std::chrono::milliseconds(std::max(kHandshakeMs, opt_.timeout_ms))) {
+      if (now >= a->opened + std::chrono::milliseconds(std::max(opt_.handshake_ms, opt_.timeout_ms))) {
         connection_lost(make_error(ErrorKind::timeout, "handshake with " + a->peer.to_string(),
                                    "no answer to the handshake"));
         return;
@@ -672,24 +720,10 @@ void Link::on_timer() {
       if (ka > 0 && now >= a->last_tx + std::chrono::milliseconds(ka)) send_keepalive();
     }
   }
-  if (give_up_at_ && now >= *give_up_at_ && !ready()) {
-    if (!ever_connected_ && opt_.listen) {
-      fail(make_error(ErrorKind::timeout, "listen " + local_.to_string(),
-                      "no peer connected within " + seconds_text(opt_.wait_s) + " s"));
-      return;
-    }
-    if (!attempt_in_progress()) {
-      retry_at_.reset();
-      Error e = last_error_ ? *last_error_
-                            : make_error(ErrorKind::disconnected, "peer", "did not come back");
-      if (ever_connected_) {
-        fail(make_error(ErrorKind::disconnected, "peer " + (opt_.listen ? local_.to_string() : opt_.endpoint.to_string()),
-                        "gone for " + seconds_text(opt_.reconnect_s) + " s; last error: " + e.message()));
-      } else {
-        fail(e);
-      }
-      return;
-    }
+  if (give_up_at_ && now >= *give_up_at_ && !ready() && !attempt_in_progress() &&
+      (opt_.listen || !retry_at_ || now >= *retry_at_)) {
+    give_up();
+    return;
   }
   reschedule();
 }
@@ -709,13 +743,13 @@ bool Link::proto_known() const {
 }
 
 std::uint32_t Link::send_limit() const {
-  bool peer_known = wire_proto_ == Proto::native && ever_connected_;
-  return peer_known ? std::min(opt_.max_message, peer_max_message_) : opt_.max_message;
+  bool peer_known = wire_proto_ == Proto::native && session_.established_once();
+  return peer_known ? std::min(opt_.max_message, session_.peer_max_message()) : opt_.max_message;
 }
 
 std::optional<std::uint32_t> Link::known_send_limit() const {
   if (!proto_known()) return std::nullopt;
-  if (wire_proto_ == Proto::native && !ever_connected_) return std::nullopt;
+  if (wire_proto_ == Proto::native && !session_.established_once()) return std::nullopt;
   return send_limit();
 }
 
@@ -736,21 +770,22 @@ void Link::commit(std::size_t n, double timestamp) {
   if (n == 0) return;
   std::uint8_t* start = tx_.at(tx_.head());
   std::size_t total;
-  std::uint64_t seq = 0;
   if (wire_proto_ == Proto::classic) {
     classic::encode_header(start, n, timestamp);
     classic::encode_footer(start + classic::kHeaderSize + n);
     total = classic::kOverhead + n;
+    tx_.produce(total);
+    session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
   } else {
-    seq = next_seq_++;
-    frame::encode(start, frame::Type::data, seq, timestamp,
-                  {start + frame::kHeaderSize, n});
+    std::uint64_t seq = session_.next_seq();
+    frame::encode(start, frame::Type::data, seq, timestamp, {start + frame::kHeaderSize, n});
     total = frame::kHeaderSize + n;
+    tx_.produce(total);
+    session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
   }
-  tx_.produce(total);
-  tx_index_.push_back(TxFrame{seq, tx_.head()});
   stats_.bytes_sent += n;
   stats_.messages_sent++;
+  reactor_.request_pass();  // our flush may already have run in this pass (another link's callback)
 }
 
 bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Error* error) {
@@ -766,7 +801,9 @@ bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Err
     return false;
   }
   if (end_requested_ || closed_ || !started_) {
-    if (error) *error = make_error(ErrorKind::cancelled, "send", "link is closed");
+    if (error) {
+      *error = failure_ ? *failure_ : make_error(ErrorKind::cancelled, "send", "link is closed");
+    }
     return false;
   }
   if (!proto_known()) return false;
@@ -782,34 +819,40 @@ bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Err
     // Classic cannot carry an empty message (the seed drops it as a keepalive); native can.
     if (wire_proto_ == Proto::classic) return true;
     std::uint8_t* start = tx_.at(tx_.head());
-    std::uint64_t seq = next_seq_++;
-    frame::encode(start, frame::Type::data, seq, timestamp, {});
+    frame::encode(start, frame::Type::data, session_.next_seq(), timestamp, {});
     tx_.produce(frame::kHeaderSize);
-    tx_index_.push_back(TxFrame{seq, tx_.head()});
+    session_.record(tx_.head(), 0, false);
     stats_.messages_sent++;
+    reactor_.request_pass();
     return true;
   }
   commit(payload.size(), timestamp);
   return true;
 }
 
-void Link::finish() { end_requested_ = true; }
+void Link::finish() {
+  end_requested_ = true;
+  reactor_.request_pass();
+}
 
 bool Link::finished() const {
   if (!end_requested_) return false;
-  if (wire_proto_ == Proto::classic) return tx_index_.empty();
-  return end_queued_ && acked_seq_ >= end_seq_;
+  if (wire_proto_ == Proto::classic) return session_.unacked() == 0;
+  return session_.end_acked();
+}
+
+bool Link::acknowledged() const {
+  if (wire_proto_ == Proto::classic) return session_.unacked() == 0;
+  return session_.data_acked();
 }
 
 void Link::queue_end_if_room() {
-  if (!end_requested_ || end_queued_ || wire_proto_ == Proto::classic || !proto_known()) return;
+  if (!end_requested_ || session_.end_queued() || wire_proto_ == Proto::classic || !proto_known()) return;
   if (!ensure_tx_room(frame::kHeaderSize) || tx_.free_space() < frame::kHeaderSize) return;
   std::uint8_t* start = tx_.at(tx_.head());
-  end_seq_ = next_seq_++;
-  frame::encode(start, frame::Type::end, end_seq_, unix_now(), {});
+  frame::encode(start, frame::Type::end, session_.next_seq(), unix_now(), {});
   tx_.produce(frame::kHeaderSize);
-  tx_index_.push_back(TxFrame{end_seq_, tx_.head()});
-  end_queued_ = true;
+  session_.record(tx_.head(), 0, true);
 }
 
 void Link::queue_control(frame::Type type, std::uint64_t seq, std::span<const std::uint8_t> payload) {
@@ -818,7 +861,7 @@ void Link::queue_control(frame::Type type, std::uint64_t seq, std::span<const st
   active_->ctrl.resize(old + frame::kHeaderSize + payload.size());
   auto* p = reinterpret_cast<std::uint8_t*>(active_->ctrl.data()) + old;
   if (!payload.empty()) std::memcpy(p + frame::kHeaderSize, payload.data(), payload.size());
-  frame::encode(p, type, seq, unix_now(), payload);
+  frame::encode(p, type, seq, unix_now(), {p + frame::kHeaderSize, payload.size()});
 }
 
 void Link::abort_connection() {
@@ -829,16 +872,18 @@ void Link::abort_connection() {
 }
 
 void Link::queue_hello() {
-  frame::Hello h;
-  h.session_hi = session_hi_;
-  h.session_lo = session_lo_;
-  h.recv_next = recv_next_;
-  h.delivered = delivered_seq_;
-  h.max_message = opt_.max_message;
-  h.timeout_ms = static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms));
+  frame::Hello h = session_.hello();
   std::uint8_t payload[frame::kHelloSize];
   frame::encode_hello(payload, h);
   queue_control(frame::Type::hello, 0, payload);
+}
+
+void Link::queue_ack() {
+  std::uint8_t payload[frame::kAckSize];
+  frame::encode_ack(payload, session_.window());
+  queue_control(frame::Type::ack, session_.delivered_seq(), payload);
+  session_.ack_sent();
+  stats_.acks_sent++;
 }
 
 void Link::send_keepalive() {
@@ -856,53 +901,46 @@ void Link::send_keepalive() {
   reschedule();
 }
 
-void Link::send_error_and_close(Conn* c, std::string_view id, std::string_view text) {
-  if (!c || !c->fd.valid()) return;
-  std::string payload = frame::encode_error_payload(id, text);
-  std::vector<std::uint8_t> buf(frame::kHeaderSize + payload.size());
-  std::memcpy(buf.data() + frame::kHeaderSize, payload.data(), payload.size());
-  frame::encode(buf.data(), frame::Type::error, 0, unix_now(),
-                {buf.data() + frame::kHeaderSize, payload.size()});
+void Link::send_error_and_close(Conn* c, const Error& e) {
+  if (!c || !c->fd.valid() || c->proto == Proto::classic) return;
+  std::string text = e.detail.empty() ? e.message() : e.detail;
+  std::string f = frame::encode_error_frame(e.id.empty() ? "refused" : e.id, text, is_retryable(e), unix_now());
   // Best effort: the connection is being refused, its peer may not read it.
-  [[maybe_unused]] auto n = ::send(c->fd.get(), buf.data(), buf.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  [[maybe_unused]] auto n = ::send(c->fd.get(), f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-void Link::on_ack(std::uint64_t seq) {
-  if (seq > acked_seq_) acked_seq_ = std::min(seq, next_seq_ - 1);
-  bool released = false;
-  while (!tx_index_.empty() && tx_index_.front().seq <= acked_seq_) {
-    tx_.release_to(tx_index_.front().end);
-    tx_index_.pop_front();
-    released = true;
+void Link::update_ack_stats() {
+  stats_.bytes_acked = session_.acked_bytes();
+  stats_.messages_acked = session_.acked_messages();
+}
+
+bool Link::apply_ack(Result<Session::Acked> a, const std::string& ctx) {
+  if (!a) {
+    Error e = a.error();
+    e.context = ctx;
+    connection_lost(e);
+    return false;
   }
-  if (active_ && active_->send_off < tx_.tail()) active_->send_off = tx_.tail();
-  if (released) {
+  if (a->release_to) {
+    tx_.release_to(*a->release_to);
+    if (active_ && active_->send_off < tx_.tail()) active_->send_off = tx_.tail();
     protocol_failure_streak_ = 0;
+    update_ack_stats();
     notify_writable();
   }
+  return true;
 }
 
 void Link::release_written_classic() {
   if (!active_) return;
-  bool released = false;
-  while (!tx_index_.empty() && tx_index_.front().end <= active_->send_off) {
-    tx_.release_to(tx_index_.front().end);
-    tx_index_.pop_front();
-    released = true;
+  if (auto to = session_.release_written(active_->send_off)) {
+    tx_.release_to(*to);
+    update_ack_stats();
+    notify_writable();
   }
-  if (released) notify_writable();
 }
 
 void Link::notify_writable() { writable_pending_ = true; }
-
-std::uint64_t Link::messages_settled() const {
-  if (wire_proto_ == Proto::classic) return messages_committed() - tx_index_.size();
-  return std::min(acked_seq_, messages_committed());
-}
-
-std::uint64_t Link::tx_frame_start(std::size_t index) const {
-  return index == 0 ? tx_.tail() : tx_index_[index - 1].end;
-}
 
 void Link::flush() {
   if (closed_) return;
@@ -915,11 +953,7 @@ void Link::flush() {
       if (closed_) return;
     }
     queue_end_if_room();
-    if (ready() && wire_proto_ == Proto::native && delivered_seq_ > acked_sent_) {
-      queue_control(frame::Type::ack, delivered_seq_, {});
-      acked_sent_ = delivered_seq_;
-      stats_.acks_sent++;
-    }
+    if (ready() && wire_proto_ == Proto::native && session_.ack_due()) queue_ack();
     if (active_) write_some(active_.get());
     if (closed_) return;
     if (!writable_pending_) break;
@@ -930,20 +964,24 @@ void Link::flush() {
   if (writable_pending_) reactor_.wake();  // more room than one flush could use: come back
 }
 
+// How far the data in the ring may go out on this connection now: everything (classic), or
+// whole frames within the peer's credit (native); only the frame in progress when stopping.
+std::uint64_t Link::write_limit(const Conn* c) const {
+  if (!c->established) return c->send_off;
+  if (c->proto == Proto::classic) return tx_.head();
+  std::uint64_t lim = session_.credit_end(tx_.tail(), tx_.head());
+  if (stopping_) lim = std::min(lim, c->send_off);
+  return std::max(lim, c->send_off);
+}
+
 bool Link::write_some(Conn* c) {
   for (int round = 0; round < 16; ++round) {
     iovec iov[3];
     int n_iov = 0;
     std::size_t lens[3] = {0, 0, 0};
-    std::uint64_t data_end = c->established ? tx_.head() : c->send_off;
-    // Control frames may only go out between data frames.
-    std::uint64_t cut = c->send_off;
-    if (c->send_off < data_end) {
-      auto it = std::upper_bound(tx_index_.begin(), tx_index_.end(), c->send_off,
-                                 [](std::uint64_t off, const TxFrame& f) { return off < f.end; });
-      std::size_t idx = static_cast<std::size_t>(it - tx_index_.begin());
-      if (it != tx_index_.end() && tx_frame_start(idx) != c->send_off) cut = it->end;
-    }
+    std::uint64_t data_end = write_limit(c);
+    // Control frames may only go out between data frames: first finish the frame in progress.
+    std::uint64_t cut = c->established ? session_.frame_end_at(c->send_off, tx_.tail()) : c->send_off;
     if (cut > c->send_off) {
       iov[n_iov] = {tx_.at(c->send_off), static_cast<std::size_t>(cut - c->send_off)};
       lens[0] = iov[n_iov++].iov_len;
@@ -952,9 +990,10 @@ bool Link::write_some(Conn* c) {
       iov[n_iov] = {c->ctrl.data() + c->ctrl_off, c->ctrl.size() - c->ctrl_off};
       lens[1] = iov[n_iov++].iov_len;
     }
-    if (data_end > cut) {
+    std::uint64_t rest_from = std::max(cut, c->send_off);
+    if (!stopping_ && data_end > rest_from) {
       // Never more than the ring holds contiguously (capacity), which the mirror guarantees.
-      iov[n_iov] = {tx_.at(cut), static_cast<std::size_t>(data_end - cut)};
+      iov[n_iov] = {tx_.at(rest_from), static_cast<std::size_t>(data_end - rest_from)};
       lens[2] = iov[n_iov++].iov_len;
     }
     if (n_iov == 0) {
@@ -970,7 +1009,14 @@ bool Link::write_some(Conn* c) {
     ssize_t n = ::sendmsg(c->fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) return false;
-      connection_lost(errno_error(ErrorKind::disconnected, "send to " + c->peer.to_string(), errno));
+      int err = errno;
+      if (err == ECONNRESET || err == EPIPE) {
+        // The peer may have said why before it went (an ERROR frame still unread here):
+        // read that first, it is the better reason.
+        read_some(c);
+        if (c != active_.get() || closed_) return false;
+      }
+      connection_lost(errno_error(ErrorKind::disconnected, "send to " + c->peer.to_string(), err));
       return false;
     }
     std::size_t left = static_cast<std::size_t>(n);
@@ -996,12 +1042,15 @@ bool Link::write_some(Conn* c) {
 
 bool Link::has_output(const Conn* c) const {
   if (c->ctrl_off < c->ctrl.size()) return true;
-  return c->established && c->send_off < tx_.head();
+  if (!c->established) return false;
+  return c->send_off < write_limit(c) || c->send_off < session_.frame_end_at(c->send_off, tx_.tail());
 }
 
 void Link::update_interest() {
   if (active_ && active_->watch) {
     Conn* a = active_.get();
+    // Native: the peer's credit bounds what it sends, so we always read (its acks must get
+    // through). Classic has no credit: stop reading while waiting messages hold the room.
     bool can_read = rx_.free_space() > 0 && !rx_blocked_;
     if (a->rx_paused && can_read) a->last_rx = Clock::now();  // paused time is not silence
     a->rx_paused = !can_read;
@@ -1030,8 +1079,10 @@ void Link::read_some(Conn* c) {
       return;
     }
     if (n == 0) {
-      if (wire_proto_ == Proto::classic && c->established && parse_off_ == rx_.head() && !peer_finished_) {
-        // Classic has no end-of-stream frame: an orderly close at a frame boundary is the end.
+      if (wire_proto_ == Proto::classic && c->established && parse_off_ == rx_.head() && !peer_finished_ &&
+          opt_.close_ends && classic_frames_ > 0) {
+        // --close-ends: an orderly close at a frame boundary, after at least one valid frame,
+        // is the end of the stream (the seed never ends a stream on purpose, hence opt-in).
         rx_queue_.push_back(RxMessage{parse_off_, parse_off_, parse_off_, 0, 0, 0, true});
         if (obs_) obs_->on_readable();
       }
@@ -1056,107 +1107,187 @@ void Link::read_some(Conn* c) {
   update_interest();
 }
 
-// The unparsed tail needs `needed` contiguous bytes from parse_off_. If the ring cannot hold
-// that behind the messages still waiting for the application, stop reading until they are
-// consumed; then grow (bounded by max_message).
-void Link::make_rx_room(std::size_t needed) {
+// The unparsed tail needs `needed` contiguous bytes from parse_off_. Native: the peer's credit
+// guarantees the room behind held messages, so running short is a protocol fault; a frame
+// larger than the ring comes only when nothing is held, and the ring grows for it. Classic: stop
+// reading until the application consumes. False when the connection was dropped.
+bool Link::make_rx_room(std::size_t needed) {
   std::size_t required = static_cast<std::size_t>(parse_off_ - rx_.tail()) + needed;
   if (required <= rx_.capacity()) {
     rx_blocked_ = false;
-    return;
+    return true;
   }
   if (!rx_queue_.empty()) {
+    if (wire_proto_ == Proto::native) {
+      connection_lost(protocol_error("credit-exceeded", "from " + peer_name(),
+                                     "the peer sent more than the window it was given"));
+      return false;
+    }
     rx_blocked_ = true;
-    return;
+    return true;
   }
   auto g = rx_.grown(std::max(needed, rx_.capacity() * 2));
   if (!g) {
     connection_lost(g.error());
-    return;
+    return false;
   }
   rx_ = std::move(*g);
   rx_blocked_ = false;
+  return true;
 }
 
 void Link::parse_native(Conn* c) {
+  // Frames are parsed at `r`; kept DATA/END frames are moved down to `w` over the control
+  // frames (ACK, keepalive) that arrived between them, so that only data the credit allows
+  // ever occupies the ring behind messages the application has not taken yet.
+  std::uint64_t r = parse_off_, w = parse_off_;
+  auto settle = [&] {
+    std::uint64_t head = rx_.head();
+    if (w != r) {
+      std::size_t len = static_cast<std::size_t>(head - r);
+      if (len) {
+        std::uint8_t* dst = rx_.at(w);
+        std::memmove(dst, dst + (r - w), len);
+      }
+      rx_.truncate_to(w + len);
+    }
+    parse_off_ = w;
+    if (rx_queue_.empty()) rx_.release_to(parse_off_);
+  };
+  std::string ctx;
+  auto context = [&]() -> const std::string& {
+    if (ctx.empty()) ctx = "from " + c->peer.to_string();
+    return ctx;
+  };
   while (true) {
-    std::span<const std::uint8_t> buf(rx_.at(parse_off_), static_cast<std::size_t>(rx_.head() - parse_off_));
+    std::span<const std::uint8_t> buf(rx_.at(r), static_cast<std::size_t>(rx_.head() - r));
     auto d = frame::decode(buf, opt_.max_message);
     if (d.status == frame::Status::need_more) {
+      settle();
       make_rx_room(d.needed);
       return;
     }
-    std::string ctx = "from " + c->peer.to_string();
     if (d.status == frame::Status::bad) {
-      connection_lost(frame::decode_error(d, opt_.max_message, ctx));
+      settle();
+      connection_lost(frame::decode_error(d, opt_.max_message, context()));
       return;
     }
     const auto& h = d.header;
-    std::uint64_t start = parse_off_;
-    std::uint64_t payload = start + frame::kHeaderSize;
-    parse_off_ += d.frame_size;
+    auto payload_span = buf.subspan(frame::kHeaderSize, h.length);
     if (!c->established) {
+      r += d.frame_size;
+      w = r;
       if (h.type == frame::Type::error) {
-        Error e = frame::decode_error_payload(buf.subspan(frame::kHeaderSize, h.length), ctx);
+        Error e = frame::decode_error_payload(payload_span, "peer " + c->peer.to_string(),
+                                              h.flags & frame::kFlagRetryable);
+        settle();
+        if (e.id == "session-lost") {
+          e.detail = std::string("session lost: the ") + (opt_.receive_only ? "sender" : "receiver") +
+                     " restarted (" + e.detail + ")";
+        }
         if (is_retryable(e)) connection_lost(e);
         else fail(e);
         return;
       }
       if (h.type != frame::Type::hello) {
-        connection_lost(protocol_error("bad-hello", ctx, "expected a handshake"));
+        settle();
+        connection_lost(protocol_error("bad-hello", context(), "expected a handshake"));
         return;
       }
-      auto hello = frame::decode_hello(buf.subspan(frame::kHeaderSize, h.length));
-      if (hello && (hello->session_hi != session_hi_ || hello->session_lo != session_lo_)) {
-        hello = protocol_error("bad-hello", ctx, "listener answered with another session id");
-      }
+      auto hello = frame::decode_hello(payload_span);
+      settle();
       if (!hello) {
         Error e = hello.error();
-        e.context = ctx;
+        e.context = context();
         if (is_retryable(e)) connection_lost(e);
         else fail(e);
         return;
       }
-      if (rx_queue_.empty()) rx_.release_to(parse_off_);
       promote(nullptr, Proto::native, &*hello);
       if (c != active_.get() || closed_) return;
+      r = w = parse_off_;
       continue;
     }
+    if (!c->confirmed) {
+      c->confirmed = true;
+      session_.confirm();
+    }
+    std::uint64_t start = r;
+    r += d.frame_size;
+    bool keep = false;
     switch (h.type) {
       case frame::Type::data:
       case frame::Type::end:
-        if (h.seq == recv_next_) {
-          bool end = h.type == frame::Type::end;
-          rx_queue_.push_back(RxMessage{start, payload, parse_off_, h.length, h.timestamp, h.seq, end});
-          recv_next_++;
-        } else if (h.seq > recv_next_) {
-          connection_lost(protocol_error("seq-gap", ctx,
-                                         "expected seq " + std::to_string(recv_next_) + ", got " +
-                                             std::to_string(h.seq)));
-          return;
-        }  // else: a duplicate from before the resume point; already held
+        switch (session_.on_frame(h.seq)) {
+          case Session::Rx::accept: {
+            keep = true;
+            if (w != start) std::memmove(rx_.at(w), rx_.at(w) + (start - w), d.frame_size);
+            bool end = h.type == frame::Type::end;
+            rx_queue_.push_back(RxMessage{w, w + frame::kHeaderSize, w + d.frame_size, h.length, h.timestamp, h.seq, end});
+            w += d.frame_size;
+            break;
+          }
+          case Session::Rx::gap:
+            w = start;  // nothing of it is kept
+            r = start;
+            settle();
+            connection_lost(protocol_error("seq-gap", context(),
+                                           "expected seq " + std::to_string(session_.recv_next()) + ", got " +
+                                               std::to_string(h.seq)));
+            return;
+          case Session::Rx::duplicate:
+            break;  // from before the resume point; already held
+        }
         break;
-      case frame::Type::ack:
-        if (h.seq >= next_seq_) {
-          connection_lost(protocol_error("bad-ack", ctx, "acknowledges seq " + std::to_string(h.seq) +
-                                                             " which was never sent"));
+      case frame::Type::ack: {
+        auto win = frame::decode_ack(payload_span);
+        if (!win) {
+          r = start;
+          settle();
+          Error e = win.error();
+          e.context = context();
+          connection_lost(e);
           return;
         }
-        on_ack(h.seq);
+        auto a = session_.on_ack(h.seq, *win);
+        if (!a) {
+          r = start;
+          settle();
+          Error e = a.error();
+          e.context = context();
+          connection_lost(e);
+          return;
+        }
+        if (!apply_ack(std::move(a), context())) return;
         break;
+      }
       case frame::Type::keepalive:
         break;
       case frame::Type::hello:
-        connection_lost(protocol_error("bad-hello", ctx, "handshake in the middle of a session"));
+        r = start;
+        settle();
+        connection_lost(protocol_error("bad-hello", context(), "handshake in the middle of a session"));
         return;
       case frame::Type::error: {
-        Error e = frame::decode_error_payload(buf.subspan(frame::kHeaderSize, h.length), ctx);
+        Error e = frame::decode_error_payload(payload_span, "peer " + c->peer.to_string(),
+                                              h.flags & frame::kFlagRetryable);
+        r = start;
+        settle();
+        // A peer that stopped on purpose after taking everything we sent (dlrecv --count):
+        // that is our success, not a disconnection.
+        if (e.id == "peer-stopped" && end_requested_ && session_.data_acked() && !opt_.receive_only) {
+          completed_ = true;
+          if (obs_) obs_->on_event(LinkEvent::completed, "", nullptr);
+          close();
+          if (obs_) obs_->on_event(LinkEvent::closed, "", nullptr);
+          return;
+        }
         if (is_retryable(e)) connection_lost(e);
-        else fail(e);
+        else session_over(e);
         return;
       }
     }
-    if (rx_queue_.empty()) rx_.release_to(parse_off_);
+    if (!keep && rx_queue_.empty()) w = r;  // nothing held: no need to move anything down
   }
 }
 
@@ -1165,13 +1296,12 @@ void Link::parse_classic(Conn* c) {
     std::span<const std::uint8_t> buf(rx_.at(parse_off_), static_cast<std::size_t>(rx_.head() - parse_off_));
     if (buf.empty()) return;
     auto d = classic::decode(buf, opt_.max_message);
-    std::string ctx = "from " + c->peer.to_string();
     switch (d.status) {
       case classic::DecodeStatus::need_more:
         make_rx_room(d.needed);
         return;
       case classic::DecodeStatus::too_large: {
-        Error e = protocol_error("too-large", ctx,
+        Error e = protocol_error("too-large", "from " + c->peer.to_string(),
                                  "classic frame of " + std::to_string(d.payload_size) +
                                      " bytes exceeds the limit of " + std::to_string(opt_.max_message) +
                                      " bytes (--max-message)");
@@ -1183,7 +1313,7 @@ void Link::parse_classic(Conn* c) {
         if (!classic_garbage_run_) {
           classic_garbage_run_ = true;
           stats_.protocol_errors++;
-          Error e = protocol_error(std::string("classic-") + d.reason, ctx,
+          Error e = protocol_error(std::string("classic-") + d.reason, "from " + c->peer.to_string(),
                                    "skipping bytes to the next frame header");
           if (obs_) obs_->on_event(LinkEvent::warning, "resynchronising", &e);
         }
@@ -1191,13 +1321,14 @@ void Link::parse_classic(Conn* c) {
         break;
       case classic::DecodeStatus::frame: {
         classic_garbage_run_ = false;
+        classic_frames_++;
         std::uint64_t start = parse_off_;
         parse_off_ += d.consumed;
         if (d.payload_size == 0) break;  // keepalive or empty: link activity only, as the seed
         if (d.timestamp < 0) {
           stats_.negative_ts++;
           if (stats_.negative_ts == 1 && obs_) {
-            Error e = protocol_error("negative-timestamp", ctx,
+            Error e = protocol_error("negative-timestamp", "from " + c->peer.to_string(),
                                      opt_.drop_negative_ts
                                          ? "dropping frames with a negative timestamp (--drop-negative-ts)"
                                          : "delivering frames with a negative timestamp (the seed drops them)");
@@ -1221,7 +1352,7 @@ bool Link::peek(Message& out, std::size_t index) {
   while (!rx_queue_.empty() && rx_queue_.front().end) {
     RxMessage m = rx_queue_.front();
     rx_queue_.pop_front();
-    if (m.seq) delivered_seq_ = m.seq;
+    if (m.seq) session_.peer_end_delivered(m.seq);
     peer_finished_ = true;
     rx_.release_to(rx_queue_.empty() ? parse_off_ : rx_queue_.front().frame_start);
   }
@@ -1236,12 +1367,15 @@ bool Link::peek(Message& out, std::size_t index) {
 void Link::consume(std::size_t count) {
   for (; count > 0 && !rx_queue_.empty() && !rx_queue_.front().end; --count) {
     const RxMessage& m = rx_queue_.front();
-    if (m.seq) delivered_seq_ = m.seq;
+    if (m.seq) session_.delivered(m.seq);
     stats_.bytes_received += m.size;
     stats_.messages_received++;
     rx_queue_.pop_front();
   }
   rx_.release_to(rx_queue_.empty() ? parse_off_ : rx_queue_.front().frame_start);
+  // An ACK (and new credit) is due: make sure a flush runs before the next blocking wait, even
+  // when ours already ran in this pass (a relay consumes from inside another link's flush).
+  if (session_.ack_due()) reactor_.request_pass();
   if (rx_blocked_ && rx_queue_.empty()) {
     // Room may have appeared for the frame we were waiting on; let parsing decide again.
     rx_blocked_ = false;
@@ -1261,11 +1395,11 @@ std::size_t Link::available() const {
 
 void Link::check_completion() {
   if (completed_) return;
-  bool sent_all = finished();
-  bool got_all = peer_finished_ && acked_sent_ >= delivered_seq_;
-  if (wire_proto_ == Proto::classic && !opt_.await_peer_end) got_all = true;
-  if (!(sent_all && got_all)) return;
+  bool done = wire_proto_ == Proto::classic ? finished() && (!opt_.await_peer_end || peer_finished_)
+                                             : end_requested_ && session_.complete();
+  if (!done) return;
   if (wire_proto_ == Proto::native && !ready()) return;  // the last ack must reach the peer
+  if (wire_proto_ == Proto::classic && !ever_connected_) return;
   completed_ = true;
   if (obs_) obs_->on_event(LinkEvent::completed, "", nullptr);
   if (!active_) {

@@ -8,6 +8,13 @@
 // backpressure callers pass on to their input. In classic mode (the seed's wire format, see
 // classic_codec.h) there are no acks: messages fully written before a drop are gone.
 //
+// Link is the front that owns connections, timers and the byte rings; every protocol decision
+// (seq, acks, credit, admission, resume) is Session's (session.h). Native flow control is by
+// credit: the peer never sends more than we announced we can hold, so a link always reads its
+// socket and acknowledgements always get through, whatever the application's reading pattern.
+// A listener decides a newcomer's protocol by its first byte (0xD7 native, 0x20 classic) and
+// adopts nobody who stays silent or does not complete a handshake within handshake_ms.
+//
 // What it is not: it owns no threads (see datalink.h for the threaded API) and never prints;
 // it reports through LinkObserver. All calls are non-blocking and must come from the reactor's
 // thread. Message views from peek() stay valid until consume().
@@ -21,17 +28,19 @@
 #include <string>
 
 #include "lib/base/backoff.h"
+#include "lib/net/allow_list.h"
 #include "lib/net/endpoint.h"
 #include "lib/codec/frame.h"
 #include "lib/base/error.h"
 #include "lib/net/net.h"
 #include "lib/net/reactor.h"
+#include "lib/link/detect.h"
 #include "lib/link/ring_buffer.h"
+#include "lib/link/session.h"
 #include "lib/link/stats.h"
 
 namespace dl {
 
-enum class Proto { native, classic, automatic };
 // "native", "classic", "auto"; errors: usage.
 Result<Proto> parse_proto(std::string_view text);
 
@@ -51,8 +60,11 @@ struct LinkOptions {
   bool drop_negative_ts = false;         // classic: drop frames with ts < 0 like the seed
   bool keep_open = false;                // listen: serve a new session after one completes
   bool receive_only = false;             // this side sends nothing: end our direction at once
-  bool await_peer_end = true;            // classic: completion waits for the peer to close
-  int detect_ms = 500;                   // automatic: a silent peer this long is classic
+  bool await_peer_end = true;            // classic: completion waits for the peer's end
+  bool close_ends = false;               // classic: an orderly close at a frame boundary is the
+                                         // end of the stream (default: a drop, like any other)
+  AllowList allow;                       // listen: peers outside it are reset before a byte is read
+  int handshake_ms = 5000;               // a newcomer must complete its handshake within this
   int linger_ms = 2000;                  // after completion, wait this long for the peer's close
   BackoffPolicy backoff;
 };
@@ -70,6 +82,7 @@ enum class LinkEvent {
   disconnected,   // the connection broke; error() tells why; a retry follows unless failed
   retrying,       // next connect attempt scheduled (detail: delay)
   rejected,       // a connection was refused (garbage, busy session); the link goes on
+  abandoned,      // keep-open: a session ended badly (why); the link waits for the next one
   warning,        // something worth saying at -v (negative timestamps, resync after garbage)
   completed,      // both directions ended and were acknowledged
   closed,         // the link is done (after completion and linger, or after failure)
@@ -111,12 +124,16 @@ class Link {
   // listener that has not detected its peer's protocol): raw senders wait rather than cut
   // messages that the peer would refuse.
   std::optional<std::uint32_t> known_send_limit() const;
+  // Everything committed so far was acknowledged by the peer (classic: written), END aside.
+  bool acknowledged() const;
   std::size_t queued_bytes() const { return tx_.size(); }
   // Messages committed so far, and how many of them are settled: acknowledged as delivered by
   // a native peer, or fully written to the socket in classic mode (which has no acks). A relay
   // releases its upstream copy of a message only once it is settled downstream.
-  std::uint64_t messages_committed() const { return next_seq_ - 1 - (end_queued_ ? 1 : 0); }
-  std::uint64_t messages_settled() const;
+  std::uint64_t messages_committed() const {
+    return session_.next_seq() - 1 - (session_.end_queued() ? 1 : 0);
+  }
+  std::uint64_t messages_settled() const { return session_.acked_messages(); }
 
   // --- receiving ---
   // The index-th message waiting (0 = oldest); false when there are fewer. Views stay valid
@@ -139,19 +156,19 @@ class Link {
   void close();
   // Ends the session on purpose: tells a native peer why (so it stops at once with exit
   // "disconnected" instead of waiting to reconnect to a session that is gone), then close().
-  void abandon(std::string_view reason);
+  // The notice goes after the frame being written and after an ACK of what was delivered; it
+  // blocks up to `flush_ms` for it to reach the socket (never longer, whatever the peer does).
+  void abandon(std::string_view reason, int flush_ms = 1000);
   // Drops the current connection as if the network had failed (for fault drills and tests):
   // the link reconnects and resumes like after any other drop.
   void abort_connection();
   // Sends an empty keepalive now if connected (the seed's writeKeepAlive).
   void send_keepalive();
 
+  const Session& session() const { return session_; }
+
  private:
   struct Conn;
-  struct TxFrame {
-    std::uint64_t seq;
-    std::uint64_t end;  // absolute ring offset just past the frame
-  };
   struct RxMessage {
     std::uint64_t frame_start, payload, frame_end;
     std::uint32_t size;
@@ -167,6 +184,8 @@ class Link {
   void on_accept(short revents);
   void on_conn_io(Conn* c, short revents);
   void handle_candidate_input(Conn* c);
+  void reject_candidate(Conn* c, const Error& why, bool tell);
+  std::unique_ptr<Conn> take_candidate(Conn* c);
   // Makes `c` the established connection (null: active_ finished its handshake).
   void promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello);
   bool attempt_in_progress() const;
@@ -177,36 +196,42 @@ class Link {
   void drain_early(Conn* c);
   void drop_conn(Conn* c, const Error& why, bool report);
   void connection_lost(const Error& why);
+  void session_over(const Error& why);
   void schedule_retry();
+  void give_up();
   void fail(const Error& e);
   void reschedule();
   void on_timer();
   void update_interest();
   void notify_writable();
+  std::string peer_name() const;
 
   // data path
   void flush();
   bool write_some(Conn* c);
+  std::uint64_t write_limit(const Conn* c) const;
   void read_some(Conn* c);
   void parse_native(Conn* c);
   void parse_classic(Conn* c);
-  void on_ack(std::uint64_t seq);
+  bool apply_ack(Result<Session::Acked> a, const std::string& ctx);
   void release_written_classic();
   void queue_end_if_room();
   bool has_output(const Conn* c) const;
-  void make_rx_room(std::size_t needed);
+  bool make_rx_room(std::size_t needed);
   void queue_hello();
+  void queue_ack();
   void queue_control(frame::Type type, std::uint64_t seq, std::span<const std::uint8_t> payload);
-  void send_error_and_close(Conn* c, std::string_view id, std::string_view text);
+  void send_error_and_close(Conn* c, const Error& e);
   Status ensure_tx_room(std::size_t frame_bytes);
   void check_completion();
   std::size_t frame_overhead() const;
-  std::uint64_t tx_frame_start(std::size_t index) const;
   void reset_session();
+  void update_ack_stats();
 
   Reactor& reactor_;
   LinkOptions opt_;
   LinkObserver* obs_;
+  Session session_;
   Timer timer_;
   Reactor::Id flush_hook_ = 0;
   Backoff backoff_;
@@ -216,43 +241,33 @@ class Link {
   std::vector<SocketAddress> addresses_;
   std::size_t next_address_ = 0;
   std::unique_ptr<Conn> active_;
-  std::unique_ptr<Conn> candidate_;
+  std::vector<std::unique_ptr<Conn>> candidates_;
   std::unique_ptr<Conn> dialing_;
   std::optional<Clock::time_point> retry_at_;
   std::optional<Clock::time_point> give_up_at_;
+  Clock::time_point waiting_since_{};  // when the current wait for a peer began
   std::optional<Clock::time_point> accept_paused_until_;
   int protocol_failure_streak_ = 0;
   std::optional<Error> last_error_;
   std::optional<Error> failure_;
+  std::string last_peer_;
   Proto wire_proto_ = Proto::native;
-  bool started_ = false, closed_ = false, ever_connected_ = false;
+  bool started_ = false, closed_ = false, ever_connected_ = false, stopping_ = false;
 
-  // session
-  std::uint64_t session_hi_ = 0, session_lo_ = 0;
-  bool session_known_ = false;
-  std::uint32_t peer_max_message_ = kDefaultMaxMessage;
-  int peer_timeout_ms_ = 0;
-
-  // tx: encoded frames in a ring; tx_index_ holds every frame not yet acknowledged
+  // tx: encoded frames in a ring; the session indexes every frame not yet acknowledged
   ByteRing tx_;
-  std::deque<TxFrame> tx_index_;
-  std::uint64_t next_seq_ = 1;
-  std::uint64_t acked_seq_ = 0;
-  bool end_requested_ = false, end_queued_ = false;
+  bool end_requested_ = false;
   std::uint64_t max_sent_off_ = 0;  // furthest tx offset ever written (to count resent bytes)
   bool writable_pending_ = false;
-  std::uint64_t end_seq_ = 0;
 
   // rx
   ByteRing rx_;
   std::deque<RxMessage> rx_queue_;
   std::uint64_t parse_off_ = 0;
-  std::uint64_t recv_next_ = 1;      // next DATA/END seq expected
-  std::uint64_t delivered_seq_ = 0;  // consumed by the application
-  std::uint64_t acked_sent_ = 0;     // highest ack sent
   bool peer_finished_ = false;
-  bool rx_blocked_ = false;  // the next frame needs room that waiting messages still hold
+  bool rx_blocked_ = false;  // classic: the next frame needs room that waiting messages hold
   bool completed_ = false;
+  std::uint64_t classic_frames_ = 0;  // valid classic frames on the current session
   std::optional<Clock::time_point> linger_until_;
   bool classic_garbage_run_ = false;
 

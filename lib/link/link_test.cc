@@ -2,8 +2,15 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <string>
 #include <vector>
+
+#include "lib/base/byte_order.h"
 
 using namespace dl;
 
@@ -170,4 +177,95 @@ TEST_CASE("a resume does not count held-but-undelivered messages as acknowledged
   server.peek(end);  // reaches the END marker
   REQUIRE(run_until(r, [&] { return client.completed() && server.completed(); }));
   CHECK(server.stats().messages_received == 5);
+}
+
+namespace {
+// A version-1 HELLO frame (48-byte payload), as an old dltools build sends it.
+std::vector<std::uint8_t> v1_hello() {
+  std::vector<std::uint8_t> f(frame::kHeaderSize + 48, 0);
+  std::uint8_t* p = f.data() + frame::kHeaderSize;
+  std::memcpy(p, "DLNK", 4);
+  put_u16(p + 4, 1);
+  put_u64(p + 8, 7);
+  put_u64(p + 16, 9);
+  put_u64(p + 24, 1);
+  put_u32(p + 32, 1 << 20);
+  frame::encode(f.data(), frame::Type::hello, 0, 1.0, {p, 48});
+  return f;
+}
+
+int connect_to(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
+}  // namespace
+
+TEST_CASE("a version 1 dialer gets a final 'upgrade' ERROR and the listener goes on") {
+  Reactor r;
+  Collector rx;
+  LinkOptions lo = listen_opts();
+  lo.receive_only = true;
+  Link server(r, lo, &rx);
+  rx.link = &server;
+  REQUIRE(server.start());
+  int fd = connect_to(port_of(server.local_address()));
+  auto h = v1_hello();
+  REQUIRE(::send(fd, h.data(), h.size(), 0) == static_cast<ssize_t>(h.size()));
+  std::vector<std::uint8_t> got;
+  bool eof = false;
+  REQUIRE(run_until(r, [&] {
+    std::uint8_t buf[2048];
+    ssize_t n = eof ? 0 : ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) got.insert(got.end(), buf, buf + n);
+    eof = eof || n == 0 || (n < 0 && errno != EAGAIN);
+    return eof;
+  }, 200));
+  ::close(fd);
+  auto d = frame::decode(got, 1 << 20);
+  REQUIRE(d.status == frame::Status::frame);
+  CHECK(d.header.type == frame::Type::error);
+  CHECK((d.header.flags & frame::kFlagRetryable) == 0);  // final: a retry cannot help
+  std::string text(got.begin() + frame::kHeaderSize, got.end());
+  CHECK(text.starts_with(std::string("version\0", 8)));
+  CHECK(text.find("upgrade") != std::string::npos);
+  CHECK(!server.closed());  // the listener waits for a peer it can talk to
+}
+
+TEST_CASE("a dialer refused by a version 1 listener stops at once with the reason") {
+  Reactor r;
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(lfd, 4) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  LinkOptions o;
+  o.endpoint = *parse_dial_endpoint("127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
+  o.wait_s = 10;
+  Link client(r, o, nullptr);
+  REQUIRE(client.start());
+  int c = -1;
+  REQUIRE(run_until(r, [&] {
+    if (c < 0) c = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
+    return c >= 0;
+  }, 200));
+  // What a version-1 listener answers: ERROR "version", flags 0 (v1 has no retryable bit).
+  std::string payload = frame::encode_error_payload("version", "peer speaks protocol version 2, this build speaks 1");
+  std::vector<std::uint8_t> f(frame::kHeaderSize + payload.size());
+  std::memcpy(f.data() + frame::kHeaderSize, payload.data(), payload.size());
+  frame::encode(f.data(), frame::Type::error, 0, 1.0, {f.data() + frame::kHeaderSize, payload.size()});
+  REQUIRE(::send(c, f.data(), f.size(), 0) == static_cast<ssize_t>(f.size()));
+  REQUIRE(run_until(r, [&] { return client.closed(); }, 200));
+  REQUIRE(client.failure());
+  CHECK(client.failure()->kind == ErrorKind::protocol);
+  CHECK(client.failure()->message().find("upgrade") != std::string::npos);
+  ::close(c);
+  ::close(lfd);
 }

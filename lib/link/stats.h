@@ -10,6 +10,8 @@ namespace dl {
 
 struct LinkStats {
   std::uint64_t bytes_sent = 0, messages_sent = 0;          // payload bytes committed by the app
+  std::uint64_t bytes_acked = 0, messages_acked = 0;        // ... of which the peer acknowledged
+                                                            // (classic: written to the socket)
   std::uint64_t bytes_received = 0, messages_received = 0;  // payload bytes delivered to the app
   std::uint64_t wire_bytes_out = 0, wire_bytes_in = 0;      // everything on the sockets
   std::uint64_t resent_bytes = 0;                           // replayed after reconnects

@@ -18,6 +18,15 @@ Acceptor::Acceptor(Reactor& reactor, Listener listener, AcceptorOptions options,
   watch_ = reactor_.watch(listener_.fd.get(), POLLIN, [this](short) { on_ready(); });
 }
 
+Result<std::unique_ptr<Acceptor>> Acceptor::listen(Reactor& reactor, const Endpoint& endpoint,
+                                                   AcceptorOptions options, OnAccept on_accept,
+                                                   OnEvent on_event) {
+  auto l = listen_on(endpoint);
+  if (!l) return l.error();
+  return std::make_unique<Acceptor>(reactor, std::move(*l), std::move(options), std::move(on_accept),
+                                    std::move(on_event));
+}
+
 Acceptor::~Acceptor() {
   *alive_ = false;
   reactor_.unwatch(watch_);

@@ -43,6 +43,11 @@ class Acceptor {
   // the Acceptor.
   Acceptor(Reactor& reactor, Listener listener, AcceptorOptions options, OnAccept on_accept,
            OnEvent on_event = {});
+  // listen_on(endpoint) and an Acceptor on it. Blocks while resolving a host name.
+  // Errors: those of listen_on.
+  static Result<std::unique_ptr<Acceptor>> listen(Reactor& reactor, const Endpoint& endpoint,
+                                                  AcceptorOptions options, OnAccept on_accept,
+                                                  OnEvent on_event = {});
   ~Acceptor();
   Acceptor(const Acceptor&) = delete;
   Acceptor& operator=(const Acceptor&) = delete;

@@ -111,6 +111,18 @@ TEST_CASE("out of descriptors: pauses instead of spinning, then accepts") {
   REQUIRE(run_until(r, [&] { return accepted == 1; }));
 }
 
+TEST_CASE("listen() opens the socket and the acceptor together") {
+  Reactor r;
+  int accepted = 0;
+  auto a = Acceptor::listen(r, *parse_listen_endpoint("127.0.0.1:0"), {}, [&](Accepted) { ++accepted; });
+  REQUIRE(a);
+  Fd c = dial((*a)->local());
+  REQUIRE(run_until(r, [&] { return accepted == 1; }));
+  auto bad = Acceptor::listen(r, *parse_listen_endpoint("udp:0"), {}, [](Accepted) {});
+  REQUIRE(!bad);
+  CHECK(bad.error().kind == ErrorKind::usage);
+}
+
 TEST_CASE("pause and resume") {
   Reactor r;
   auto l = listen_on(*parse_listen_endpoint("127.0.0.1:0"));

@@ -142,7 +142,9 @@ std::string Endpoint::to_string() const {
   if (kind == Kind::unix_socket) return "unix:" + path;
   std::string h = host.empty() ? "*" : host;
   if (h.find(':') != std::string::npos) h = "[" + h + "]";
-  return (kind == Kind::udp ? "udp:" : "") + h + ":" + std::to_string(port);
+  // A host literally named like a prefix needs the tcp: prefix to read back the same.
+  bool ambiguous = host == "tcp" || host == "udp" || host == "unix";
+  return (kind == Kind::udp ? "udp:" : ambiguous ? "tcp:" : "") + h + ":" + std::to_string(port);
 }
 
 Result<Endpoint> parse_dial_endpoint(std::string_view text) { return parse(text, false); }

@@ -177,3 +177,15 @@ TEST_CASE("peers print the way users write them") {
   REQUIRE(u);
   CHECK(u->front().to_string() == "unix:/tmp/x.sock");
 }
+
+TEST_CASE("a host named like a prefix reads back the same (found by endpoint_fuzz)") {
+  auto ep = parse_listen_endpoint("tcp:udp:0");
+  REQUIRE(ep);
+  CHECK(ep->kind == Endpoint::Kind::tcp);
+  CHECK(ep->host == "udp");
+  CHECK(ep->to_string() == "tcp:udp:0");
+  auto back = parse_listen_endpoint(ep->to_string());
+  REQUIRE(back);
+  CHECK(back->kind == Endpoint::Kind::tcp);
+  CHECK(back->host == "udp");
+}

@@ -13,14 +13,25 @@
 namespace dl {
 
 Listener::~Listener() {
-  if (!unix_path.empty() && fd.valid()) ::unlink(unix_path.c_str());
+  // Only the socket we made: if someone replaced it meanwhile, theirs stays.
+  struct stat st{};
+  if (!unix_path.empty() && fd.valid() && ::lstat(unix_path.c_str(), &st) == 0 &&
+      S_ISSOCK(st.st_mode) && st.st_dev == unix_dev && st.st_ino == unix_ino) {
+    ::unlink(unix_path.c_str());
+  }
 }
 Listener::Listener(Listener&& o) noexcept
-    : fd(std::move(o.fd)), local(o.local), unix_path(std::exchange(o.unix_path, {})) {}
+    : fd(std::move(o.fd)),
+      local(o.local),
+      unix_path(std::exchange(o.unix_path, {})),
+      unix_dev(o.unix_dev),
+      unix_ino(o.unix_ino) {}
 Listener& Listener::operator=(Listener&& o) noexcept {
   fd = std::move(o.fd);
   local = o.local;
   unix_path = std::exchange(o.unix_path, {});
+  unix_dev = o.unix_dev;
+  unix_ino = o.unix_ino;
   return *this;
 }
 
@@ -30,11 +41,33 @@ int new_socket(int family) {
   return ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 
-// A unix socket file is stale when nobody accepts on it; only then may we replace it.
-bool unix_socket_is_stale(const SocketAddress& a) {
+const char* file_kind(mode_t m) {
+  if (S_ISREG(m)) return "a regular file";
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISLNK(m)) return "a symbolic link";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+  return "not a socket";
+}
+
+// What to do about an existing file at a unix listen path. Only a socket nobody accepts on
+// (left by a crashed process) may be replaced; anything else is the user's and stays.
+// Returns ok when the path may be bound again (stale socket removed).
+Status clear_stale_unix_socket(const std::string& path, const SocketAddress& a) {
+  std::string ctx = "listen unix:" + path;
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return errno_error(ErrorKind::connect, ctx, errno);
+  if (!S_ISSOCK(st.st_mode)) {
+    return make_error(ErrorKind::connect, ctx,
+                      std::string(file_kind(st.st_mode)) + " is in the way (only a stale socket is replaced)");
+  }
   Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!probe.valid()) return false;
-  return ::connect(probe.get(), a.get(), a.length) != 0 && errno == ECONNREFUSED;
+  if (!probe.valid()) return errno_error(ErrorKind::connect, ctx, errno);
+  if (::connect(probe.get(), a.get(), a.length) == 0 || errno != ECONNREFUSED) {
+    return make_error(ErrorKind::connect, ctx, "another process is listening on it");
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error(ErrorKind::connect, ctx, errno);
+  return ok_status();
 }
 
 // A unix client rarely binds a name, so its address says nothing ("unix:"). Name it by the
@@ -79,8 +112,8 @@ Result<Listener> listen_on(const Endpoint& endpoint, int backlog) {
       setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     }
     int rc = ::bind(fd.get(), a.get(), a.length);
-    if (rc != 0 && errno == EADDRINUSE && a.family() == AF_UNIX && unix_socket_is_stale(a)) {
-      ::unlink(endpoint.path.c_str());
+    if (rc != 0 && errno == EADDRINUSE && a.family() == AF_UNIX) {
+      if (auto st = clear_stale_unix_socket(endpoint.path, a); !st) return st.error();
       rc = ::bind(fd.get(), a.get(), a.length);
     }
     if (rc != 0) {
@@ -96,6 +129,11 @@ Result<Listener> listen_on(const Endpoint& endpoint, int backlog) {
     if (a.family() == AF_UNIX) {
       l.local = a;
       l.unix_path = endpoint.path;
+      struct stat st{};
+      if (::lstat(endpoint.path.c_str(), &st) == 0) {
+        l.unix_dev = st.st_dev;
+        l.unix_ino = st.st_ino;
+      }
     } else {
       ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&l.local.storage), &l.local.length);
     }
@@ -109,8 +147,9 @@ Result<Fd> start_connect(const SocketAddress& address) {
   Fd fd(new_socket(address.family()));
   if (!fd.valid()) return errno_error(ErrorKind::connect, "socket " + address.to_string(), errno);
   tune_stream_socket(fd.get());
-  if (::connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS &&
-      errno != EAGAIN) {
+  // Only EINPROGRESS means "under way". EAGAIN is a failure: a unix listener's backlog is
+  // full (or TCP ran out of local ports), and the socket is not connecting at all.
+  if (::connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS) {
     return errno_error(ErrorKind::connect, "connect " + address.to_string(), errno);
   }
   return fd;

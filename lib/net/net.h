@@ -3,6 +3,8 @@
 // Nothing here moves payload bytes; links and pumps do that.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -16,16 +18,20 @@ namespace dl {
 struct Listener {
   Fd fd;
   SocketAddress local;   // actual bound address (port filled in when 0 was asked)
-  std::string unix_path; // removed again when the Listener is destroyed
+  std::string unix_path; // removed again when the Listener is destroyed (if still ours)
+  dev_t unix_dev = 0;    // identity of the socket file we made
+  ino_t unix_ino = 0;
   ~Listener();
   Listener() = default;
   Listener(Listener&&) noexcept;
   Listener& operator=(Listener&&) noexcept;
 };
 
-// Resolves (blocking), binds and listens. IPv6 wildcards accept IPv4 too. A stale unix
-// socket file nobody listens on is replaced. Errors: resolve, connect ("bind ...: Address
-// already in use").
+// Resolves (blocking), binds and listens. IPv6 wildcards accept IPv4 too. At a unix path,
+// only a stale socket (nobody accepts on it) is replaced; a regular file, directory, symlink
+// or FIFO there is left alone and the listen fails. Errors: usage (a udp: endpoint), resolve,
+// connect ("bind ...: Address already in use", "listen unix:/x: a regular file is in the
+// way (only a stale socket is replaced)").
 Result<Listener> listen_on(const Endpoint& endpoint, int backlog = 16);
 
 // Starts a non-blocking connect. The descriptor becomes writable when the attempt ends;

@@ -185,3 +185,32 @@ TEST_CASE("a destination that went away ends the pump with a write error") {
   CHECK(result->error().kind == ErrorKind::io);
   CHECK(result->error().context == "write");
 }
+
+TEST_CASE("two pumps make a full-duplex relay; each half-close passes on its own") {
+  Reactor r;
+  auto [left_peer, left] = socket_pair(SOCK_NONBLOCK);
+  auto [right, right_peer] = socket_pair(SOCK_NONBLOCK);
+  auto l = Stream::from_fd(r, std::move(left));
+  auto rs = Stream::from_fd(r, std::move(right));
+  std::optional<Status> lr, rl;
+  Pump p1(*l, *rs, {}, [&](Status st) { lr = st; });
+  Pump p2(*rs, *l, {}, [&](Status st) { rl = st; });
+  p1.start();
+  p2.start();
+  // Left ends its direction at once; right keeps talking after that, and is still heard.
+  REQUIRE(::write(left_peer.get(), "ping", 4) == 4);
+  ::shutdown(left_peer.get(), SHUT_WR);
+  REQUIRE(run_until(r, [&] { return lr.has_value(); }));
+  CHECK(*lr);
+  CHECK(!rl.has_value());
+  char buf[16];
+  CHECK(::read(right_peer.get(), buf, sizeof buf) == 4);
+  CHECK(::read(right_peer.get(), buf, sizeof buf) == 0);  // the half-close arrived
+  REQUIRE(::write(right_peer.get(), "pong", 4) == 4);
+  ::shutdown(right_peer.get(), SHUT_WR);
+  REQUIRE(run_until(r, [&] { return rl.has_value(); }));
+  CHECK(*rl);
+  CHECK(::read(left_peer.get(), buf, sizeof buf) == 4);
+  CHECK(std::string(buf, 4) == "pong");
+  CHECK(::read(left_peer.get(), buf, sizeof buf) == 0);
+}

@@ -1,6 +1,7 @@
 #include "lib/net/reactor.h"
 
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -285,6 +286,7 @@ void Reactor::dispatch(int fd, std::uint32_t gen, short revents, bool from_kerne
 }
 
 void Reactor::run_once(std::optional<Clock::duration> max_wait) {
+  pass_requested_ = false;
   // Hooks may register or remove hooks: iterate over a snapshot of ids.
   if (!before_poll_.empty()) {
     std::vector<Id> hooks;
@@ -300,6 +302,11 @@ void Reactor::run_once(std::optional<Clock::duration> max_wait) {
     }
   }
 
+  if (slack_request_) {
+    // 0 asks prctl for the thread's default slack back.
+    ::prctl(PR_SET_TIMERSLACK, static_cast<unsigned long>(slack_request_->count()), 0, 0, 0);
+    slack_request_.reset();
+  }
   sync_interest();
   bool ready_now = false;
   for (int fd : always_ready_) {
@@ -315,7 +322,7 @@ void Reactor::run_once(std::optional<Clock::duration> max_wait) {
   }
 
   if (dispatch_mutex_) dispatch_mutex_->unlock();
-  int n = wait(deadline.value_or(Clock::time_point::max()), ready_now);
+  int n = wait(deadline.value_or(Clock::time_point::max()), ready_now || pass_requested_);
   if (dispatch_mutex_) dispatch_mutex_->lock();
 
   for (int i = 0; i < n; ++i) {

@@ -55,6 +55,10 @@ class Reactor {
   // Called before every poll, in registration order; the place to flush batched output.
   Id before_poll(Callback cb);
   void remove_before_poll(Id id);
+  // Something gave a before-poll hook new work after that hook ran in this pass (one link's
+  // flush made another link's application consume or send): the next wait must not block, so
+  // that the hooks run again at once. Cheap (a flag, no syscall); reactor thread only.
+  void request_pass() { pass_requested_ = true; }
 
   // Blocks until at least one event, timer or wake-up, or `max_wait`; dispatches them.
   void run_once(std::optional<Clock::duration> max_wait = std::nullopt);
@@ -74,6 +78,12 @@ class Reactor {
   // core at 100 %. Off by default; only for latency measurements on a core of its own.
   void set_busy_poll(bool on) { busy_poll_ = on; }
   bool busy_poll() const { return busy_poll_; }
+
+  // Timer slack of the thread that runs run_once() (prctl PR_SET_TIMERSLACK), applied at the
+  // next run_once() so it lands on the right thread. The kernel's default, 50 us, makes a
+  // 100 us timer fire ~70 us late; 1 ns brings that to ~20 us, for pacing and ping intervals,
+  // at the price of more wake-ups system-wide. Zero restores the thread's default.
+  void set_timer_slack(std::chrono::nanoseconds slack) { slack_request_ = slack; }
 
   // How many system calls changed the epoll interest set so far (for tests and tuning).
   std::uint64_t interest_changes() const { return interest_changes_; }
@@ -109,6 +119,8 @@ class Reactor {
   Callback wake_cb_;
   std::mutex* dispatch_mutex_ = nullptr;
   bool busy_poll_ = false;
+  bool pass_requested_ = false;
+  std::optional<std::chrono::nanoseconds> slack_request_;
   bool have_pwait2_ = true;
   Id next_id_ = 1;
   std::uint32_t next_gen_ = 1;

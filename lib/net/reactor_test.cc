@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -64,6 +65,29 @@ TEST_CASE("a 200 us timer fires after its deadline and well before a millisecond
   MESSAGE("median time to fire a 200 us timer: " << median << " us");
   CHECK(median >= 200);
   CHECK(median < 700);  // poll(2)'s whole milliseconds made this 1000+
+}
+
+TEST_CASE("timer slack: set on the reactor's thread, makes short timers tighter") {
+  Reactor r;
+  int before = ::prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+  r.set_timer_slack(std::chrono::nanoseconds(1));
+  r.run_once(0ms);
+  CHECK(::prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0) == 1);
+  std::vector<double> late_us;
+  for (int i = 0; i < 21; ++i) {
+    auto deadline = Clock::now() + 100us;
+    Clock::time_point fired{};
+    r.at(deadline, [&] { fired = Clock::now(); });
+    REQUIRE(run_until(r, [&] { return fired != Clock::time_point{}; }));
+    CHECK(fired >= deadline);
+    late_us.push_back(std::chrono::duration<double, std::micro>(fired - deadline).count());
+  }
+  std::sort(late_us.begin(), late_us.end());
+  MESSAGE("median lateness of a 100 us timer with 1 ns slack: " << late_us[10] << " us");
+  CHECK(late_us[10] < 500);
+  r.set_timer_slack(std::chrono::nanoseconds(0));
+  r.run_once(0ms);
+  CHECK(::prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0) == before);  // the thread's default again
 }
 
 TEST_CASE("run_once honours a sub-millisecond max_wait") {

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   app.add_option("--chunk", chunk, "Raw mode: largest message cut from the input; shorter only where the input pauses or ends (default 1M)");
   app.add_option("--fixed", fixed, "Raw mode: every message exactly N bytes, the last one possibly shorter (like dd iflag=fullblock)")
       ->type_name("N");
-  app.add_option("--window", window, "Replay buffer: how much unacknowledged data may be in flight (default 8M; at least one message)");
+  app.add_option("--window", window, "Replay buffer: how much unacknowledged data may be in flight (default 8M, at most 1G; grows to hold one message)");
   if (auto rc = dl::parse_command_line(app, argc, argv, ctx)) return *rc;
 
   auto usage = [&](const std::string& line) {
@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
                              c ? nullptr : &c.error(), w ? nullptr : &w.error()}) {
     if (e) return usage(e->message());
   }
+  // The replay ring is memory: a window beyond 1G is a typo, not a plan (and a receiver's credit
+  // bounds what is in flight anyway).
+  if (*w == 0 || *w > (std::uint64_t(1) << 30)) return usage("--window " + window + ": must be between 1 and 1G");
   if (!fixed.empty()) {
     if (!chunk.empty()) return usage("--chunk, --fixed: choose one");
     if (*mode != dl::MessageMode::raw) return usage("--fixed: only in raw mode (not with --lines, --null or --framed)");
