@@ -371,6 +371,10 @@ Result<Frame> decode_line(std::string_view line) {
   if (!have_type) return bad("bad-type", "no \"type\"");
   if (type == "message") {
     f.type = Type::message;
+    // Only the client's ack carries T1; a message that has one is taken for what it says it
+    // is, and the stray field is ignored (fastSocket ignores unknown keys too).
+    f.has_time = false;
+    f.send_and_ack_time_ns = 0;
   } else if (type == "ack") {
     f.type = Type::ack;
   } else {

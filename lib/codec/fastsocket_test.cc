@@ -30,6 +30,13 @@ TEST_CASE("json_string escapes like ensure_ascii") {
   CHECK(json_string("\xff") == "\"\\ufffd\"");
 }
 
+TEST_CASE("a message carries no T1 even when a stray send_and_ack_time_ns is there (fuzz find)") {
+  auto m = decode_line("{\"id\": \"a\", \"type\": \"message\", \"payltype\": \"ack\", \"send_and_ack_time_ns\": 651234}");
+  REQUIRE(m.ok());
+  CHECK(m->type == Type::message);
+  CHECK(!m->has_time);
+}
+
 TEST_CASE("decode the three frames in any key order") {
   auto m = decode_line("{\"id\": \"abc\", \"type\": \"message\", \"payload\": {\"x\": [1, 2.5e3, null, true]}}");
   REQUIRE(m.ok());
