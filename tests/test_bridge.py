@@ -254,8 +254,9 @@ class BridgeTest(dltest.DlTestCase):
         ca.close()
         self.assertExited(br, 20, 0)
 
-    def test_raw_fanout_to_three_clients(self):
-        # Side b is a source that speaks to whoever is there and listens to everyone.
+    def fanout_bridge(self):
+        """dlbridge --raw --fanout with side a listening and side b dialing a source socket of the
+        test's own; returns (bridge, side a's port, the source's accepted connection)."""
         src = socket.create_server(("127.0.0.1", 0))
         self.addCleanup(src.close)
         pf = self.path("fan-port")
@@ -264,6 +265,11 @@ class BridgeTest(dltest.DlTestCase):
         port = wait_port_file(pf, br)
         src.settimeout(dltest.t(10))
         up, _ = src.accept()
+        return br, port, up
+
+    def test_raw_fanout_to_three_clients(self):
+        # Side b is a source that speaks to whoever is there and listens to everyone.
+        br, port, up = self.fanout_bridge()
         clients = [socket.create_connection(("127.0.0.1", port), timeout=dltest.t(20)) for _ in range(3)]
         dltest.wait_until(lambda: br.stderr().count("joined") >= 3, 10, "three clients joined")
         data = os.urandom(2 * MiB)
@@ -315,14 +321,7 @@ class BridgeTest(dltest.DlTestCase):
         self.assertExited(br, 10, 130)
 
     def test_raw_fanout_clients_that_leave_are_dropped(self):
-        src = socket.create_server(("127.0.0.1", 0))
-        self.addCleanup(src.close)
-        pf = self.path("fan-port")
-        br = self.bridge("listen:127.0.0.1:0", "127.0.0.1:%d" % src.getsockname()[1], "--raw", "--fanout",
-                         "--port-file-a", pf, "-v")
-        port = wait_port_file(pf, br)
-        src.settimeout(dltest.t(10))
-        up, _ = src.accept()
+        br, port, up = self.fanout_bridge()
         for _ in range(50):   # port probes while b is quiet
             socket.create_connection(("127.0.0.1", port)).close()
         dltest.wait_until(lambda: br.stderr().count("left (closed)") >= 50, 20, "probes dropped")
