@@ -19,6 +19,8 @@ namespace dl::bridge {
 namespace {
 
 constexpr const char* kName[2] = {"a", "b"};
+// A relay pipe of 1 MiB: fewer splice round trips per byte than the 256 KiB default.
+constexpr std::size_t kRelayPipe = 1u << 20;
 
 // A reset, not a polite close: what a cut looks like to the peers (RST, as a broken path or a
 // crashed relay would give them).
@@ -343,7 +345,9 @@ class RawBridge {
                                                      [this, id] { check_cut(id); }, done);
         p.shaped[dir]->start();
       } else {
-        p.pump[dir] = std::make_unique<Pump>(from, to, PumpOptions{}, done);
+        PumpOptions po;
+        po.buffer = kRelayPipe;
+        p.pump[dir] = std::make_unique<Pump>(from, to, po, done);
         p.pump[dir]->start();
       }
     }
