@@ -151,9 +151,31 @@ class ShapedPump {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once destroyed
 };
 
-class RawBridge {
+// How both raw relays speak: one line per event, "dlbridge: ...", sides named a and b.
+class RawOutput {
+ protected:
+  RawOutput(const DlbridgeOptions& o, ToolContext& ctx) : o_(o), ctx_(ctx) {}
+  static Error side_error(int side, Error e) {
+    e.context = fmt::format("{}: {}", kName[side], e.context);
+    return e;
+  }
+  int fail(const Error& e) {
+    ctx_.say(ctx_.program + ": " + e.message());
+    return exit_code(e.kind);
+  }
+  void info(const std::string& line) {
+    if (o_.verbosity.verbose) ctx_.say(ctx_.program + ": " + line);
+  }
+  void warn(const std::string& line) {
+    if (!o_.verbosity.quiet) ctx_.say(ctx_.program + ": " + line);
+  }
+  const DlbridgeOptions& o_;
+  ToolContext& ctx_;
+};
+
+class RawBridge : RawOutput {
  public:
-  RawBridge(const DlbridgeOptions& o, ToolContext& ctx) : o_(o), ctx_(ctx) {
+  RawBridge(const DlbridgeOptions& o, ToolContext& ctx) : RawOutput(o, ctx) {
     for (int i = 0; i < 2; ++i) shaped_[i] = o.faults.side[i].any();
   }
 
@@ -214,20 +236,6 @@ class RawBridge {
     }
   };
 
-  Error side_error(int side, Error e) {
-    e.context = fmt::format("{}: {}", kName[side], e.context);
-    return e;
-  }
-  int fail(const Error& e) {
-    ctx_.say(ctx_.program + ": " + e.message());
-    return exit_code(e.kind);
-  }
-  void info(const std::string& line) {
-    if (o_.verbosity.verbose) ctx_.say(ctx_.program + ": " + line);
-  }
-  void warn(const std::string& line) {
-    if (!o_.verbosity.quiet) ctx_.say(ctx_.program + ": " + line);
-  }
 
   Pair& new_pair() {
     auto p = std::make_unique<Pair>();
@@ -427,8 +435,6 @@ class RawBridge {
   }
 
   static constexpr std::size_t kMaxWaiting = 64;
-  const DlbridgeOptions& o_;
-  ToolContext& ctx_;
   Reactor reactor_;
   std::unique_ptr<Acceptor> acceptor_[2];
   struct Waiting {
@@ -452,9 +458,9 @@ class RawBridge {
 // --fanout: side a listens and keeps any number of clients; side b is one connection. What b
 // sends is copied to every client (chunks stay queued until the slowest client took them, so
 // that client sets the pace); what a client sends is queued for b as whole chunks.
-class FanoutBridge {
+class FanoutBridge : RawOutput {
  public:
-  FanoutBridge(const DlbridgeOptions& o, ToolContext& ctx) : o_(o), ctx_(ctx) {}
+  FanoutBridge(const DlbridgeOptions& o, ToolContext& ctx) : RawOutput(o, ctx) {}
 
   int run() {
     SignalWatcher signals(reactor_, [&](int sig) {
@@ -465,7 +471,7 @@ class FanoutBridge {
     const LinkOptions& lb = o_.side[1].link;
     if (!la.listen) return fail(make_error(ErrorKind::usage, "--fanout", "side a must listen (it is where the clients come)"));
     auto l = listen_on(la.endpoint);
-    if (!l) return fail(with_side(0, l.error()));
+    if (!l) return fail(side_error(0, l.error()));
     if (!o_.side[0].port_file.empty()) {
       if (auto st = write_port_file(o_.side[0].port_file, port_of(l->local)); !st) return fail(st.error());
     }
@@ -474,7 +480,7 @@ class FanoutBridge {
                                                    [this](Accepted a) { add_client(std::move(a)); });
     if (lb.listen) {
       auto lbl = listen_on(lb.endpoint);
-      if (!lbl) return fail(with_side(1, lbl.error()));
+      if (!lbl) return fail(side_error(1, lbl.error()));
       if (!o_.side[1].port_file.empty()) {
         if (auto st = write_port_file(o_.side[1].port_file, port_of(lbl->local)); !st) return fail(st.error());
       }
@@ -489,9 +495,7 @@ class FanoutBridge {
       co.deadline = lb.wait_s < 0 ? Clock::time_point::max() : deadline_after(Clock::now(), lb.wait_s);
       dial_ = std::make_unique<Connector>(reactor_, lb.endpoint, co, [this](Result<Connected> r) {
         if (!r) {
-          Error e = with_side(1, r.error());
-          ctx_.say(ctx_.program + ": " + e.message());
-          stop_ = exit_code(e.kind);
+          stop_ = fail(side_error(1, r.error()));
           return;
         }
         info(fmt::format("b: connected to {}", r->peer.to_string()));
@@ -513,17 +517,6 @@ class FanoutBridge {
     bool reading = true, shut = false;
   };
 
-  Error with_side(int side, Error e) {
-    e.context = fmt::format("{}: {}", side == 0 ? "a" : "b", e.context);
-    return e;
-  }
-  int fail(const Error& e) {
-    ctx_.say(ctx_.program + ": " + e.message());
-    return exit_code(e.kind);
-  }
-  void info(const std::string& line) {
-    if (o_.verbosity.verbose) ctx_.say(ctx_.program + ": " + line);
-  }
 
   void set_upstream(Fd fd) {
     b_ = Stream::from_fd(reactor_, std::move(fd));
@@ -705,8 +698,6 @@ class FanoutBridge {
                          human_bytes(static_cast<double>(from_b_)), human_bytes(static_cast<double>(to_b_))));
   }
 
-  const DlbridgeOptions& o_;
-  ToolContext& ctx_;
   Reactor reactor_;
   std::unique_ptr<Acceptor> clients_acceptor_, upstream_acceptor_;
   std::unique_ptr<Connector> dial_;
