@@ -13,6 +13,7 @@
 #include "lib/base/error.h"
 #include "lib/base/random.h"
 #include "lib/base/units.h"
+#include "lib/base/xml_escape.h"
 
 using namespace dl;
 
@@ -122,4 +123,9 @@ TEST_CASE("write_file_atomically replaces the whole content") {
   CHECK(bad.error().kind == ErrorKind::io);
   ::unlink(path.c_str());
   ::rmdir(dir);
+}
+
+TEST_CASE("xml_escape: markup escaped, forbidden control characters replaced") {
+  CHECK(xml_escape("a<b & \"c\">") == "a&lt;b &amp; &quot;c&quot;&gt;");
+  CHECK(xml_escape(std::string_view("x\x01y\tz\n", 6)) == "x?y\tz\n");
 }

@@ -1,5 +1,7 @@
 #include "lib/ping/svg_plot.h"
 
+#include "lib/base/xml_escape.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
@@ -12,26 +14,6 @@ constexpr double kW = 900, kH = 680;
 constexpr double kLeft = 80, kRight = 870;
 constexpr double kTop1 = 50, kBottom1 = 330;   // time series panel
 constexpr double kTop2 = 410, kBottom2 = 620;  // histogram panel
-
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default:
-        // Control characters are not allowed in XML 1.0 text.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') {
-          o += '?';
-        } else {
-          o += c;
-        }
-    }
-  }
-  return o;
-}
 
 std::string num(double v) {
   if (v == 0) return "0";
@@ -93,10 +75,10 @@ void axes(std::string& o, const Axis& x, const Axis& y, double top, double botto
                      kLeft, py, kRight, kLeft - 6, py + 4, num(t));
   }
   o += fmt::format("<text class=\"xlabel\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-                   (kLeft + kRight) / 2, bottom + 38, esc(xlabel));
+                   (kLeft + kRight) / 2, bottom + 38, xml_escape(xlabel));
   o += fmt::format("<text class=\"ylabel\" x=\"{0}\" y=\"{1}\" text-anchor=\"middle\" "
                    "transform=\"rotate(-90 {0} {1})\">{2}</text>\n",
-                   22, (top + bottom) / 2, esc(ylabel));
+                   22, (top + bottom) / 2, xml_escape(ylabel));
 }
 
 void hline(std::string& o, const Axis& y, double v, const char* color, const std::string& label, bool left) {
@@ -106,7 +88,7 @@ void hline(std::string& o, const Axis& y, double v, const char* color, const std
                    "stroke=\"{3}\" stroke-dasharray=\"6 4\"/><text x=\"{4}\" y=\"{5:.1f}\" "
                    "fill=\"{3}\" text-anchor=\"{7}\" stroke=\"white\" stroke-width=\"3\" "
                    "paint-order=\"stroke\">{6}</text>\n",
-                   kLeft, py, kRight, color, left ? kLeft + 4 : kRight - 4, py - 4, esc(label),
+                   kLeft, py, kRight, color, left ? kLeft + 4 : kRight - 4, py - 4, xml_escape(label),
                    left ? "start" : "end");
 }
 
@@ -117,7 +99,7 @@ void vline(std::string& o, const Axis& x, double v, double top, double bottom, c
   o += fmt::format("<line class=\"marker\" x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" "
                    "stroke=\"{3}\" stroke-dasharray=\"6 4\"/><text x=\"{4:.1f}\" y=\"{5}\" "
                    "fill=\"{3}\">{6}</text>\n",
-                   px, top, bottom, color, px + 4, top + 14, esc(label));
+                   px, top, bottom, color, px + 4, top + 14, xml_escape(label));
 }
 
 }  // namespace
@@ -149,7 +131,7 @@ std::string render_svg(const PlotInput& in) {
                    "viewBox=\"0 0 {0} {1}\" font-family=\"sans-serif\" font-size=\"12\">\n"
                    "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
                    "<text x=\"{2}\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">{3}</text>\n",
-                   kW, kH, kW / 2, esc(in.title));
+                   kW, kH, kW / 2, xml_escape(in.title));
 
   // Time series.
   double tmax = 0, ymax = 0;

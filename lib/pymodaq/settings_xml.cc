@@ -1,24 +1,12 @@
 #include "lib/pymodaq/settings_xml.h"
 
+#include "lib/base/xml_escape.h"
+
 #include <cstdlib>
 
 namespace dl::pymodaq {
 
 namespace {
-
-std::string escape(std::string_view s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
 
 std::string unescape(std::string_view s) {
   std::string o;
@@ -49,8 +37,8 @@ bool name_char(char c) {
 }  // namespace
 
 std::string param_xml(const Param& p) {
-  return "<" + p.name + " type=\"" + escape(p.type) + "\" title=\"" + escape(p.name) +
-         "\" visible=\"1\" removable=\"0\" readonly=\"0\">" + escape(p.value) + "</" + p.name + ">";
+  return "<" + p.name + " type=\"" + xml_escape(p.type) + "\" title=\"" + xml_escape(p.name) +
+         "\" visible=\"1\" removable=\"0\" readonly=\"0\">" + xml_escape(p.value) + "</" + p.name + ">";
 }
 
 std::string settings_xml(const std::vector<Param>& params, std::string_view root) {
