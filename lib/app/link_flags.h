@@ -7,6 +7,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+
+#include "lib/app/cli.h"
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,8 +55,5 @@ Result<std::uint64_t> parse_count(std::string_view text, std::string_view flag);
 
 // The family's exit table as --help prints it (the same codes as error.h, README and the
 
-// Runs a CLI11 parse the family's way: --help/--version to stdout (exit 0), usage errors as
-// one line "prog: ..." on stderr (exit 2). Returns the exit code, or nullopt to go on.
-std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv, ToolContext& ctx);
 
 }  // namespace dl

@@ -2,7 +2,8 @@
 // dl::ping::run_dlping().
 #include <cmath>
 
-#include "lib/app/link_flags.h"
+#include "lib/app/cli.h"
+#include "lib/base/units.h"
 #include "lib/base/version.h"
 #include "lib/ping/dlping.h"
 

@@ -1,6 +1,7 @@
 // dtpget: fetch one payload from a dtpserve over DTP (UDP), resumably. Flags only; the work
 // is dl::run_dtpget().
-#include "lib/app/link_flags.h"
+#include "lib/app/cli.h"
+#include "lib/base/units.h"
 #include "lib/base/version.h"
 #include "lib/dtp/dtp.h"
 

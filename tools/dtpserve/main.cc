@@ -1,6 +1,7 @@
 // dtpserve: serve files over DTP (UDP) to any number of dtpget clients. Flags only; the work
 // is dl::run_dtpserve().
-#include "lib/app/link_flags.h"
+#include "lib/app/cli.h"
+#include "lib/base/units.h"
 #include "lib/base/version.h"
 #include "lib/dtp/dtp.h"
 
