@@ -15,6 +15,7 @@
 // new connection); a dropped socket is a retryable disconnect.
 #pragma once
 
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <cstddef>
@@ -52,6 +53,15 @@ struct TlsFlags {
 };
 
 enum class TlsRole { dialer, listener };
+
+// What a listener with keys sends a dialer without keys before closing: a fatal TLS alert
+// (protocol_version). Our plain dialers see it where the peer's first bytes should be
+// (is_tls_alert) and give up with listener_needs_keys() (auth, final). Best effort, never blocks.
+void send_tls_refusal(int fd);
+inline bool is_tls_alert(std::span<const std::uint8_t> first_bytes) {
+  return !first_bytes.empty() && first_bytes[0] == 0x15;
+}
+Error listener_needs_keys(const std::string& peer);
 
 // Pre-shared key files: one line `[IDENTITY ]KEY`, KEY 16 to 48 bytes as hex or base64,
 // IDENTITY (default "datalink") printable without spaces; blank lines and lines starting with
@@ -161,6 +171,13 @@ class TlsSession {
   }
   TlsResult flush() { return writev({}); }
   bool has_pending_output() const { return pending_ > 0; }
+
+  // read() and writev() with socket manners, for code written against recv(2)/sendmsg(2):
+  // >0 bytes, 0 at the peer's close_notify, -1 with errno EAGAIN (wait for the socket; a
+  // sendv that took bytes returns them even when a record still waits, see writev) or EPROTO
+  // (failed: error() says why).
+  ssize_t recv(void* buf, std::size_t n);
+  ssize_t sendv(const iovec* iov, int n_iov);
 
   // Sends close_notify once (after pending output): ok when sent, want_write to call again.
   // The socket's own shutdown(SHUT_WR) remains the caller's.
