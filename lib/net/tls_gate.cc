@@ -77,6 +77,7 @@ void TlsGate::refuse(Pending* p, Error why) {
   reactor_.unwatch(doomed->watch);
   // A dialer without keys: answer in TLS terms, which our plain dialers recognise.
   if (config_->role() == TlsRole::listener && why.id == "tls-not-tls") send_tls_refusal(doomed->fd.get());
+  if (config_->role() == TlsRole::listener) why.context = "TLS";  // the listener's line names the peer
   SocketAddress peer = doomed->peer;
   doomed.reset();  // closed before anyone hears of it
   rearm();
