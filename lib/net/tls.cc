@@ -544,6 +544,11 @@ std::string TlsSession::peer_identity() const {
   return subject_of(cert) + " (" + pin_text(spki_sha256(cert)) + ")";
 }
 
+std::string TlsSession::suite() const {
+  const SSL_CIPHER* c = established_ ? SSL_get_current_cipher(ssl_) : nullptr;
+  return c ? SSL_CIPHER_get_name(c) : "";
+}
+
 TlsResult TlsSession::fail_with(int ret, const char* op) {
   int err = SSL_get_error(ssl_, ret);
   if (err == SSL_ERROR_WANT_READ) return {TlsIo::want_read, 0};

@@ -150,6 +150,9 @@ class TlsSession {
   bool peer_accepted() const { return established_ && (peer_spoke_ || config_->role() == TlsRole::listener); }
   // Who the peer proved to be: "psk 'datalink'", "CN=robot-7 (sha256:...)".
   std::string peer_identity() const;
+  // The cipher suite negotiated, e.g. "TLS_AES_128_GCM_SHA256" (our first choice: the fastest
+  // with AES-NI); empty before the handshake.
+  std::string suite() const;
 
   // Reads decrypted bytes into `out` until it is full or the socket has nothing more (one call
   // may consume several records). ok with bytes > 0; want_read (nothing now); eof (the peer's

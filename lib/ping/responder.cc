@@ -191,7 +191,8 @@ struct Responder::Impl {
     s->timer = std::make_unique<Timer>(r, [this, sp] { release_held(*sp); });
     s->watch = r.watch(s->sock->fd(), POLLIN, [this, id = s->id](short ev) { on_io(id, ev); });
     if (o.verbosity.verbose) {
-      std::string how = s->sock->tls() ? " (TLS, " + s->sock->tls()->peer_identity() + ")" : "";
+      TlsSession* tls = s->sock->tls();
+      std::string how = tls ? " (TLS, " + tls->peer_identity() + ", " + tls->suite() + ")" : "";
       ctx.say(ctx.program + ": session from " + s->name + how);
     }
     sessions.emplace(s->id, std::move(s));
