@@ -32,14 +32,15 @@ ssize_t TlsSocket::sendv(const iovec* iov, int count) {
 }
 
 bool TlsSocket::has_pending_output() const {
-  return (tls_ && tls_->has_pending_output()) || (shut_pending_ && !shut_done_);
+  // A failed session sends nothing more: nothing is pending (the error comes with the next call).
+  return (tls_ && !tls_failed_ && tls_->has_pending_output()) || (shut_pending_ && !shut_done_);
 }
 
 bool TlsSocket::flush() {
-  if (tls_ && tls_->has_pending_output()) {
+  if (tls_ && !tls_failed_ && tls_->has_pending_output()) {
     TlsResult r = tls_->flush();
-    if (r.status == TlsIo::failed) shut_done_ = true;  // nothing more will go out
-    if (tls_->has_pending_output() && r.status != TlsIo::failed) return false;
+    if (r.status == TlsIo::failed) tls_failed_ = true;
+    else if (tls_->has_pending_output()) return false;
   }
   if (shut_pending_ && !shut_done_) shutdown_write();
   return !has_pending_output();
