@@ -119,6 +119,18 @@ class DlpingKeysTest(Base):
         with open(rout) as f:
             self.assertEqual(f.read().count("probes answered"), 1)
 
+    def test_a_crowd_of_strangers_is_logged_rate_limited(self):
+        resp, port, _ = self.responder(*pki().psk())
+        for _ in range(30):
+            self.stranger(port, os.urandom(64))
+        dltest.wait_until(lambda: "more connections refused" in resp.stderr(), dltest.t(10),
+                          "the line about refusals not shown")
+        lines = [l for l in resp.stderr().splitlines() if "rejected connection" in l]
+        self.assertGreaterEqual(len(lines), 10, resp.stderr())
+        self.assertLessEqual(len(lines), 15, "refusals are not rate-limited:\n" + resp.stderr())
+        p, out = self.ping("127.0.0.1:%d" % port, *pki().psk())  # the real client still gets in
+        self.assertEqual(p.returncode, 0, p.describe())
+
     def test_a_key_for_a_plain_responder_is_refused(self):
         resp, port, _ = self.responder()
         p, _ = self.ping("127.0.0.1:%d" % port, *pki().psk())
