@@ -65,7 +65,7 @@ struct Server {
     o.endpoint = *parse_listen_endpoint("127.0.0.1:0");
     o.proto = Proto::automatic;
     o.multi_session = true;
-    o.handshake_ms = 2000;
+    o.handshake_ms = 300;
     return o;
   }
 
@@ -255,6 +255,13 @@ TEST_CASE("several sessions: a HELLO resuming a session nobody serves is refused
   CHECK(server.sessions.empty());
   CHECK(server.listener_events.count(LinkEvent::rejected) == 2);
   CHECK(server.listener.handshakes() == 0);
+
+  // Silence is dropped at the handshake deadline, reported, and makes no session either.
+  int silent = connect_to(server.port());
+  REQUIRE(run_until(r, [&] { return server.listener_events.count(LinkEvent::rejected) == 3; }, 100));
+  CHECK(server.listener_events.events.back().second.empty());  // a timeout, no protocol id
+  ::close(silent);
+  CHECK(server.sessions.empty());
 
   // A session that ends is gone from the listener once its Link is.
   Client c(r, server.port(), 0);
