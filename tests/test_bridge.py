@@ -330,7 +330,7 @@ class BridgeTest(dltest.DlTestCase):
         up.close()            # b ends and nobody is left: the bridge is done
         self.assertExited(br, 20, 0)
 
-    def message_fanout(self, clients, *args):
+    def message_fanout(self, clients, *args, recv_args=()):
         """dlbridge --fanout (message mode): side a listens for `clients` dlrecv dialers, side b
         listens for the sender. Returns (bridge, side b's port, [(dlrecv, output path)]) once every
         client's session is up."""
@@ -341,7 +341,7 @@ class BridgeTest(dltest.DlTestCase):
         recvs = []
         for i in range(clients):
             out = self.path("fan-out-%d" % i)
-            recvs.append((self.dlrecv("127.0.0.1:%d" % porta, "-o", out, name="dlrecv%d" % i), out))
+            recvs.append((self.dlrecv("127.0.0.1:%d" % porta, "-o", out, *recv_args, name="dlrecv%d" % i), out))
         dltest.wait_until(lambda: br.stderr().count(": connected to ") >= clients, 20, "%d clients connected" % clients)
         return br, portb, recvs
 
@@ -428,6 +428,29 @@ class BridgeTest(dltest.DlTestCase):
         # bridge ends b's direction too, and all is done.
         self.assertExitCodes(20, (recv_b, 0), (br, 0))
         self.assertNoCrash(br)
+
+    def test_message_fanout_late_client_gets_what_comes_after_it(self):
+        br, portb, recvs = self.message_fanout(1, recv_args=("--lines",))
+        lines = [b"line %d\n" % n for n in range(40000)]
+        first, second = b"".join(lines[:20000]), b"".join(lines[20000:])
+        send = self.dlsend("127.0.0.1:%d" % portb, "--lines", stdin=subprocess.PIPE)
+        self.feed(send.popen.stdin, [first], close=False)
+        out0 = recvs[0][1]
+        dltest.wait_until(lambda: os.path.exists(out0) and os.path.getsize(out0) >= len(first), 30,
+                          "the first half at the first client\n" + self.P.describe())
+        out1 = self.path("late-out")
+        late = self.dlrecv("127.0.0.1:%d" % wait_port_file(self.path("fan-a")), "--lines", "-o", out1, name="late")
+        dltest.wait_until(lambda: br.stderr().count(": connected to ") >= 3, 20, "the late client and b connected")
+        self.feed(send.popen.stdin, [second], close=True)
+        self.assertExitCodes(60, (send, 0), (recvs[0][0], 0), (late, 0), (br, 0))
+        with open(out0, "rb") as f:
+            self.assertEqual(f.read(), first + second)
+        with open(out1, "rb") as f:
+            got = f.read()
+        # Whole messages from the point it joined to the end: never a duplicate, never a gap.
+        self.assertTrue((first + second).endswith(got), got[:100])
+        self.assertTrue(got.startswith(b"line "), got[:100])
+        self.assertGreaterEqual(len(got), len(second))
 
     def test_usage_errors(self):
         for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),
