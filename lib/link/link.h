@@ -117,7 +117,8 @@ class Link {
   // starts connecting in the background.
   Status start();
   // Listen side, served by `listener` (not owned, multi-session: see listener.h), usually from its
-  // NewSession callback: sets the link up and attaches it; binds nothing. Errors: none today.
+  // NewSession callback: sets the link up and attaches it; binds nothing. Errors: usage (a
+  // dialing link), io (the rings could not be mapped).
   Status start(SessionListener& listener);
   const SocketAddress& local_address() const { return local_; }
   // Listen side: the listener hands over an admitted connection. The link takes it (n is left
