@@ -158,10 +158,9 @@ void SessionListener::tls_failed(Pending* p, Error e) {
   auto doomed = take(tls_pending_, p);
   if (!doomed) return;
   if (e.id == "tls-not-tls") {
-    // A dialer without keys: answer with a TLS alert record (fatal, protocol_version), which
-    // our own plain dialers recognise and report as "the listener speaks TLS".
-    static const std::uint8_t kAlert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
-    [[maybe_unused]] auto n = ::send(doomed->n.fd.get(), kAlert, sizeof kAlert, MSG_DONTWAIT | MSG_NOSIGNAL);
+    // A dialer without keys: answer in TLS terms, which our own plain dialers recognise and
+    // report as "the listener speaks TLS".
+    send_tls_refusal(doomed->n.fd.get());
   }
   e.context = "TLS";  // the report names the peer already
   auto alive = alive_;
