@@ -58,7 +58,6 @@ SessionListener::SessionListener(Reactor& reactor, ListenerOptions options, Link
 SessionListener::~SessionListener() {
   *alive_ = false;
   for (auto& p : candidates_) reactor_.unwatch(p->watch);
-  for (auto& p : tls_pending_) reactor_.unwatch(p->watch);
   for (Link* l : std::vector<Link*>(links_)) l->listener_gone(*this);
 }
 
@@ -67,7 +66,17 @@ Status SessionListener::start() {
   if (opt_.tls.any()) {
     auto cfg = TlsConfig::load(opt_.tls, TlsRole::listener);
     if (!cfg) return cfg.error();
-    tls_ = std::move(*cfg);
+    TlsGateOptions go;
+    go.timeout = std::chrono::milliseconds(opt_.handshake_ms);
+    go.max_pending = kMaxTlsHandshakes;
+    // Refused strangers are reported one line each (the tool rate-limits them); a dialer
+    // without keys got a TLS alert from the gate, which our plain dialers recognise.
+    gate_ = std::make_unique<TlsGate>(
+        reactor_, std::move(*cfg), go,
+        [this](std::unique_ptr<TlsSocket> s, const SocketAddress& peer) { on_secured(std::move(s), peer); },
+        [this](const Error& why, const SocketAddress& peer) {
+          if (obs_) obs_->on_event(LinkEvent::rejected, peer.to_string(), &why);
+        });
   }
   AcceptorOptions ao;
   ao.allow = opt_.allow;
@@ -100,12 +109,14 @@ void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer)
 }
 
 void SessionListener::on_accepted(Accepted a) {
+  if (gate_) {
+    gate_->admit(std::move(a.fd), a.peer);  // on_secured() once its TLS handshake is done
+    return;
+  }
   auto p = std::make_unique<Pending>();
   p->n.fd = std::move(a.fd);
   p->n.peer = a.peer;
-  p->n.opened = Clock::now();
-  if (tls_) start_tls(std::move(p));
-  else begin_detection(std::move(p));
+  begin_detection(std::move(p));
 }
 
 std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& list, Pending* p) {
@@ -120,52 +131,14 @@ std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& lis
 
 // ---------------------------------------------------------------- TLS (keys)
 
-void SessionListener::start_tls(std::unique_ptr<Pending> p) {
-  if (tls_pending_.size() >= kMaxTlsHandshakes) {
-    // Strangers that never finish a handshake must not lock the real peer out: the oldest of
-    // them makes room.
-    auto alive = alive_;
-    tls_failed(tls_pending_.front().get(),
-               make_error(ErrorKind::timeout, "TLS", "dropped: too many connections in their handshake"));
-    if (!*alive) return;
-  }
-  p->n.tls = std::make_unique<TlsSession>(tls_, p->n.fd.get(), p->n.peer.to_string(), std::string());
-  p->n.opened = Clock::now();
-  tls_pending_.push_back(std::move(p));
-  Pending* q = tls_pending_.back().get();
-  q->watch = reactor_.watch(q->n.fd.get(), POLLIN | POLLOUT, [this, q](short) { on_tls_io(q); });
-  reschedule();
-  on_tls_io(q);
-}
-
-void SessionListener::on_tls_io(Pending* p) {
-  auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [p](auto& q) { return q.get() == p; });
-  if (it == tls_pending_.end()) return;
-  TlsIo r = p->n.tls->handshake();
-  if (r == TlsIo::want_read || r == TlsIo::want_write) {
-    reactor_.set_events(p->watch, r == TlsIo::want_read ? POLLIN : POLLOUT);
-    return;
-  }
-  if (r != TlsIo::ok) {
-    tls_failed(p, p->n.tls->error());
-    return;
-  }
-  begin_detection(take(tls_pending_, p));
-}
-
-// Refused, and reported (one line each: the tool rate-limits them).
-void SessionListener::tls_failed(Pending* p, Error e) {
-  auto doomed = take(tls_pending_, p);
-  if (!doomed) return;
-  if (e.id == "tls-not-tls") {
-    // A dialer without keys: answer in TLS terms, which our own plain dialers recognise and
-    // report as "the listener speaks TLS".
-    send_tls_refusal(doomed->n.fd.get());
-  }
-  e.context = "TLS";  // the report names the peer already
-  auto alive = alive_;
-  if (obs_) obs_->on_event(LinkEvent::rejected, doomed->n.peer.to_string(), &e);
-  if (*alive) reschedule();
+// Past the gate: TLS is up and the peer verified; its first bytes may already wait inside TLS.
+void SessionListener::on_secured(std::unique_ptr<TlsSocket> socket, const SocketAddress& peer) {
+  auto parts = socket->release();
+  auto p = std::make_unique<Pending>();
+  p->n.fd = std::move(parts.fd);
+  p->n.tls = std::move(parts.tls);
+  p->n.peer = peer;
+  begin_detection(std::move(p));
 }
 
 // ---------------------------------------------------------------- protocol detection
@@ -326,7 +299,6 @@ void SessionListener::reschedule() {
     }
   };
   consider(candidates_);
-  consider(tls_pending_);
   if (next) timer_.arm(*next);
   else timer_.cancel();
 }
@@ -347,16 +319,6 @@ void SessionListener::on_timer() {
                           : "no complete handshake within " + std::to_string(opt_.handshake_ms) + " ms";
     Error e = make_error(ErrorKind::timeout, "connection from " + p->n.peer.to_string(), why);
     refuse(take(candidates_, p), e, false);
-    if (!*alive) return;
-  }
-  for (std::size_t i = 0; i < tls_pending_.size();) {
-    Pending* p = tls_pending_[i].get();
-    if (!expired(*p)) {
-      ++i;
-      continue;
-    }
-    tls_failed(p, make_error(ErrorKind::timeout, "TLS handshake with " + p->n.peer.to_string(),
-                             "not completed within " + std::to_string(opt_.handshake_ms) + " ms"));
     if (!*alive) return;
   }
   reschedule();
