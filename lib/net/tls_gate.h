@@ -6,8 +6,9 @@
 // peer out). A plain dialer that reaches a listener gets a TLS alert (send_tls_refusal) so that
 // our tools can say "the listener speaks TLS".
 //
-// It is not a link: no retries, no sessions. Used by the lean tools (dlping, pymodaq-emu);
-// the message link has its own admission. Not thread-safe.
+// It is not a link: no retries, no sessions. Used by the lean tools (dlping, pymodaq-emu) and by
+// the message link's SessionListener (listener side) and SecureConnector (dial side), which take
+// the socket and session apart (TlsSocket::release). Not thread-safe.
 #pragma once
 
 #include <chrono>
