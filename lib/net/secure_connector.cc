@@ -16,8 +16,6 @@ SecureConnector::SecureConnector(Reactor& reactor, Endpoint endpoint, ConnectorO
       connector_(reactor, std::move(endpoint), std::move(options),
                  [this](Result<Connected> r) { on_connected(std::move(r)); }) {}
 
-SecureConnector::~SecureConnector() = default;
-
 void SecureConnector::start() {
   gate_.reset();
   connector_.start();

@@ -50,7 +50,6 @@ class SecureConnector {
   // each TLS handshake.
   SecureConnector(Reactor& reactor, Endpoint endpoint, ConnectorOptions options, std::shared_ptr<TlsConfig> tls,
                   std::chrono::milliseconds handshake_timeout, Done done, Refused on_refused);
-  ~SecureConnector();
   SecureConnector(const SecureConnector&) = delete;
   SecureConnector& operator=(const SecureConnector&) = delete;
 

@@ -6,16 +6,14 @@
 
 #include <doctest/doctest.h>
 #include <poll.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
 #include <optional>
 #include <string>
 
 #include "lib/net/net.h"
 #include "lib/net/net_testing.h"
+#include "lib/net/tls_testing.h"
 #include "lib/net/tls_socket.h"
 
 using namespace dl;
@@ -23,25 +21,6 @@ using namespace dl::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string psk_file(const std::string& name, const std::string& hex) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(tmp ? tmp : "/tmp") + "/" + name;
-  ::unlink(path.c_str());
-  std::ofstream(path) << "datalink " << hex << "\n";
-  ::chmod(path.c_str(), 0600);
-  return path;
-}
-
-std::shared_ptr<TlsConfig> config(const std::string& file, TlsRole role) {
-  TlsFlags f;
-  f.psk_file = file;
-  auto r = TlsConfig::load(f, role);
-  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message()));
-  return *r;
-}
-
-const std::string kKeyA(64, 'a'), kKeyB(64, 'b');
 
 ConnectorOptions fast() {
   ConnectorOptions o;
@@ -110,8 +89,8 @@ TEST_CASE("without keys a connection is handed over as soon as it connects") {
 
 TEST_CASE("with the right key the connection comes out with TLS established") {
   Reactor r;
-  Server s(r, config(psk_file("sc-a1.psk", kKeyA), TlsRole::listener));
-  Dial d(r, s.endpoint(), config(psk_file("sc-a2.psk", kKeyA), TlsRole::dialer));
+  Server s(r, psk_config(psk_file("sc-a1.psk", kKeyA), TlsRole::listener));
+  Dial d(r, s.endpoint(), psk_config(psk_file("sc-a2.psk", kKeyA), TlsRole::dialer));
   d.c->start();
   REQUIRE(run_until(r, [&] { return d.got.has_value() && !s.secured.empty(); }));
   REQUIRE(*d.got);
@@ -136,8 +115,8 @@ TEST_CASE("with the right key the connection comes out with TLS established") {
 
 TEST_CASE("a wrong key is a refusal that stops the dialing until retry()") {
   Reactor r;
-  Server s(r, config(psk_file("sc-b1.psk", kKeyA), TlsRole::listener));
-  Dial d(r, s.endpoint(), config(psk_file("sc-b2.psk", kKeyB), TlsRole::dialer));
+  Server s(r, psk_config(psk_file("sc-b1.psk", kKeyA), TlsRole::listener));
+  Dial d(r, s.endpoint(), psk_config(psk_file("sc-b2.psk", kKeyB), TlsRole::dialer));
   d.c->start();
   REQUIRE(run_until(r, [&] { return d.refused.has_value(); }));
   CHECK(d.refused->kind == ErrorKind::auth);
