@@ -10,10 +10,6 @@ std::uint64_t frame_checksum_generic(const std::uint8_t* header24, const std::ui
   return XXH3_64bits_withSeed(payload, n, XXH3_64bits(header24, 24));
 }
 
-std::uint64_t xxh3_seeded_generic(const std::uint8_t* p, std::size_t n, std::uint64_t seed) {
-  return XXH3_64bits_withSeed(p, n, seed);
-}
-
 bool have_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   return __builtin_cpu_supports("avx2");
@@ -29,12 +25,6 @@ std::uint64_t frame_checksum(const std::uint8_t* header24, const std::uint8_t* p
   // Small frames gain nothing from the wide path.
   if (avx2 && n >= 1024) return detail::frame_checksum_avx2(header24, payload, n);
   return detail::frame_checksum_generic(header24, payload, n);
-}
-
-std::uint64_t xxh3_seeded(const std::uint8_t* p, std::size_t n, std::uint64_t seed) {
-  static const bool avx2 = detail::have_avx2();
-  if (avx2 && n >= 1024) return detail::xxh3_seeded_avx2(p, n, seed);
-  return detail::xxh3_seeded_generic(p, n, seed);
 }
 
 }  // namespace dl

@@ -9,14 +9,10 @@
 namespace dl {
 
 std::uint64_t frame_checksum(const std::uint8_t* header24, const std::uint8_t* payload, std::size_t n);
-// Plain seeded XXH3-64 of `n` bytes, the same way: DTP's per-datagram checksum (dtp_packet.h).
-std::uint64_t xxh3_seeded(const std::uint8_t* p, std::size_t n, std::uint64_t seed);
 
 namespace detail {
 std::uint64_t frame_checksum_generic(const std::uint8_t* header24, const std::uint8_t* payload, std::size_t n);
 std::uint64_t frame_checksum_avx2(const std::uint8_t* header24, const std::uint8_t* payload, std::size_t n);
-std::uint64_t xxh3_seeded_generic(const std::uint8_t* p, std::size_t n, std::uint64_t seed);
-std::uint64_t xxh3_seeded_avx2(const std::uint8_t* p, std::size_t n, std::uint64_t seed);
 bool have_avx2();
 }  // namespace detail
 

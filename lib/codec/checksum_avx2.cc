@@ -21,10 +21,6 @@ std::uint64_t frame_checksum_avx2(const std::uint8_t* header24, const std::uint8
   return XXH3_64bits_withSeed(payload, n, XXH3_64bits(header24, 24));
 }
 
-std::uint64_t xxh3_seeded_avx2(const std::uint8_t* p, std::size_t n, std::uint64_t seed) {
-  return XXH3_64bits_withSeed(p, n, seed);
-}
-
 }  // namespace dl::detail
 
 #if defined(__x86_64__) && defined(__clang__)

@@ -1,5 +1,5 @@
 // Fuzz target for the DTP packet decoder and its range reader.
-// fuzz-sources: lib/codec/checksum.cc lib/codec/checksum_avx2.cc lib/codec/dtp_packet.cc lib/codec/range_set.cc
+// fuzz-sources: lib/codec/dtp_packet.cc lib/codec/range_set.cc
 #include <cstddef>
 #include <cstdint>
 #include <span>
