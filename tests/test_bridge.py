@@ -452,6 +452,38 @@ class BridgeTest(dltest.DlTestCase):
         self.assertTrue(got.startswith(b"line "), got[:100])
         self.assertGreaterEqual(len(got), len(second))
 
+    def test_message_fanout_never_acknowledges_what_no_client_has(self):
+        # The only client takes the first half, stops (so it settles nothing more), and is
+        # killed. What it got but never settled is held for the next client, which starts
+        # with it: b's sender must not exit 0 while no receiver has the second half, and the
+        # two clients' outputs together are the stream, without a gap or a duplicate.
+        br, portb, recvs = self.message_fanout(1, "--reconnect", "1s", recv_args=("--lines",))
+        lines = [b"line %d\n" % n for n in range(40000)]
+        first, second = b"".join(lines[:20000]), b"".join(lines[20000:])
+        send = self.dlsend("127.0.0.1:%d" % portb, "--lines", stdin=subprocess.PIPE)
+        self.feed(send.popen.stdin, [first], close=False)
+        victim, out0 = recvs[0]
+        stats = lambda: br.signal(signal.SIGUSR1) or br.stderr()  # noqa: E731
+        dltest.wait_until(lambda: "b->a 20000 msgs, 0 held" in stats(), 30,
+                          "the first half settled by the first client\n" + self.P.describe(), interval=0.2)
+        victim.signal(signal.SIGSTOP)
+        self.feed(send.popen.stdin, [second], close=True)
+        dltest.wait_until(lambda: "b->a 40000 msgs" in stats(), 30,
+                          "the second half at the bridge\n" + self.P.describe(), interval=0.2)
+        victim.kill()
+        dltest.wait_until(lambda: "dropped from the fanout" in br.stderr(), 30, "the client dropped")
+        self.assertIsNone(send.wait(dltest.t(1)),
+                          "dlsend finished though no client has the second half\n" + self.P.describe())
+        out1 = self.path("next-out")
+        late = self.dlrecv("127.0.0.1:%d" % wait_port_file(self.path("fan-a")), "--lines", "-o", out1, name="next")
+        self.assertExitCodes(60, (send, 0), (late, 0), (br, 0))
+        with open(out0, "rb") as f:
+            got0 = f.read()
+        with open(out1, "rb") as f:
+            got1 = f.read()
+        self.assertEqual(got0 + got1, first + second, (len(got0), len(got1)))
+        self.assertNoCrash(br)
+
     def test_usage_errors(self):
         for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),
                              (["listen:0", "127.0.0.1:1", "--fault", "cut=0"], "cut"),
