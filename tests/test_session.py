@@ -171,6 +171,49 @@ class StrangerTest(dltest.DlTestCase):
         self.assertExitCodes(60, (send, 0), (recv, 0))
         self.assertSameFile(src, out)
 
+    def test_a_flood_from_one_address_does_not_starve_a_slow_dialer(self):
+        # The listener holds at most 64 connections in their handshake and drops one to make
+        # room. A stranger opening connections faster than 64 per handshake time, all from one
+        # address, must not keep evicting a real dialer whose HELLO takes a while to arrive (a
+        # long path: here a relay that holds its first bytes 1 s).
+        src = self._file(256 * 1024)
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", stdout=out)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+        opened = [0]
+
+        def flood():
+            held = []
+            while not stop.is_set():
+                s = socket.socket()
+                try:
+                    s.bind(("127.0.0.2", 0))
+                    s.setblocking(False)
+                    s.connect_ex(("127.0.0.1", port))
+                except OSError:
+                    s.close()
+                    continue
+                held.append((time.monotonic(), s))
+                opened[0] += 1
+                while held and (len(held) > 300 or held[0][0] < time.monotonic() - 2):
+                    held.pop(0)[1].close()
+                stop.wait(0.004)   # ~250 a second: the oldest is evicted after a quarter second
+            for _, s in held:
+                s.close()
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        relay = FaultRelay(("127.0.0.1", port))
+        self.addCleanup(relay.close)
+        relay.handshake_faults(1000, delay=1.0, direction="up")
+        dltest.wait_until(lambda: opened[0] >= 100, 10, "the flood")
+        send = self.dlsend("--wait", "15", "127.0.0.1:%d" % relay.port, "-f", src)
+        self.assertExitCodes(30, (send, 0), (recv, 0))
+        stop.set()
+        flooder.join(10)
+        self.assertSameFile(src, out)
+        self.assertIn("too many connections", recv.stderr())
+
     def test_replayed_hello_cannot_inject_or_end_the_session(self):
         out = self.path("out")
         recv, port = self.listen("dlrecv", "--lines", stdout=out)

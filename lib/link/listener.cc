@@ -3,8 +3,12 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cstring>
 
 #include "lib/base/random.h"
 #include "lib/link/link.h"
@@ -15,6 +19,24 @@ namespace {
 
 constexpr std::size_t kMaxCandidates = 64;     // connections still in their protocol handshake
 constexpr std::size_t kMaxTlsHandshakes = 64;  // strangers in their TLS handshake at once
+
+// Where a connection comes from, for fairness among newcomers: the IPv4 address, an IPv6 /64
+// (what one host usually holds), or one key for all unix peers.
+std::array<std::uint8_t, 9> source_of(const SocketAddress& a) {
+  std::array<std::uint8_t, 9> k{};  // the address bytes, then which kind they are
+  if (a.family() == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(a.get());
+    std::memcpy(k.data(), &in->sin_addr, 4);
+    k[8] = 4;
+  } else if (a.family() == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(a.get());
+    const std::uint8_t* b = in6->sin6_addr.s6_addr;
+    bool v4 = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr);
+    std::memcpy(k.data(), v4 ? b + 12 : b, v4 ? 4 : 8);
+    k[8] = v4 ? 4 : 6;
+  }
+  return k;
+}
 
 }  // namespace
 
@@ -108,6 +130,29 @@ void SessionListener::on_accepted(Accepted a) {
   else begin_detection(std::move(p));
 }
 
+// Who makes room when a list is full: the oldest connection of the source that holds the most,
+// so a stranger flooding from one address evicts its own connections and not a real dialer's
+// slow handshake (64 strangers in a row from one address would otherwise push out everybody).
+SessionListener::Pending* SessionListener::evictee(const PendingList& list) {
+  Pending* victim = nullptr;
+  std::size_t most = 0;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    auto key = source_of(list[i]->n.peer);
+    std::size_t n = 0;
+    bool seen = false;
+    for (std::size_t j = 0; j < list.size(); ++j) {
+      if (source_of(list[j]->n.peer) != key) continue;
+      seen = seen || j < i;
+      ++n;
+    }
+    if (!seen && n > most) {  // i is the oldest of its source
+      most = n;
+      victim = list[i].get();
+    }
+  }
+  return victim;
+}
+
 std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& list, Pending* p) {
   auto it = std::find_if(list.begin(), list.end(), [p](auto& q) { return q.get() == p; });
   if (it == list.end()) return nullptr;
@@ -123,9 +168,9 @@ std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& lis
 void SessionListener::start_tls(std::unique_ptr<Pending> p) {
   if (tls_pending_.size() >= kMaxTlsHandshakes) {
     // Strangers that never finish a handshake must not lock the real peer out: the oldest of
-    // them makes room.
+    // the source that holds the most makes room.
     auto alive = alive_;
-    tls_failed(tls_pending_.front().get(),
+    tls_failed(evictee(tls_pending_),
                make_error(ErrorKind::timeout, "TLS", "dropped: too many connections in their handshake"));
     if (!*alive) return;
   }
@@ -182,8 +227,8 @@ void SessionListener::begin_detection(std::unique_ptr<Pending> p) {
   }
   if (candidates_.size() >= kMaxCandidates) {
     // Strangers that do not finish a handshake must not lock the real peer out: the oldest of
-    // them makes room.
-    std::unique_ptr<Pending> oldest = take(candidates_, candidates_.front().get());
+    // the source that holds the most makes room.
+    std::unique_ptr<Pending> oldest = take(candidates_, evictee(candidates_));
     Error e = make_error(ErrorKind::timeout, "connection from " + oldest->n.peer.to_string(),
                          "dropped: too many connections still in their handshake");
     auto alive = alive_;

@@ -117,6 +117,7 @@ class SessionListener {
   void on_candidate_io(Pending* p);
   void read_candidate(Pending* p);
   std::unique_ptr<Pending> take(PendingList& list, Pending* p);
+  static Pending* evictee(const PendingList& list);
   void refuse(std::unique_ptr<Pending> p, const Error& why, bool tell);
   void hand_over(std::unique_ptr<Pending> p);
   void reschedule();
