@@ -484,6 +484,30 @@ class BridgeTest(dltest.DlTestCase):
         self.assertEqual(got0 + got1, first + second, (len(got0), len(got1)))
         self.assertNoCrash(br)
 
+    def test_message_fanout_out_of_descriptors_says_so_once_and_serves_on(self):
+        # A crowd holds more connections than the bridge has descriptors: the listener pauses
+        # accepting (the backlog holds the rest), says so once rather than ten times a second,
+        # and serves a real client once the crowd is gone.
+        pa, pb = self.path("fan-a"), self.path("fan-b")
+        br = self.P.start(["/bin/sh", "-c", 'ulimit -n 40 && exec "$0" "$@"', DLBRIDGE, "listen:127.0.0.1:0",
+                           "listen:127.0.0.1:0", "--fanout", "--port-file-a", pa, "--port-file-b", pb, "-v"],
+                          name="dlbridge")
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        crowd = [socket.create_connection(("127.0.0.1", porta), timeout=dltest.t(10)) for _ in range(60)]
+        dltest.wait_until(lambda: "Too many open files" in br.stderr(), 10, "descriptors exhausted\n" + self.P.describe())
+        self.assertIsNone(br.wait(dltest.t(2)), "the bridge ended while out of descriptors\n" + self.P.describe())
+        for s in crowd:
+            s.close()
+        out = self.path("out")
+        recv = self.dlrecv("127.0.0.1:%d" % porta, "--lines", "-o", out, "-w", "20")
+        dltest.wait_until(lambda: ": connected to " in br.stderr(), 20, "the client\n" + self.P.describe())
+        send = self.dlsend("127.0.0.1:%d" % portb, "--lines", stdin=subprocess.PIPE)
+        self.feed(send.popen.stdin, [b"one\ntwo\n"], close=True)
+        self.assertExitCodes(30, (send, 0), (recv, 0), (br, 0))
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"one\ntwo\n")
+        self.assertLessEqual(br.stderr().count("Too many open files"), 2, br.stderr())
+
     def test_usage_errors(self):
         for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),
                              (["listen:0", "127.0.0.1:1", "--fault", "cut=0"], "cut"),

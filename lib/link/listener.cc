@@ -112,7 +112,10 @@ void SessionListener::detach(Link& link) {
 
 void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer) {
   if (!peer) {
-    // Out of descriptors: the Acceptor pauses a moment by itself.
+    // Out of descriptors: the Acceptor pauses a moment by itself and tries again, every 100 ms
+    // while it lasts. Said once until a connection is accepted again.
+    if (exhaustion_reported_) return;
+    exhaustion_reported_ = true;
     if (obs_) obs_->on_event(LinkEvent::warning, "accept", &e);
     return;
   }
@@ -122,6 +125,7 @@ void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer)
 }
 
 void SessionListener::on_accepted(Accepted a) {
+  exhaustion_reported_ = false;
   auto p = std::make_unique<Pending>();
   p->n.fd = std::move(a.fd);
   p->n.peer = a.peer;
