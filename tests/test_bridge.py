@@ -508,6 +508,24 @@ class BridgeTest(dltest.DlTestCase):
             self.assertEqual(f.read(), b"one\ntwo\n")
         self.assertLessEqual(br.stderr().count("Too many open files"), 2, br.stderr())
 
+    def test_message_fanout_wait_bounds_the_wait_for_the_first_client(self):
+        # -w: "a listening side waits this long for its first peer". b's peer is there; no
+        # client ever comes to a: the bridge gives up like any listener (exit 7), one line,
+        # and tells b's peer it stopped.
+        pa, pb = self.path("fan-a"), self.path("fan-b")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--fanout", "--port-file-a", pa,
+                         "--port-file-b", pb, "-w", "1")
+        wait_port_file(pa, br)
+        portb = wait_port_file(pb, br)
+        send = self.dlsend("127.0.0.1:%d" % portb, "--lines", stdin=subprocess.PIPE)
+        send.popen.stdin.write(b"held\n")
+        send.popen.stdin.flush()
+        self.assertExited(br, 20, dltest.EXIT_TIMEOUT)
+        self.assertOneLineError(br, "dlbridge", "no peer connected within 1.")
+        self.assertExited(send, 20)
+        self.assertNotEqual(send.returncode, 0, send.describe())
+        send.popen.stdin.close()
+
     def test_usage_errors(self):
         for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),
                              (["listen:0", "127.0.0.1:1", "--fault", "cut=0"], "cut"),

@@ -1,5 +1,6 @@
 #include "lib/bridge/bridge.h"
 
+#include <cmath>
 #include <deque>
 #include <fmt/format.h>
 #include <memory>
@@ -247,7 +248,8 @@ class MessageBridge {
 class FanoutBridge {
  public:
   FanoutBridge(const DlbridgeOptions& o, ToolContext& ctx)
-      : o_(o), ctx_(ctx), stats_timer_(reactor_, [this] { print_stats(); }) {}
+      : o_(o), ctx_(ctx), stats_timer_(reactor_, [this] { print_stats(); }),
+        first_client_timer_(reactor_, [this] { no_first_client(); }) {}
 
   int run() {
     SignalWatcher signals(reactor_, [&](int sig) {
@@ -289,8 +291,13 @@ class FanoutBridge {
     if (auto rc = start_link(*b_, lb, o_.side[1].port_file, *b_report_)) return *rc;
     b_report_->set_label(fmt::format("b ({})", lb.listen ? b_->local_address().to_string() : lb.endpoint.to_string()));
     if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
+    // -w: a listening side waits this long for its first peer, here its first client.
+    if (double w = sa.link.wait_s; w >= 0 && std::isfinite(w)) {
+      waiting_since_ = Clock::now();
+      first_client_timer_.arm(deadline_after(waiting_since_, w));
+    }
     pump();
-    while (!interrupted_) {
+    while (!interrupted_ && !fatal_) {
       reap();
       if (b_->closed() && !b_->completed()) break;
       if (b_->completed() && clients_.empty()) break;
@@ -518,7 +525,20 @@ class FanoutBridge {
     if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
   }
 
+  void no_first_client() {
+    if (joined_ > 0) return;
+    fatal_ = make_error(ErrorKind::timeout, "listen " + listener_->local().to_string(),
+                        fmt::format("no peer connected within {:.1f} s",
+                                    std::chrono::duration<double>(Clock::now() - waiting_since_).count()));
+    reactor_.wake();
+  }
+
   int conclude() {
+    if (fatal_) {
+      b_->abandon("dlbridge stopped: " + fatal_->message());
+      a_report_->error(*fatal_);
+      return exit_code(fatal_->kind);
+    }
     if (interrupted_) {
       for (auto& c : clients_) c->link->abandon("dlbridge was interrupted");
       b_->abandon("dlbridge was interrupted");
@@ -543,7 +563,9 @@ class FanoutBridge {
   std::unique_ptr<SessionListener> listener_;
   std::unique_ptr<Link> b_;
   std::vector<std::unique_ptr<Client>> clients_;
-  Timer stats_timer_;
+  Timer stats_timer_, first_client_timer_;
+  Clock::time_point waiting_since_{};
+  std::optional<Error> fatal_;  // side a gave up waiting for its first client
   std::uint64_t base_ = 0;      // number of the oldest message from b not released yet
   std::uint64_t frontier_ = 0;  // messages from b below it went to at least one client
   std::uint64_t covered_ = 0;   // messages from b below it were settled by at least one client
