@@ -9,6 +9,8 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "lib/base/random.h"
 #include "lib/link/link.h"
@@ -138,23 +140,23 @@ void SessionListener::on_accepted(Accepted a) {
 // so a stranger flooding from one address evicts its own connections and not a real dialer's
 // slow handshake (64 strangers in a row from one address would otherwise push out everybody).
 SessionListener::Pending* SessionListener::evictee(const PendingList& list) {
-  Pending* victim = nullptr;
-  std::size_t most = 0;
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    auto key = source_of(list[i]->n.peer);
-    std::size_t n = 0;
-    bool seen = false;
-    for (std::size_t j = 0; j < list.size(); ++j) {
-      if (source_of(list[j]->n.peer) != key) continue;
-      seen = seen || j < i;
-      ++n;
+  // Sources sorted, then each run counted: a list is at most 64 long, and under a flood this
+  // runs once per newcomer.
+  std::vector<std::pair<std::array<std::uint8_t, 9>, std::size_t>> by_source;
+  by_source.reserve(list.size());
+  for (std::size_t i = 0; i < list.size(); ++i) by_source.emplace_back(source_of(list[i]->n.peer), i);
+  std::sort(by_source.begin(), by_source.end());
+  std::size_t victim = 0, most = 0;
+  for (std::size_t run = 0; run < by_source.size();) {
+    std::size_t end = run;
+    while (end < by_source.size() && by_source[end].first == by_source[run].first) ++end;
+    if (end - run > most) {
+      most = end - run;
+      victim = by_source[run].second;  // the smallest index of the run: its oldest
     }
-    if (!seen && n > most) {  // i is the oldest of its source
-      most = n;
-      victim = list[i].get();
-    }
+    run = end;
   }
-  return victim;
+  return list.empty() ? nullptr : list[victim].get();
 }
 
 std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& list, Pending* p) {
