@@ -452,6 +452,25 @@ class BridgeTest(dltest.DlTestCase):
         self.assertTrue(got.startswith(b"line "), got[:100])
         self.assertGreaterEqual(len(got), len(second))
 
+    def test_message_fanout_stopped_client_holds_the_rest_for_timeout_plus_reconnect(self):
+        # dlbridge(1): a client that vanishes (here: stopped, its connection still open) stalls
+        # the others, once the buffers are full, for at most its receive timeout plus its
+        # reconnect window; then it is dropped and the rest finish.
+        size = 24 * MiB
+        src = self.path("in")
+        dltest.make_random_file(src, size)
+        br, portb, recvs = self.message_fanout(3, "--timeout", "1s", "--reconnect", "1s", "--window", "1M")
+        victim = recvs[2][0]
+        victim.signal(signal.SIGSTOP)
+        self.addCleanup(victim.kill)
+        send = self.dlsend("127.0.0.1:%d" % portb, "-f", src)
+        self.assertExitCodes(30, (send, 0), *[(p, 0) for p, _ in recvs[:2]], (br, 0))
+        for _, out in recvs[:2]:
+            self.assertSameFile(src, out)
+        err = br.stderr()
+        self.assertIn("nothing received for 1000 ms", err)
+        self.assertEqual(err.count("dropped from the fanout"), 1, err)
+
     def test_message_fanout_never_acknowledges_what_no_client_has(self):
         # The only client takes the first half, stops (so it settles nothing more), and is
         # killed. What it got but never settled is held for the next client, which starts
