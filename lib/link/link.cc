@@ -575,7 +575,13 @@ void Link::give_up(const Error* dial_error) {
     session_over(make_error(ErrorKind::disconnected, "peer " + peer_name(),
                             "gone for " + seconds_text(waited) + " s; last error: " + e.message()));
   } else {
-    if (waited >= 0.05) e.detail += (e.detail.empty() ? "" : " ") + std::string("(tried for ") + seconds_text(waited) + " s)";
+    if (waited >= 0.05) {
+      // Never between the context and the system's reason: "connect HOST:PORT (tried for 10.0 s):
+      // Connection refused", "TLS ...: bad record (tried for 10.0 s)".
+      std::string note = "(tried for " + seconds_text(waited) + " s)";
+      if (e.sys_errno != 0 && e.detail.empty()) e.context += " " + note;
+      else e.detail += (e.detail.empty() ? "" : " ") + note;
+    }
     fail(e);
   }
 }

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <vector>
 
 #include "lib/base/random.h"
 #include "lib/link/link.h"
 #include "lib/link/session.h"
+#include "lib/net/evict.h"
 
 namespace dl {
 namespace {
@@ -99,7 +101,10 @@ void SessionListener::detach(Link& link) {
 
 void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer) {
   if (!peer) {
-    // Out of descriptors: the Acceptor pauses a moment by itself.
+    // Out of descriptors: the Acceptor pauses a moment by itself and tries again, every 100 ms
+    // while it lasts. Said once until a connection is accepted again.
+    if (exhaustion_reported_) return;
+    exhaustion_reported_ = true;
     if (obs_) obs_->on_event(LinkEvent::warning, "accept", &e);
     return;
   }
@@ -109,6 +114,7 @@ void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer)
 }
 
 void SessionListener::on_accepted(Accepted a) {
+  exhaustion_reported_ = false;
   if (gate_) {
     gate_->admit(std::move(a.fd), a.peer);  // on_secured() once its TLS handshake is done
     return;
@@ -117,6 +123,15 @@ void SessionListener::on_accepted(Accepted a) {
   p->n.fd = std::move(a.fd);
   p->n.peer = a.peer;
   begin_detection(std::move(p));
+}
+
+// Who makes room when a list is full: net's rule for newcomers (evict.h), as for TLS handshakes.
+SessionListener::Pending* SessionListener::evictee(const PendingList& list) {
+  if (list.empty()) return nullptr;
+  std::vector<SocketAddress> peers;
+  peers.reserve(list.size());
+  for (auto& p : list) peers.push_back(p->n.peer);
+  return list[dl::evictee(peers)].get();
 }
 
 std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& list, Pending* p) {
@@ -154,8 +169,8 @@ void SessionListener::begin_detection(std::unique_ptr<Pending> p) {
   }
   if (candidates_.size() >= kMaxCandidates) {
     // Strangers that do not finish a handshake must not lock the real peer out: the oldest of
-    // them makes room.
-    std::unique_ptr<Pending> oldest = take(candidates_, candidates_.front().get());
+    // the source that holds the most makes room.
+    std::unique_ptr<Pending> oldest = take(candidates_, evictee(candidates_));
     Error e = make_error(ErrorKind::timeout, "connection from " + oldest->n.peer.to_string(),
                          "dropped: too many connections still in their handshake");
     auto alive = alive_;

@@ -115,3 +115,27 @@ TEST_CASE("a plain stranger is refused and told in TLS terms; a silent one times
   REQUIRE(quiet.refused);
   CHECK(quiet.refused->kind == ErrorKind::timeout);
 }
+
+TEST_CASE("a full gate evicts the busiest source's oldest handshake, not the real peer's") {
+  Reactor r;
+  TlsGateOptions o;
+  o.max_pending = 3;
+  std::vector<std::string> refused_peers;
+  TlsGate gate(
+      r, psk_config(psk_file("gate-e.psk", kKeyA), TlsRole::listener), o,
+      [](std::unique_ptr<TlsSocket>, const SocketAddress&) {},
+      [&](const Error&, const SocketAddress& peer) { refused_peers.push_back(peer.to_string()); });
+  auto at = [](const std::string& text) { return resolve(*parse_dial_endpoint(text), false)->front(); };
+  std::vector<Fd> quiet_ends;  // the far ends stay open and silent
+  auto admit_from = [&](const std::string& peer) {
+    auto [a, b] = testing::socket_pair(SOCK_NONBLOCK);
+    quiet_ends.push_back(std::move(b));
+    gate.admit(std::move(a), at(peer));
+  };
+  admit_from("127.0.0.1:5000");  // the real peer, oldest of all
+  for (int i = 0; i < 4; ++i) admit_from("127.0.0.2:" + std::to_string(6000 + i));
+  CHECK(gate.pending() == 3);
+  REQUIRE(refused_peers.size() == 2);
+  CHECK(refused_peers[0] == "127.0.0.2:6000");
+  CHECK(refused_peers[1] == "127.0.0.2:6001");
+}
