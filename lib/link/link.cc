@@ -1374,7 +1374,10 @@ void Link::parse_classic(Conn* c) {
   }
 }
 
-bool Link::peek(Message& out, std::size_t index) {
+// The peer's END is taken in as soon as every message before it is consumed, whether the
+// application then peeks again or not: a reader that peeks a batch and consumes it must not
+// leave the sender waiting for the END's acknowledgement.
+void Link::take_peer_end() {
   while (!rx_queue_.empty() && rx_queue_.front().end) {
     RxMessage m = rx_queue_.front();
     rx_queue_.pop_front();
@@ -1383,6 +1386,10 @@ bool Link::peek(Message& out, std::size_t index) {
     rx_.release_to(rx_queue_.empty() ? parse_off_ : rx_queue_.front().frame_start);
     reactor_.request_pass();  // the END's ACK and completion are for the next flush
   }
+}
+
+bool Link::peek(Message& out, std::size_t index) {
+  take_peer_end();
   if (index >= rx_queue_.size() || rx_queue_[index].end) return false;
   const RxMessage& m = rx_queue_[index];
   out.payload = {rx_.at(m.payload), m.size};
@@ -1400,6 +1407,7 @@ void Link::consume(std::size_t count) {
     rx_queue_.pop_front();
   }
   rx_.release_to(rx_queue_.empty() ? parse_off_ : rx_queue_.front().frame_start);
+  take_peer_end();
   // An ACK (and new credit) is due: make sure a flush runs before the next blocking wait, even
   // when ours already ran in this pass (a relay consumes from inside another link's flush).
   if (session_.ack_due()) reactor_.request_pass();

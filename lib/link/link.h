@@ -259,6 +259,7 @@ class Link {
   void send_error_and_close(Conn* c, const Error& e);
   Status ensure_tx_room(std::size_t frame_bytes);
   void check_completion();
+  void take_peer_end();
   std::size_t frame_overhead() const;
   void reset_session();
   void update_ack_stats();

@@ -349,3 +349,41 @@ TEST_CASE("a name that does not resolve fails start() at once") {
   REQUIRE(!st);
   CHECK(st.error().kind == ErrorKind::resolve);
 }
+
+namespace {
+// Reads the way a batching application does: peeks every waiting message by index, then
+// consumes them all at once, and does not peek again until told there is more.
+struct BatchCollector : LinkObserver {
+  Link* link = nullptr;
+  std::size_t got = 0;
+  void on_readable() override {
+    Message m;
+    std::size_t n = 0;
+    while (link && link->peek(m, n)) ++n;
+    if (link && n) link->consume(n);
+    got += n;
+  }
+};
+}  // namespace
+
+TEST_CASE("native: the peer's END is taken in once the messages before it are consumed in a batch") {
+  Reactor r;
+  BatchCollector rx;
+  LinkOptions lo = listen_opts();
+  lo.receive_only = true;
+  Link server(r, lo, &rx);
+  rx.link = &server;
+  REQUIRE(server.start());
+  Collector ignore;
+  Link client(r, dial_opts(server), &ignore);
+  ignore.link = &client;
+  REQUIRE(client.start());
+  // Everything, END included, is queued before the first byte goes out, so the messages and
+  // the END tend to arrive in one read and one on_readable().
+  std::string m(100, 'm');
+  for (int i = 0; i < 5; ++i) REQUIRE(client.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, 1));
+  client.finish();
+  REQUIRE(run_until(r, [&] { return client.completed() && server.completed(); }, 400));
+  CHECK(rx.got == 5);
+  CHECK(server.peer_finished());
+}
