@@ -64,6 +64,7 @@ class Pump {
   PumpOptions opt_;
   Done done_;
   bool splicing_ = false, eof_ = false, finished_ = false, started_ = false, guard_sigpipe_ = false;
+  bool pipe_full_ = false;  // the pipe's slots are taken (small segments): read after a write
   Fd pipe_r_, pipe_w_;
   std::size_t pipe_size_ = 0, in_pipe_ = 0;
   std::vector<std::uint8_t> buf_;
