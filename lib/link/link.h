@@ -211,6 +211,7 @@ class Link {
   void on_timer();
   void update_interest();
   void notify_writable();
+  void take_encoded(std::size_t total, std::size_t payload);
   std::string peer_name() const;
 
   // TLS (with keys): a handshake stage before connected()/accepted(), and the byte I/O that
