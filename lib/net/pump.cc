@@ -87,7 +87,7 @@ void Pump::start() {
       splicing_ = true;
     }
   }
-  if (!splicing_) buf_.resize(opt_.buffer);
+  if (!splicing_) alloc_buffer(opt_.buffer);
   guard_sigpipe_ = !sigpipe_ignored();
   from_.on_readable([this] { on_readable(); });
   to_.on_writable([this] { on_writable(); });
@@ -117,12 +117,19 @@ void Pump::finish(Status st) {
   if (cb) cb(std::move(st));
 }
 
+// Left uninitialised on purpose: the kernel maps a large allocation's pages only when they are
+// first written, so a relay of many quiet connections costs what they actually send.
+void Pump::alloc_buffer(std::size_t n) {
+  buf_.reset(new std::uint8_t[n]);
+  cap_ = n;
+}
+
 void Pump::fall_back_to_copy() {
   // Whatever already sits in our pipe comes back into the buffer, in order.
-  buf_.resize(std::max(opt_.buffer, pipe_size_));
+  alloc_buffer(std::max(opt_.buffer, pipe_size_));
   off_ = len_ = 0;
   while (in_pipe_ > 0) {
-    ssize_t n = ::read(pipe_r_.get(), buf_.data() + len_, in_pipe_);
+    ssize_t n = ::read(pipe_r_.get(), buf_.get() + len_, in_pipe_);
     if (n <= 0) break;
     len_ += static_cast<std::size_t>(n);
     in_pipe_ -= static_cast<std::size_t>(n);
@@ -155,13 +162,13 @@ bool Pump::read_some() {
         if (static_cast<std::size_t>(n) < want) break;
       }
     } else {
-      if (off_ > 0 && len_ == buf_.size()) {
-        std::memmove(buf_.data(), buf_.data() + off_, len_ - off_);
+      if (off_ > 0 && len_ == cap_) {
+        std::memmove(buf_.get(), buf_.get() + off_, len_ - off_);
         len_ -= off_;
         off_ = 0;
       }
-      std::size_t want = buf_.size() - len_;
-      n = from_.read(buf_.data() + len_, want);
+      std::size_t want = cap_ - len_;
+      n = from_.read(buf_.get() + len_, want);
       if (n > 0) {
         len_ += static_cast<std::size_t>(n);
         if (static_cast<std::size_t>(n) < want) break;  // drained: a further read would say EAGAIN
@@ -197,7 +204,7 @@ bool Pump::write_some() {
         pipe_full_ = false;
       }
     } else {
-      n = to_.write(buf_.data() + off_, asked);
+      n = to_.write(buf_.get() + off_, asked);
       if (n > 0) {
         off_ += static_cast<std::size_t>(n);
         if (off_ == len_) off_ = len_ = 0;
