@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dltest  # noqa: E402
 from dltest import MiB, wait_port_file  # noqa: E402
+from fault_relay import FaultRelay  # noqa: E402
 
 DLBRIDGE = dltest.tool_path("dlbridge")
 
@@ -331,13 +333,138 @@ class BridgeTest(dltest.DlTestCase):
         up.close()            # b ends and nobody is left: the bridge is done
         self.assertExited(br, 20, 0)
 
+    def message_fanout(self, clients, *args, recv_args=()):
+        """dlbridge --fanout (message mode): side a listens for `clients` dlrecv dialers, side b
+        listens for the sender. Returns (bridge, side b's port, [(dlrecv, output path)]) once every
+        client's session is up."""
+        pa, pb = self.path("fan-a"), self.path("fan-b")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--fanout", "--port-file-a", pa,
+                         "--port-file-b", pb, "-v", *args)
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        recvs = []
+        for i in range(clients):
+            out = self.path("fan-out-%d" % i)
+            recvs.append((self.dlrecv("127.0.0.1:%d" % porta, "-o", out, *recv_args, name="dlrecv%d" % i), out))
+        dltest.wait_until(lambda: br.stderr().count(": connected to ") >= clients, 20, "%d clients connected" % clients)
+        return br, portb, recvs
+
+    def test_message_fanout_to_three_clients_one_killed(self):
+        # Four native clients, each its own session on the one listening port. The fourth stops
+        # reading, then is killed: until its session expires it holds the others back (the
+        # slowest client sets the pace, memory stays bounded), after that the rest finish.
+        size = 40 * MiB
+        src = self.path("in")
+        dltest.make_random_file(src, size)
+        br, portb, recvs = self.message_fanout(4, "--reconnect", "1s")
+        victim = recvs[3][0]
+        victim.signal(signal.SIGSTOP)
+        send = self.dlsend("127.0.0.1:%d" % portb, "-f", src)
+        size_of = lambda p: os.path.getsize(p) if os.path.exists(p) else 0  # noqa: E731
+        dltest.wait_until(lambda: all(size_of(out) >= 2 * MiB for _, out in recvs[:3]), 30, "the others started")
+        # Held back: nobody is more than the bridge's buffers ahead of the stopped client.
+        self.assertIsNone(send.wait(dltest.t(0.5)), "dlsend finished while a client was stopped\n" + self.P.describe())
+        self.assertTrue(all(size_of(out) < size for _, out in recvs[:3]), [size_of(o) for _, o in recvs])
+        victim.kill()
+        self.assertExitCodes(120, (send, 0), *[(p, 0) for p, _ in recvs[:3]], (br, 0))
+        for i, (p, out) in enumerate(recvs[:3]):
+            self.assertSameFile(src, out)
+            self.assertNoCrash(p)
+        err = br.stderr()
+        self.assertEqual(err.count("dropped from the fanout"), 1, err)
+        self.assertNoCrash(br)
+
+    def test_message_fanout_clients_send_to_b_and_resume_alone(self):
+        # Lines from every client reach b whole and in each client's order. One client's
+        # connection is cut by a relay and resumes into its own session while the others flow
+        # on; a stranger replaying that client's first HELLO is refused alone.
+        pa, pb = self.path("fan-a"), self.path("fan-b")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--fanout", "--port-file-a", pa,
+                         "--port-file-b", pb, "-v")
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        out_b = self.path("out-b")
+        recv_b = self.dlrecv("127.0.0.1:%d" % portb, "--lines", "-o", out_b, name="recv-b")
+        relay = FaultRelay(target=("127.0.0.1", porta))
+        self.addCleanup(relay.close)
+        relay.cut_after(300 * 1024, direction="up")
+        # The senders read stdin: every one is connected before any of them ends (b's direction
+        # ends once b's has and every client attached has ended its own).
+        sends, expected, data = [], [], []
+        for i in range(3):
+            lines = b"".join(b"client %d line %d %s\n" % (i, n, b"x" * (n % 50)) for n in range(30000))
+            data.append(lines)
+            expected += lines.splitlines()
+            port = relay.port if i == 1 else porta
+            sends.append(self.dlsend("127.0.0.1:%d" % port, "--lines", "-v", stdin=subprocess.PIPE, name="send%d" % i))
+        dltest.wait_until(lambda: br.stderr().count(": connected to ") >= 4, 20, "three clients and b connected")
+        for i in range(3):
+            self.feed(sends[i].popen.stdin, [data[i]], close=True)
+        dltest.wait_until(lambda: relay.cuts >= 1 and len(relay.captured.get(0, b"")) >= 104, 30, "the cut\n" + self.P.describe())
+        hello = bytes(relay.captured[0])[:104]   # header (32) + HELLO (72): the client's first words
+        with socket.create_connection(("127.0.0.1", porta), timeout=dltest.t(10)) as s:
+            s.sendall(hello)
+            s.settimeout(dltest.t(10))
+            answer = b""
+            try:
+                while True:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    answer += b
+            except OSError:
+                pass
+        self.assertEqual(answer[:1], b"\xd7", answer)       # an ERROR frame, then the close
+        self.assertIn(b"stale-hello", answer)
+        self.assertExitCodes(120, *[(p, 0) for p in sends])
+        dltest.wait_until(lambda: os.path.exists(out_b) and open(out_b, "rb").read().count(b"\n") >= len(expected),
+                          30, "all lines at b")
+        with open(out_b, "rb") as f:
+            got = f.read().splitlines()
+        self.assertEqual(len(got), len(expected))
+        for i in range(3):
+            mine = [ln for ln in got if ln.startswith(b"client %d " % i)]
+            self.assertEqual(mine, [ln for ln in expected if ln.startswith(b"client %d " % i)], "client %d" % i)
+        err = br.stderr()
+        self.assertEqual(err.count("session resumed"), 1, err)
+        self.assertIn("rejected connection", err)
+        self.assertIn("session resumed", sends[1].stderr())
+        # b's stream ended at once (dlrecv sends nothing) and every client ended its own: the
+        # bridge ends b's direction too, and all is done.
+        self.assertExitCodes(20, (recv_b, 0), (br, 0))
+        self.assertNoCrash(br)
+
+    def test_message_fanout_late_client_gets_what_comes_after_it(self):
+        br, portb, recvs = self.message_fanout(1, recv_args=("--lines",))
+        lines = [b"line %d\n" % n for n in range(40000)]
+        first, second = b"".join(lines[:20000]), b"".join(lines[20000:])
+        send = self.dlsend("127.0.0.1:%d" % portb, "--lines", stdin=subprocess.PIPE)
+        self.feed(send.popen.stdin, [first], close=False)
+        out0 = recvs[0][1]
+        dltest.wait_until(lambda: os.path.exists(out0) and os.path.getsize(out0) >= len(first), 30,
+                          "the first half at the first client\n" + self.P.describe())
+        out1 = self.path("late-out")
+        late = self.dlrecv("127.0.0.1:%d" % wait_port_file(self.path("fan-a")), "--lines", "-o", out1, name="late")
+        dltest.wait_until(lambda: br.stderr().count(": connected to ") >= 3, 20, "the late client and b connected")
+        self.feed(send.popen.stdin, [second], close=True)
+        self.assertExitCodes(60, (send, 0), (recvs[0][0], 0), (late, 0), (br, 0))
+        with open(out0, "rb") as f:
+            self.assertEqual(f.read(), first + second)
+        with open(out1, "rb") as f:
+            got = f.read()
+        # Whole messages from the point it joined to the end: never a duplicate, never a gap.
+        self.assertTrue((first + second).endswith(got), got[:100])
+        self.assertTrue(got.startswith(b"line "), got[:100])
+        self.assertGreaterEqual(len(got), len(second))
+
     def test_usage_errors(self):
         for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),
                              (["listen:0", "127.0.0.1:1", "--fault", "cut=0"], "cut"),
                              (["listen:0"], "required"),
                              (["listen:0", "127.0.0.1:1", "--proto-b", "auto"], "side b"),
                              (["listen:0", "127.0.0.1:1", "--splice", "on"], "only with --raw"),
-                             (["listen:0", "127.0.0.1:1", "--raw", "--splice", "maybe"], "expected auto, on or off")):
+                             (["listen:0", "127.0.0.1:1", "--raw", "--splice", "maybe"], "expected auto, on or off"),
+                             (["listen:0", "127.0.0.1:1", "--fanout", "--proto-a", "classic"], "native"),
+                             (["listen:0", "127.0.0.1:1", "--fanout", "--fault", "cut=1M"], "--fault"),
+                             (["127.0.0.1:1", "listen:0", "--fanout"], "side a must listen")):
             p = self.bridge(*args)
             self.assertExited(p, 10, 2)
             self.assertOneLineError(p, "dlbridge", needle)

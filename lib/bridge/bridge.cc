@@ -236,10 +236,307 @@ class MessageBridge {
   std::optional<Error> fatal_;
 };
 
+// Message fanout (--fanout without --raw): side a is a multi-session listener with one Link per
+// client session, side b one Link. A message from b goes to every client attached when it is
+// forwarded; it is released (consumed, so acknowledged) upstream once every client that got it
+// has it settled or has left, so the slowest client sets the pace. A client's messages go to b
+// and are released to that client once b settled them. b's END goes to each client once it has
+// everything; b's direction ends once b's stream ended and every client attached has ended its.
+class FanoutBridge {
+ public:
+  FanoutBridge(const DlbridgeOptions& o, ToolContext& ctx)
+      : o_(o), ctx_(ctx), stats_timer_(reactor_, [this] { print_stats(); }) {}
+
+  int run() {
+    SignalWatcher signals(reactor_, [&](int sig) {
+      if (sig == SIGUSR1) print_stats();
+      else interrupted_ = true;
+    });
+    // Side a: the listener, and the reporter for what it refuses.
+    a_report_ = std::make_unique<Reporter>(ctx_, o_.verbosity, reactor_, "forwarded");
+    a_report_->set_label("a");
+    ListenerOptions lopt = listener_options(o_.side[0].link);
+    lopt.multi_session = true;
+    listener_ = std::make_unique<SessionListener>(reactor_, lopt, a_report_.get(),
+                                                  [this](const Newcomer& n, Error* why) { return new_client(n, why); });
+    if (auto st = listener_->start(); !st) {
+      a_report_->error(st.error());
+      return exit_code(st.error().kind);
+    }
+    std::string where = listener_->local().to_string();
+    a_report_->set_label(fmt::format("a ({})", where));
+    a_report_->on_event(LinkEvent::listening, where, nullptr);
+    const Side& sa = o_.side[0];
+    if (!sa.port_file.empty()) {
+      if (auto st = write_port_file(sa.port_file, port_of(listener_->local())); !st) {
+        a_report_->error(st.error());
+        return exit_code(st.error().kind);
+      }
+    } else if (sa.link.endpoint.kind == Endpoint::Kind::tcp && sa.link.endpoint.port == 0) {
+      a_report_->announce("listening on " + where);
+    }
+    // Side b: one link, as in the pair bridge.
+    b_report_ = std::make_unique<Reporter>(ctx_, o_.verbosity, reactor_, "forwarded");
+    b_report_->set_label("b");
+    b_report_->on_readable_cb = [this] { pump(); };
+    b_report_->on_writable_cb = [this] { pump(); };
+    LinkOptions lb = o_.side[1].link;
+    lb.receive_only = false;
+    lb.await_peer_end = true;
+    b_ = std::make_unique<Link>(reactor_, lb, b_report_.get());
+    if (auto rc = start_link(*b_, lb, o_.side[1].port_file, *b_report_)) return *rc;
+    b_report_->set_label(fmt::format("b ({})", lb.listen ? b_->local_address().to_string() : lb.endpoint.to_string()));
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
+    pump();
+    while (!interrupted_) {
+      reap();
+      if (b_->closed() && !b_->completed()) break;
+      if (b_->completed() && clients_.empty()) break;
+      reactor_.run_once();
+    }
+    return conclude();
+  }
+
+ private:
+  struct Client {
+    std::unique_ptr<Reporter> report;
+    std::unique_ptr<Link> link;
+    std::string peer;
+    std::uint64_t next = 0;              // the next message from b (by number) to give it
+    std::uint64_t join = 0;              // the first one it gets
+    bool ended = false;                  // b's END passed on to it
+    std::deque<std::uint64_t> inflight;  // per message taken from it: b's number that settles it
+    std::uint64_t messages = 0, bytes = 0;
+    bool dropped = false;                // left the set (its session is over); reaped later
+    // Messages from b that it has settled: its link is new, so its count starts at zero.
+    bool settled(std::uint64_t k) const { return k < join || link->messages_settled() >= k - join + 1; }
+  };
+
+  Link* new_client(const Newcomer& n, Error* why) {
+    if (n.proto != Proto::native) {
+      *why = protocol_error("session-busy", "", "dlbridge --fanout serves native peers only (classic has no sessions)");
+      return nullptr;
+    }
+    if (b_ended_) {
+      *why = protocol_error("session-lost", "", "the stream from the other side is over", /*retryable=*/false);
+      return nullptr;
+    }
+    if (live_clients() >= kMaxFanoutClients) {
+      *why = protocol_error("session-busy", "", fmt::format("this fanout serves {} clients already", kMaxFanoutClients));
+      return nullptr;
+    }
+    auto c = std::make_unique<Client>();
+    c->peer = n.peer.to_string();
+    c->report = std::make_unique<Reporter>(ctx_, o_.verbosity, reactor_, "forwarded");
+    c->report->set_label("a client " + c->peer);
+    c->report->on_readable_cb = [this] { pump(); };
+    c->report->on_writable_cb = [this] { pump(); };
+    LinkOptions lo = o_.side[0].link;
+    lo.listen = true;
+    lo.keep_open = false;
+    lo.receive_only = false;
+    lo.await_peer_end = true;
+    lo.wait_s = 0;  // adopted at once
+    lo.incarnation = listener_->incarnation();
+    c->link = std::make_unique<Link>(reactor_, lo, c->report.get());
+    c->report->attach(c->link.get());
+    if (auto st = c->link->start(*listener_); !st) {
+      *why = st.error();
+      return nullptr;
+    }
+    // It gets what arrives from b from now on: what no client was given yet.
+    c->next = c->join = frontier_;
+    ++joined_;
+    clients_.push_back(std::move(c));
+    reactor_.request_pass();
+    wake_pump_ = true;
+    return clients_.back()->link.get();
+  }
+
+  std::size_t live_clients() const {
+    std::size_t n = 0;
+    for (auto& c : clients_) n += !c->dropped;
+    return n;
+  }
+
+  void drop(Client& c, const std::optional<Error>& why) {
+    if (c.dropped) return;
+    c.dropped = true;
+    ++left_;
+    if (why) c.report->warn("dropped from the fanout: " + why->message());
+    else c.report->info("left the fanout");
+  }
+
+  // Clients whose session is over leave the set; their Links go here, outside their callbacks.
+  void reap() {
+    if (wake_pump_) {
+      wake_pump_ = false;
+      pump();
+    }
+    bool changed = false;
+    for (auto& c : clients_) {
+      if (!c->dropped && c->link->closed()) {
+        drop(*c, c->link->completed() ? std::nullopt : c->link->failure());
+        changed = true;
+      }
+    }
+    std::size_t before = clients_.size();
+    clients_.erase(std::remove_if(clients_.begin(), clients_.end(), [](auto& c) { return c->dropped; }), clients_.end());
+    if (changed || clients_.size() != before) pump();
+  }
+
+  void pump() {
+    if (pumping_) {
+      again_ = true;
+      return;
+    }
+    pumping_ = true;
+    do {
+      again_ = false;
+      from_b();
+      to_b();
+    } while (again_);
+    pumping_ = false;
+  }
+
+  // b -> clients.
+  void from_b() {
+    Link& b = *b_;
+    // Release upstream what every client that got it has settled (or left).
+    std::size_t n = 0;
+    while (base_ + n < frontier_) {
+      std::uint64_t k = base_ + n;
+      bool all = true;
+      for (auto& c : clients_) all = all && (c->dropped || c->settled(k));
+      if (!all) break;
+      ++n;
+    }
+    if (n) {
+      b.consume(n);
+      base_ += n;
+    }
+    Message m;
+    for (auto& cp : clients_) {
+      Client& c = *cp;
+      if (c.dropped || c.ended) continue;
+      while (b.peek(m, static_cast<std::size_t>(c.next - base_))) {
+        Error error;
+        if (!c.link->try_send(m.payload, m.timestamp, &error)) {
+          if (error.kind == ErrorKind::too_large) {
+            c.link->abandon("dlbridge: " + error.message());
+            drop(c, error);
+          }
+          break;  // no room in its ring now: its on_writable brings us back
+        }
+        ++c.next;
+        frontier_ = std::max(frontier_, c.next);
+      }
+    }
+    // peek() passes b's END only once every message before it was released.
+    b.peek(m, 0);
+    if (b.peer_finished() && b.available() == 0) {
+      for (auto& c : clients_) {
+        if (!c->dropped && !c->ended) {
+          c->link->finish();
+          c->ended = true;
+        }
+      }
+    }
+  }
+
+  // clients -> b, and the end of b's direction.
+  void to_b() {
+    Link& b = *b_;
+    std::uint64_t settled = b.messages_settled();
+    bool all_ended = true;
+    for (auto& cp : clients_) {
+      Client& c = *cp;
+      if (c.dropped) continue;
+      std::size_t released = 0;
+      while (!c.inflight.empty() && c.inflight.front() <= settled) {
+        c.inflight.pop_front();
+        ++released;
+      }
+      if (released) c.link->consume(released);
+      Message m;
+      while (!b_ended_ && c.link->peek(m, c.inflight.size())) {
+        std::uint64_t before = b.messages_committed();
+        Error error;
+        if (!b.try_send(m.payload, m.timestamp, &error)) {
+          if (error.kind == ErrorKind::too_large) {
+            c.link->abandon("dlbridge: " + error.message());
+            drop(c, error);
+          }
+          break;
+        }
+        ++c.messages;
+        c.bytes += m.payload.size();
+        if (b.messages_committed() == before && c.inflight.empty()) {
+          c.link->consume(1);  // nothing to wait for (classic drops empty messages)
+          continue;
+        }
+        c.inflight.push_back(b.messages_committed());
+      }
+      if (c.dropped) continue;
+      c.link->peek(m, 0);  // passes its END once everything before it was released
+      all_ended = all_ended && c.link->peer_finished() && c.inflight.empty();
+    }
+    // Nobody served yet: the clients that will come are still to be heard.
+    if (!b_ended_ && joined_ > 0 && all_ended && b.peer_finished() && b.available() == 0) {
+      b.finish();
+      b_ended_ = true;
+    }
+  }
+
+  void print_stats() {
+    std::uint64_t up = 0;
+    for (auto& c : clients_) up += c->messages;
+    ctx_.say(fmt::format("{}: fanout: {} clients ({} joined, {} left); b->a {} msgs, {} held; a->b {} msgs; b: {} reconnects{}",
+                         ctx_.program, live_clients(), joined_, left_, frontier_, frontier_ - base_, up,
+                         b_ ? b_->stats().reconnects : 0, b_ && b_->ready() ? "" : ", down"));
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
+  }
+
+  int conclude() {
+    if (interrupted_) {
+      for (auto& c : clients_) c->link->abandon("dlbridge was interrupted");
+      b_->abandon("dlbridge was interrupted");
+      if (!o_.verbosity.quiet) print_stats();
+      return exit_code(ErrorKind::cancelled);
+    }
+    if (b_->failure()) {
+      for (auto& c : clients_) c->link->abandon("dlbridge's other side (b) failed");
+      b_report_->error(*b_->failure());
+      return exit_code(b_->failure()->kind);
+    }
+    if (o_.verbosity.verbose) print_stats();
+    return kExitOk;
+  }
+
+  static constexpr std::size_t kMaxFanoutClients = 64;
+
+  const DlbridgeOptions& o_;
+  ToolContext& ctx_;
+  Reactor reactor_;
+  std::unique_ptr<Reporter> a_report_, b_report_;
+  std::unique_ptr<SessionListener> listener_;
+  std::unique_ptr<Link> b_;
+  std::vector<std::unique_ptr<Client>> clients_;
+  Timer stats_timer_;
+  std::uint64_t base_ = 0;      // number of the oldest message from b not released yet
+  std::uint64_t frontier_ = 0;  // messages from b below it went to at least one client
+  std::uint64_t joined_ = 0, left_ = 0;
+  bool b_ended_ = false, pumping_ = false, again_ = false, interrupted_ = false, wake_pump_ = false;
+};
+
 }  // namespace
 
 int run_dlbridge(const DlbridgeOptions& options, ToolContext& ctx) {
   if (options.raw) return run_raw_bridge(options, ctx);
+  if (options.fanout) {
+    FanoutBridge bridge(options, ctx);
+    return bridge.run();
+  }
   MessageBridge bridge(options, ctx);
   return bridge.run();
 }

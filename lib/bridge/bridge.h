@@ -9,11 +9,17 @@
 // bounded amount and stops reading a side when it is full (backpressure), never drops. With
 // native links on both sides a sender's exit 0 therefore means the final receiver has the data.
 //
+// Message fanout (--fanout): side a is a multi-session SessionListener, one Link per native
+// client session; what b sends goes to every client attached, and is released upstream once
+// every client that got it settled it or left (the slowest sets the pace); what any client sends
+// goes to b. Rules in dlbridge(1), Fanout.
+//
 // Raw mode (--raw): plain TCP byte forwarding for protocols that are not ours, one upstream
 // connection per accepted client, half-close passed through.
 //
-// What it is not: a router (exactly two sides), or a store on disk (a killed bridge loses what it
-// held; the native peers then report the lost session instead of going on silently).
+// What it is not: a router (two sides; a fanout side is many clients seen as one), or a store
+// on disk (a killed bridge loses what it held; the native peers then report the lost session
+// instead of going on silently).
 #pragma once
 
 #include <array>
@@ -39,7 +45,7 @@ enum class SpliceMode { automatic, on, off };  // automatic: splice unless both 
 struct DlbridgeOptions {
   std::array<Side, 2> side;   // "a" and "b"
   bool raw = false;
-  bool fanout = false;          // side a keeps several clients (raw mode)
+  bool fanout = false;          // side a keeps several clients (each its own session or connection)
   SpliceMode splice = SpliceMode::automatic;  // raw mode without faults
   FaultPlan faults;
   double stats_interval_s = 0;  // 0: no periodic counters

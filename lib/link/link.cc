@@ -23,10 +23,8 @@ constexpr std::size_t kInitialRx = 8u << 20;  // the credit (minus slack): as mu
 constexpr std::size_t kRxSlack = 64 * 1024;  // ring room beyond the credit: control frames
 constexpr int kMaxProtocolFailureStreak = 8;
 constexpr std::size_t kReadSlice = 256 * 1024;
-constexpr std::size_t kMaxCandidates = 64;    // connections still in their handshake
 constexpr int kClassicKeepaliveMs = 30;       // the seed's examples time out after 100 ms
 constexpr std::size_t kMaxPendingControl = 4096;  // unsent control bytes before ACKs wait
-constexpr std::size_t kMaxTlsHandshakes = 64;  // strangers in their TLS handshake at once
 
 std::string seconds_text(double s) {
   char buf[32];
@@ -79,7 +77,8 @@ Link::Link(Reactor& reactor, LinkOptions options, LinkObserver* observer)
       obs_(observer),
       session_(SessionConfig{opt_.listen, std::min(opt_.max_message, frame::kHardMaxPayload),
                              static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms)),
-                             rx_capacity_for(std::min(opt_.max_message, frame::kHardMaxPayload)) - kRxSlack}),
+                             rx_capacity_for(std::min(opt_.max_message, frame::kHardMaxPayload)) - kRxSlack,
+                             opt_.incarnation}),
       timer_(reactor, [this] { on_timer(); }) {
   opt_.max_message = std::min(opt_.max_message, frame::kHardMaxPayload);
   if (opt_.receive_only) finish();
@@ -103,18 +102,26 @@ std::string Link::peer_name() const {
 
 bool Link::ready() const { return active_ && active_->established; }
 
-Status Link::start() {
-  if (started_) return ok_status();
+// What a one-session listener reports goes to our observer, and an accept failure becomes the
+// last error a give-up message names.
+struct Link::ListenerEvents : LinkObserver {
+  Link* link;
+  explicit ListenerEvents(Link* l) : link(l) {}
+  void on_event(LinkEvent e, const std::string& detail, const Error* why) override {
+    if (e == LinkEvent::warning && detail == "accept") {
+      if (why) link->last_error_ = *why;
+      return;
+    }
+    if (link->obs_) link->obs_->on_event(e, detail, why);
+  }
+};
+
+Status Link::start_rings() {
   started_ = true;
   if (opt_.proto == Proto::classic) wire_proto_ = Proto::classic;
   if (opt_.proto == Proto::automatic && !opt_.listen) {
     return make_error(ErrorKind::usage, "--proto auto",
                       "only a listener can detect its peer's protocol; a dialer needs native or classic");
-  }
-  if (opt_.tls.any()) {
-    auto cfg = TlsConfig::load(opt_.tls, opt_.listen ? TlsRole::listener : TlsRole::dialer);
-    if (!cfg) return cfg.error();
-    tls_ = std::move(*cfg);
   }
   auto tx = ByteRing::create(opt_.window);
   if (!tx) return tx.error();
@@ -123,19 +130,47 @@ Status Link::start() {
   if (!rx) return rx.error();
   rx_ = std::move(*rx);
   flush_hook_ = reactor_.before_poll([this] { flush(); });
-  auto now = Clock::now();
-  waiting_since_ = now;
+  waiting_since_ = Clock::now();
+  return ok_status();
+}
+
+Status Link::start(SessionListener& listener) {
+  if (started_) return ok_status();
+  if (!opt_.listen) return make_error(ErrorKind::usage, "link", "a dialing link serves no listener");
+  if (auto st = start_rings(); !st) return st;
+  listener_ = &listener;
+  listener.attach(*this);
+  local_ = listener.local();
+  if (opt_.wait_s >= 0 && std::isfinite(opt_.wait_s)) give_up_at_ = deadline_after(waiting_since_, opt_.wait_s);
+  reschedule();
+  return ok_status();
+}
+
+Status Link::start() {
+  if (started_) return ok_status();
+  if (auto st = start_rings(); !st) return st;
+  if (opt_.tls.any() && !opt_.listen) {
+    auto cfg = TlsConfig::load(opt_.tls, TlsRole::dialer);
+    if (!cfg) return cfg.error();
+    tls_ = std::move(*cfg);
+  }
+  auto now = waiting_since_;
   bool bounded = opt_.wait_s >= 0 && std::isfinite(opt_.wait_s);
   if (opt_.listen) {
     if (bounded) give_up_at_ = deadline_after(now, opt_.wait_s);
-    AcceptorOptions ao;
-    ao.allow = opt_.allow;
-    auto a = Acceptor::listen(
-        reactor_, opt_.endpoint, std::move(ao), [this](Accepted c) { on_accepted(std::move(c)); },
-        [this](const Error& e, const SocketAddress* peer) { on_accept_event(e, peer); });
-    if (!a) return a.error();
-    acceptor_ = std::move(*a);
-    local_ = acceptor_->local();
+    ListenerOptions lo = listener_options(opt_);
+    lo.incarnation = session_.incarnation();
+    listener_events_ = std::make_unique<ListenerEvents>(this);
+    // One session: every newcomer is offered to us; Session::admit decides.
+    own_listener_ = std::make_unique<SessionListener>(reactor_, std::move(lo), listener_events_.get(),
+                                                      [this](const Newcomer&, Error*) { return this; });
+    if (auto st = own_listener_->start(); !st) {
+      own_listener_.reset();
+      return st;
+    }
+    listener_ = own_listener_.get();
+    listener_->attach(*this);
+    local_ = listener_->local();
     if (obs_) obs_->on_event(LinkEvent::listening, local_.to_string(), nullptr);
   } else {
     // start() reports a name that does not resolve now (the tools exit 3 before anything
@@ -146,6 +181,10 @@ Status Link::start() {
   }
   reschedule();
   return ok_status();
+}
+
+void Link::listener_gone(SessionListener& l) {
+  if (listener_ == &l) listener_ = nullptr;
 }
 
 // ---------------------------------------------------------------- connection management
@@ -197,61 +236,10 @@ void Link::connected(std::unique_ptr<Conn> c) {
   reschedule();
 }
 
-void Link::on_accept_event(const Error& e, const SocketAddress* peer) {
-  if (!peer) {
-    last_error_ = e;  // out of descriptors: the Acceptor pauses a moment by itself
-    return;
-  }
-  Error why = make_error(ErrorKind::auth, "connection from " + peer->to_string(),
-                         "not allowed (--allow " + opt_.allow.to_string() + ")");
-  if (obs_) obs_->on_event(LinkEvent::rejected, peer->to_string(), &why);
-}
-
-void Link::on_accepted(Accepted a) {
-  auto c = std::make_unique<Conn>();
-  c->fd = std::move(a.fd);
-  c->peer = a.peer;
-  c->opened = c->last_rx = c->last_tx = Clock::now();
-  if (tls_) start_tls(std::move(c));
-  else accepted(std::move(c));
-}
-
-void Link::accepted(std::unique_ptr<Conn> c) {
-  c->opened = Clock::now();  // the protocol's handshake time starts now (after TLS)
-  if (opt_.proto == Proto::classic) {
-    // A seed peer may never speak first (it sends nothing until it has data): with
-    // --proto classic there is nothing to detect. Classic has no session ids, so, as with the
-    // seed's server, a newer connection is the peer come back and replaces the old one.
-    promote(std::move(c), Proto::classic, nullptr);
-    return;
-  }
-  if (candidates_.size() >= kMaxCandidates) {
-    // Strangers that do not finish a handshake must not lock the real peer out: the
-    // oldest of them makes room.
-    Error e = make_error(ErrorKind::timeout, "connection from " + candidates_.front()->peer.to_string(),
-                         "dropped: too many connections still in their handshake");
-    reject_candidate(candidates_.front().get(), e, false);
-    if (closed_) return;
-  }
-  candidates_.push_back(std::move(c));
-  Conn* p = candidates_.back().get();
-  p->watch = reactor_.watch(p->fd.get(), POLLIN, [this, p](short ev) { on_conn_io(p, ev); });
-  reschedule();
-  // Bytes that came with the TLS handshake wait inside TLS, where poll() cannot see them.
-  if (p->tls && p->tls->has_buffered_input()) on_conn_io(p, POLLIN);
-}
-
 // ---------------------------------------------------------------- TLS (keys)
 
 void Link::start_tls(std::unique_ptr<Conn> c) {
-  if (tls_pending_.size() >= kMaxTlsHandshakes) {
-    // Strangers that never finish a handshake must not lock the real peer out: the oldest of
-    // them makes room.
-    Conn* oldest = tls_pending_.front().get();
-    tls_handshake_failed(oldest, make_error(ErrorKind::timeout, "TLS",
-                                            "dropped: too many connections in their handshake"));
-  }
-  std::string host = opt_.listen || opt_.endpoint.kind != Endpoint::Kind::tcp ? std::string() : opt_.endpoint.host;
+  std::string host = opt_.endpoint.kind != Endpoint::Kind::tcp ? std::string() : opt_.endpoint.host;
   c->tls = std::make_unique<TlsSession>(tls_, c->fd.get(), c->peer.to_string(), host);
   c->opened = Clock::now();
   tls_pending_.push_back(std::move(c));
@@ -276,34 +264,17 @@ void Link::on_tls_io(Conn* c) {
   tls_pending_.erase(it);
   reactor_.unwatch(done->watch);
   done->watch = 0;
-  if (done->dialer) {
-    connected(std::move(done));
-  } else {
-    accepted(std::move(done));
-  }
+  connected(std::move(done));
   reschedule();
 }
 
-// A listener refuses the newcomer (reported, one line each: the tool rate-limits them); a
-// dialer treats it like a failed connect, and gives up at once when retrying cannot help.
+// Like a failed connect; given up at once when retrying cannot help.
 void Link::tls_handshake_failed(Conn* c, Error e) {
   auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [c](auto& p) { return p.get() == c; });
   if (it == tls_pending_.end()) return;
   std::unique_ptr<Conn> doomed = std::move(*it);
   tls_pending_.erase(it);
   reactor_.unwatch(doomed->watch);
-  if (!doomed->dialer) {
-    if (e.id == "tls-not-tls") {
-      // A dialer without keys: answer with a TLS alert record (fatal, protocol_version), which
-      // our own plain dialers recognise and report as "the listener speaks TLS".
-      static const std::uint8_t kAlert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
-      [[maybe_unused]] auto n = ::send(doomed->fd.get(), kAlert, sizeof kAlert, MSG_DONTWAIT | MSG_NOSIGNAL);
-    }
-    e.context = "TLS";  // the report names the peer already
-    if (obs_) obs_->on_event(LinkEvent::rejected, doomed->peer.to_string(), &e);
-    reschedule();
-    return;
-  }
   if (e.kind == ErrorKind::auth && tls_peer_known_) e.final = false;
   last_error_ = e;
   if (e.kind == ErrorKind::auth || e.kind == ErrorKind::protocol) {
@@ -408,105 +379,57 @@ void Link::conn_shutdown(Conn* c) {
 }
 
 void Link::on_conn_io(Conn* c, short revents) {
-  if (c != active_.get()) {
-    // A candidate is read in small steps; with TLS the rest of what arrived waits inside TLS,
-    // where poll() cannot see it.
-    for (int i = 0; i < 64; ++i) {
-      bool tls = c->tls != nullptr;
-      handle_candidate_input(c);
-      if (!tls || c == active_.get()) break;
-      bool still = false;
-      for (auto& k : candidates_) still = still || k.get() == c;
-      if (!still || !c->tls->has_buffered_input()) break;
-    }
-    if (c == active_.get() && c->tls && c->tls->has_buffered_input()) read_some(c);
-    return;
-  }
+  if (c != active_.get()) return;
   if (revents & (POLLIN | POLLHUP | POLLERR)) read_some(c);
   if (c != active_.get()) return;  // dropped while reading
   if (revents & POLLOUT) write_some(c);
 }
 
-std::unique_ptr<Link::Conn> Link::take_candidate(Conn* c) {
-  for (auto it = candidates_.begin(); it != candidates_.end(); ++it) {
-    if (it->get() == c) {
-      std::unique_ptr<Conn> taken = std::move(*it);
-      candidates_.erase(it);
-      reactor_.unwatch(taken->watch);
-      taken->watch = 0;
-      return taken;
+Status Link::adopt(Newcomer& n) {
+  std::string ctx = "from " + n.peer.to_string();
+  if (closed_ || !started_ || !opt_.listen) {
+    return protocol_error("session-lost", ctx, "this session is over", /*retryable=*/false);
+  }
+  if (n.proto == Proto::classic) {
+    if (native_session_in_progress()) {
+      return protocol_error("session-busy", ctx, "a native session is in progress here");
     }
+    // Classic has no session ids, so, as with the seed's server, a newer connection is the
+    // peer come back and replaces the old one.
+  } else {
+    if (!n.hello) return protocol_error("bad-hello", ctx, "expected a handshake");
+    if (ever_connected_ && wire_proto_ == Proto::classic && !completed_) {
+      return protocol_error("session-busy", ctx, "a classic session is in progress there");
+    }
+    // Admission: adopt a new session, resume ours, or refuse this newcomer alone. Whatever it
+    // says, the live session is not touched unless it presents that session's current token.
+    bool over = completed_ && opt_.keep_open;
+    auto v = session_.admit(*n.hello, over || (!ever_connected_ && !session_.known()));
+    if (v.action == Session::Admit::refuse) {
+      Error e = v.why;
+      e.context = ctx;
+      return e;
+    }
+    if (v.action == Session::Admit::adopt && session_.known()) reset_session();
   }
-  return nullptr;
-}
-
-void Link::reject_candidate(Conn* c, const Error& why, bool tell) {
-  auto doomed = take_candidate(c);
-  if (!doomed) return;
-  if (obs_) obs_->on_event(LinkEvent::rejected, doomed->peer.to_string(), &why);
-  if (tell) send_error_and_close(doomed.get(), why);
-  reschedule();
-}
-
-void Link::handle_candidate_input(Conn* c) {
-  std::uint8_t buf[frame::kHeaderSize + frame::kHelloSize];
-  ssize_t n = conn_recv(c, buf, std::min(sizeof buf, newcomer_read_limit(c->early)));
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0) {
-    // Closed before completing a handshake: a port probe or a stranger, nothing to report.
-    take_candidate(c);
-    reschedule();
-    return;
-  }
-  stats_.wire_bytes_in += static_cast<std::uint64_t>(n);
-  c->early.insert(c->early.end(), buf, buf + n);
-  c->last_rx = Clock::now();
-  std::string ctx = "from " + c->peer.to_string();
-  if (c->early[0] == 0x16 && !c->tls) {
-    // A TLS ClientHello: a dialer with keys, and we have none. Take in the rest of the hello
-    // (so our close is not a reset that swallows the answer) and tell it in our own terms.
-    std::uint8_t sink[4096];
-    [[maybe_unused]] auto drained = ::recv(c->fd.get(), sink, sizeof sink, MSG_DONTWAIT);
-    Error e = make_error(ErrorKind::auth, ctx, "a TLS handshake, but this listener has no keys (see dl-security(7))");
-    e.id = "no-keys";
-    e.final = true;
-    reject_candidate(c, e, true);
-    return;
-  }
-  Detection d = detect_newcomer(c->early, opt_.proto, opt_.max_message, ctx);
-  switch (d.kind) {
-    case Detection::need_more:
-      return;
-    case Detection::refuse:
-      reject_candidate(c, d.why, d.tell);
-      return;
-    case Detection::classic:
-      if (native_session_in_progress()) {
-        reject_candidate(c, protocol_error("session-busy", ctx, "a native session is in progress here"), false);
-        return;
-      }
-      promote(take_candidate(c), Proto::classic, nullptr);
-      return;
-    case Detection::native:
-      break;
-  }
-  const frame::Hello* hello = &d.hello;
-  if (ever_connected_ && wire_proto_ == Proto::classic && !completed_) {
-    reject_candidate(c, protocol_error("session-busy", ctx, "a classic session is in progress there"), true);
-    return;
-  }
-  // Admission: adopt a new session, resume ours, or refuse this newcomer alone. Whatever it
-  // says, the live session is not touched unless it presents that session's current token.
-  bool over = completed_ && opt_.keep_open;
-  auto v = session_.admit(*hello, over || (!ever_connected_ && !session_.known()));
-  if (v.action == Session::Admit::refuse) {
-    Error e = v.why;
-    e.context = ctx;
-    reject_candidate(c, e, true);
-    return;
-  }
-  if (v.action == Session::Admit::adopt && session_.known()) reset_session();
-  promote(take_candidate(c), Proto::native, hello);
+  auto c = std::make_unique<Conn>();
+  c->fd = std::move(n.fd);
+  c->peer = n.peer;
+  c->tls = std::move(n.tls);
+  c->proto = n.proto;
+  c->opened = n.opened;
+  c->last_rx = c->last_tx = Clock::now();
+  c->heard = !n.early.empty();
+  c->early = std::move(n.early);
+  n.early.clear();
+  stats_.wire_bytes_in += c->early.size();
+  frame::Hello hello = n.hello ? *n.hello : frame::Hello{};
+  Proto proto = n.proto;
+  Conn* p = c.get();
+  promote(std::move(c), proto, proto == Proto::native ? &hello : nullptr);
+  // Bytes that came behind the handshake may wait inside TLS, where poll() cannot see them.
+  if (p == active_.get() && !closed_ && p->tls && p->tls->has_buffered_input()) read_some(p);
+  return ok_status();
 }
 
 void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello) {
@@ -742,10 +665,10 @@ void Link::close() {
     reactor_.unwatch(active_->watch);
     active_.reset();
   }
-  for (auto& c : candidates_) reactor_.unwatch(c->watch);
-  candidates_.clear();
   if (connector_) connector_->cancel();
-  acceptor_.reset();  // the port is free again at once
+  if (listener_) listener_->detach(*this);
+  listener_ = nullptr;
+  own_listener_.reset();  // the port is free again at once
   for (auto& c : tls_pending_) reactor_.unwatch(c->watch);
   tls_pending_.clear();
 }
@@ -816,7 +739,6 @@ void Link::reschedule() {
   };
   if (!attempt_in_progress() && !ready()) consider(give_up_at_);
   consider(linger_until_);
-  for (auto& c : candidates_) consider(c->opened + std::chrono::milliseconds(opt_.handshake_ms));
   for (auto& c : tls_pending_) consider(c->opened + std::chrono::milliseconds(opt_.handshake_ms));
   if (active_) {
     Conn* a = active_.get();
@@ -853,19 +775,6 @@ void Link::on_timer() {
     linger_until_.reset();
     connection_lost(make_error(ErrorKind::disconnected, "linger", "peer did not close"));
     return;
-  }
-  for (std::size_t i = 0; i < candidates_.size();) {
-    Conn* c = candidates_[i].get();
-    if (now < c->opened + std::chrono::milliseconds(opt_.handshake_ms)) {
-      ++i;
-      continue;
-    }
-    std::string why = c->early.empty()
-                          ? "said nothing for " + std::to_string(opt_.handshake_ms) +
-                                " ms (a seed Datalink peer that never speaks first needs --proto classic)"
-                          : "no complete handshake within " + std::to_string(opt_.handshake_ms) + " ms";
-    reject_candidate(c, make_error(ErrorKind::timeout, "connection from " + c->peer.to_string(), why), false);
-    if (closed_) return;
   }
   expire_tls_handshakes(now);
   if (closed_) return;
@@ -1087,18 +996,7 @@ void Link::send_keepalive() {
 }
 
 void Link::send_error_and_close(Conn* c, const Error& e) {
-  if (!c || !c->fd.valid() || c->proto == Proto::classic) return;
-  std::string text = e.detail.empty() ? e.message() : e.detail;
-  std::string f = frame::encode_error_frame(e.id.empty() ? "refused" : e.id, text, is_retryable(e), unix_now());
-  // Best effort: the connection is being refused, its peer may not read it.
-  if (c->tls) {
-    if (c->tls->established()) {
-      c->tls->write({reinterpret_cast<const std::uint8_t*>(f.data()), f.size()});
-      c->tls->shutdown();
-    }
-    return;
-  }
-  [[maybe_unused]] auto n = ::send(c->fd.get(), f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (c) send_refusal(c->fd.get(), c->tls.get(), c->proto, e);
 }
 
 void Link::update_ack_stats() {

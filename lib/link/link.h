@@ -11,11 +11,13 @@
 // Link is the front that owns connections, timers and the byte rings; every protocol decision
 // (seq, acks, credit, admission, resume) is Session's (session.h). Dialing (backoff, a fresh
 // name lookup every round, the last round at the deadline) is the net layer's Connector, taking
-// connections (batches, --allow, descriptor exhaustion) its Acceptor. Native flow control is by
-// credit: the peer never sends more than we announced we can hold, so a link always reads its
-// socket and acknowledgements always get through, whatever the application's reading pattern.
-// A listener decides a newcomer's protocol by its first byte (0xD7 native, 0x20 classic) and
-// adopts nobody who stays silent or does not complete a handshake within handshake_ms.
+// connections (--allow, TLS handshakes, protocol detection, HELLO decoding, handshake deadlines)
+// a SessionListener (listener.h), which hands each admitted connection to adopt(); the Link
+// decides only whether it fits its session (Session::admit). A Link with `listen` builds a
+// one-session listener of its own; several sessions on one port are several Links started with
+// start(listener) on a multi-session listener. Native flow control is by credit: the peer never
+// sends more than we announced we can hold, so a link always reads its socket and
+// acknowledgements always get through, whatever the application's reading pattern.
 //
 // What it is not: it owns no threads (see datalink.h for the threaded API) and never prints;
 // it reports through LinkObserver. All calls are non-blocking and must come from the reactor's
@@ -39,6 +41,7 @@
 #include "lib/net/net.h"
 #include "lib/net/reactor.h"
 #include "lib/link/detect.h"
+#include "lib/link/listener.h"
 #include "lib/net/tls.h"
 #include "lib/link/ring_buffer.h"
 #include "lib/link/session.h"
@@ -73,6 +76,8 @@ struct LinkOptions {
   int linger_ms = 2000;                  // after completion, wait this long for the peer's close
   BackoffPolicy backoff;
   TlsFlags tls;                          // keys: TLS 1.3 below the protocol (none: plain TCP)
+  std::uint64_t incarnation = 0;         // listen: the process incarnation (0: draw one; a
+                                         // multi-session listener's links share its own)
 };
 
 struct Message {
@@ -111,7 +116,17 @@ class Link {
   // Listen: binds now (errors: resolve, connect). Dial: resolves now (errors: resolve) and
   // starts connecting in the background.
   Status start();
+  // Listen side, served by `listener` (not owned, multi-session: see listener.h), usually from its
+  // NewSession callback: sets the link up and attaches it; binds nothing. Errors: usage (a
+  // dialing link), io (the rings could not be mapped).
+  Status start(SessionListener& listener);
   const SocketAddress& local_address() const { return local_; }
+  // Listen side: the listener hands over an admitted connection. The link takes it (n is left
+  // empty: adopts a new session, resumes its own, or replaces a classic peer) or refuses it
+  // (n untouched; the caller closes it, telling a native peer the error). A live session is
+  // never touched by a newcomer that does not present its current resume token. Observer
+  // callbacks (connected, resumed) run inside.
+  Status adopt(Newcomer& n);
 
   // --- sending ---
   // Space for one message of up to `max_payload` bytes, written in place; empty when the ring
@@ -186,14 +201,12 @@ class Link {
   // connection management
   std::unique_ptr<Connector> make_connector(Clock::time_point deadline);
   void on_dialed(Result<Connected> r);
-  void on_accepted(Accepted a);
-  void on_accept_event(const Error& e, const SocketAddress* peer);
   void connected(std::unique_ptr<Conn> c);  // dial: the socket (and TLS) is up
-  void accepted(std::unique_ptr<Conn> c);   // listen: a newcomer (past TLS, with keys)
   void on_conn_io(Conn* c, short revents);
-  void handle_candidate_input(Conn* c);
-  void reject_candidate(Conn* c, const Error& why, bool tell);
-  std::unique_ptr<Conn> take_candidate(Conn* c);
+  Status start_rings();
+  friend class SessionListener;
+  void listener_gone(SessionListener& l);  // its destructor: no more newcomers from it
+  struct ListenerEvents;
   // Makes `c` the established connection (null: active_ finished its handshake).
   void promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hello);
   bool attempt_in_progress() const;
@@ -214,7 +227,7 @@ class Link {
   void take_encoded(std::size_t total, std::size_t payload);
   std::string peer_name() const;
 
-  // TLS (with keys): a handshake stage before connected()/accepted(), and the byte I/O that
+  // TLS (with keys): a dialer's handshake stage before connected(), and the byte I/O that
   // goes through TLS when a connection has it. conn_recv/conn_send behave like recv/sendmsg;
   // a TLS failure is -1 with errno EPROTO and the reason in io_failure().
   void start_tls(std::unique_ptr<Conn> c);
@@ -228,7 +241,7 @@ class Link {
   void conn_shutdown(Conn* c);
   Error io_failure(Conn* c, const std::string& what, int err);
   // With keys, TLS authenticates every byte: DATA frames go without their checksum.
-  frame::Integrity integrity() const { return tls_ ? frame::Integrity::tls : frame::Integrity::checksum; }
+  frame::Integrity integrity() const { return opt_.tls.any() ? frame::Integrity::tls : frame::Integrity::checksum; }
 
   // data path
   void flush();
@@ -259,14 +272,15 @@ class Link {
   Timer timer_;
   Reactor::Id flush_hook_ = 0;
   SocketAddress local_;
-  std::unique_ptr<Acceptor> acceptor_;    // listen
+  std::unique_ptr<ListenerEvents> listener_events_;  // listen, own listener: its reports
+  std::unique_ptr<SessionListener> own_listener_;    // listen, one session: ours
+  SessionListener* listener_ = nullptr;              // listen: who hands us connections
   std::unique_ptr<Connector> connector_;  // dial: one per wait (first connect, each drop)
-  std::shared_ptr<TlsConfig> tls_;                   // loaded by start() when keys are given
-  std::vector<std::unique_ptr<Conn>> tls_pending_;  // connections in their TLS handshake
+  std::shared_ptr<TlsConfig> tls_;                   // dial: loaded by start() when keys are given
+  std::vector<std::unique_ptr<Conn>> tls_pending_;  // dial: the connection in its TLS handshake
   bool tls_peer_known_ = false;  // the peer passed a TLS handshake before: a later failure is
                                  // more likely a mangled handshake than changed keys
   std::unique_ptr<Conn> active_;
-  std::vector<std::unique_ptr<Conn>> candidates_;
   std::optional<Clock::time_point> give_up_at_;  // listen: the wait for a peer ends here
   Clock::time_point waiting_since_{};  // when the current wait for a peer began
   int protocol_failure_streak_ = 0;

@@ -16,7 +16,7 @@ std::uint64_t nonzero_random() {
 }  // namespace
 
 Session::Session(SessionConfig config) : cfg_(config) {
-  if (cfg_.listener) incarnation_ = nonzero_random();
+  if (cfg_.listener) incarnation_ = cfg_.incarnation ? cfg_.incarnation : nonzero_random();
   new_ids();
 }
 
@@ -54,24 +54,27 @@ frame::Hello Session::hello() const {
   return h;
 }
 
-Session::Verdict Session::admit(const frame::Hello& p, bool session_over) const {
+Session::Verdict Session::admit_new(const frame::Hello& p, std::uint64_t incarnation) {
   Verdict v;
-  bool same = known_ && p.session_hi == session_hi_ && p.session_lo == session_lo_;
-  if (!known_ || (session_over && !same)) {
-    if (p.incarnation != 0 && p.incarnation != incarnation_) {
-      // It resumes a session of another incarnation of this listener: we restarted and hold
-      // nothing of it. Replaying into us would duplicate what our predecessor delivered.
-      v.why = protocol_error("session-lost", "", "the listener restarted and holds nothing of this session",
-                             /*retryable=*/false);
-      return v;
-    }
-    if (p.incarnation != 0 || p.token != 0 || p.delivered != 0 || p.recv_next != 1) {
-      v.why = protocol_error("session-lost", "", "the listener does not know this session", false);
-      return v;
-    }
-    v.action = Admit::adopt;
+  if (p.incarnation != 0 && p.incarnation != incarnation) {
+    // It resumes a session of another incarnation of this listener: we restarted and hold
+    // nothing of it. Replaying into us would duplicate what our predecessor delivered.
+    v.why = protocol_error("session-lost", "", "the listener restarted and holds nothing of this session",
+                           /*retryable=*/false);
     return v;
   }
+  if (p.incarnation != 0 || p.token != 0 || p.delivered != 0 || p.recv_next != 1) {
+    v.why = protocol_error("session-lost", "", "the listener does not know this session", false);
+    return v;
+  }
+  v.action = Admit::adopt;
+  return v;
+}
+
+Session::Verdict Session::admit(const frame::Hello& p, bool session_over) const {
+  Verdict v;
+  bool same = same_id(p);
+  if (!known_ || (session_over && !same)) return admit_new(p, incarnation_);
   if (!same) {
     v.why = protocol_error("session-busy", "", "another session is in progress there");
     return v;  // retryable: the dialer may get in once that session ends (keep-open)

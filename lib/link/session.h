@@ -27,6 +27,8 @@ struct SessionConfig {
   std::uint32_t max_message = 16u << 20;  // largest payload we accept
   std::uint32_t timeout_ms = 0;           // our receive timeout, announced to the peer
   std::uint64_t window = 4u << 20;        // our credit: frame bytes we take beyond what we delivered
+  std::uint64_t incarnation = 0;          // listener: the process incarnation (0: draw one); the
+                                          // sessions of one SessionListener share its own
 };
 
 class Session {
@@ -48,6 +50,14 @@ class Session {
   // Listener: what to do with a newcomer's (decoded, valid) HELLO. `session_over`: the current
   // session completed, so a new one may replace it (keep-open). Pure: changes nothing.
   Verdict admit(const frame::Hello& peer, bool session_over) const;
+  // Listener: whether a HELLO that names no session this listener holds may start a new one
+  // (it must claim nothing: no incarnation, token or delivered messages). `incarnation` is the
+  // listener's. adopt or a final session-lost refusal.
+  static Verdict admit_new(const frame::Hello& peer, std::uint64_t incarnation);
+  // The HELLO names this session (a listener that adopted none yet names none).
+  bool same_id(const frame::Hello& peer) const {
+    return known_ && peer.session_hi == session_hi_ && peer.session_lo == session_lo_;
+  }
   // Dialer: whether the listener's answer fits this session. Errors: final session-lost when the
   // listener restarted (another incarnation) after data was exchanged; retryable bad-hello for
   // answers that do not match (corruption, a confused peer); final too-large-for-peer when a

@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   app.add_option("--port-file-a", o.side[0].port_file, "Side a listens: write its bound port to FILE");
   app.add_option("--port-file-b", o.side[1].port_file, "Side b listens: write its bound port to FILE");
   app.add_flag("--raw", o.raw, "Forward plain TCP bytes (any protocol): one connection to b per client of a, half-close passed through");
-  app.add_flag("--fanout", o.fanout, "With --raw: side a listens for any number of clients; what b sends goes to all of them, what any of them sends goes to b");
+  app.add_flag("--fanout", o.fanout, "Side a listens for several clients, each its own session (with --raw: its own connection); what b sends goes to all of them, what any of them sends goes to b");
   app.add_option("--splice", splice, "With --raw: auto (splice(2) unless both peers are on this host, where a copy is faster), on or off")
       ->type_name("MODE");
   app.add_option("--fault", faults, "Inject faults for testing: [a:|b:]cut=BYTES, cut-every=DURATION, latency=DURATION, jitter=DURATION, rate=BITS/S (repeatable)");
@@ -87,10 +87,15 @@ int main(int argc, char** argv) {
     else if (splice == "off") o.splice = dl::bridge::SpliceMode::off;
     else if (splice != "auto") return usage(dl::make_error(dl::ErrorKind::usage, "--splice " + splice, "expected auto, on or off"));
   }
-  if (o.fanout && !o.raw) return usage(dl::make_error(dl::ErrorKind::usage, "--fanout", "needs --raw in this version (message links serve one session each)"));
   if (o.fanout && !o.side[0].link.listen) return usage(dl::make_error(dl::ErrorKind::usage, "--fanout", "side a must listen: it is where the clients come"));
   for (const std::string& spec : faults) {
     if (auto st = dl::bridge::parse_fault(spec, o.faults); !st) return usage(st.error());
+  }
+  if (o.fanout && !o.raw) {
+    if (o.side[0].link.proto == dl::Proto::classic) {
+      return usage(dl::make_error(dl::ErrorKind::usage, "--fanout --proto-a classic", "message fanout serves native clients (classic has no sessions to tell them apart)"));
+    }
+    if (!faults.empty()) return usage(dl::make_error(dl::ErrorKind::usage, "--fault", "not with message --fanout in this version (--raw --fanout takes faults)"));
   }
   if (!stats_interval.empty()) {
     auto s = dl::parse_duration(stats_interval, "--stats-interval");
