@@ -91,6 +91,8 @@ def load_library():
             "dl_options_init": (None, [ctypes.POINTER(_Options)]),
             "dl_server_opts": (h, [cp, ctypes.POINTER(_Options), cp, sz]),
             "dl_client_opts": (h, [cp, i, ctypes.POINTER(_Options), cp, sz]),
+            "dl_server_psk": (h, [cp, ctypes.POINTER(_Options), cp, cp, sz]),
+            "dl_client_psk": (h, [cp, i, ctypes.POINTER(_Options), cp, cp, sz]),
             "dl_port": (i, [h]),
             "dl_is_ready": (i, [h]),
             "dl_write": (i, [h, vp, sz, d, i]),
@@ -159,17 +161,20 @@ class Datalink:
 
     Datalink(host=None, port=0, timeout=10000, proto="native", *, listen=None, keepalive=0,
              max_message=16 MiB, drop_negative_ts=False, reconnect=-1, window=8 MiB,
-             close_timeout=5.0)
+             close_timeout=5.0, psk=None)
 
     proto: "native" (default; exactly-once across reconnects), "classic" (the seed's wire
     format), "auto" (servers: serve native and classic peers, told apart by their first byte; a
     seed client that never speaks first needs "classic"). listen: a listen endpoint such as
     "127.0.0.1:0" (overrides port). reconnect: seconds to keep trying after a drop (< 0:
-    forever, like the seed).
+    forever, like the seed). psk: a pre-shared key file (one line "[IDENTITY ]KEY", mode 0600,
+    the same on both sides): the link runs inside TLS 1.3 (dl-security(7)); a wrong key fails
+    the link for good.
     """
 
     def __init__(self, host=None, port=0, timeout=10000, proto="native", *, listen=None, keepalive=0,
-                 max_message=None, drop_negative_ts=False, reconnect=-1.0, window=None, close_timeout=5.0):
+                 max_message=None, drop_negative_ts=False, reconnect=-1.0, window=None, close_timeout=5.0,
+                 psk=None):
         self._lib = load_library()
         self._h = None
         self._lock = threading.Lock()
@@ -180,7 +185,7 @@ class Datalink:
         _check_int("keepalive", keepalive, 0, 2**31 - 1)
         if not 0 <= float(close_timeout) <= 2**31 / 1000:
             raise ValueError("close_timeout out of range: %r" % (close_timeout,))
-        for name, text in (("host", host), ("listen", listen), ("proto", proto)):
+        for name, text in (("host", host), ("listen", listen), ("proto", proto), ("psk", psk)):
             if isinstance(text, str) and "\0" in text:
                 raise ValueError("%s contains a NUL character" % name)
         opts = _Options()
@@ -196,11 +201,12 @@ class Datalink:
         opts.close_timeout_ms = int(close_timeout * 1000)
         opts.proto = (proto or "native").encode()
         err = ctypes.create_string_buffer(512)
+        key = os.fsencode(psk) if psk else None
         if host is None or listen is not None:
             endpoint = listen if listen is not None else str(int(port))
-            h = self._lib.dl_server_opts(endpoint.encode(), ctypes.byref(opts), err, len(err))
+            h = self._lib.dl_server_psk(endpoint.encode(), ctypes.byref(opts), key, err, len(err))
         else:
-            h = self._lib.dl_client_opts(host.encode(), int(port), ctypes.byref(opts), err, len(err))
+            h = self._lib.dl_client_psk(host.encode(), int(port), ctypes.byref(opts), key, err, len(err))
         if not h:
             raise DatalinkError(err.value.decode(errors="replace"))
         self._h = h

@@ -245,6 +245,32 @@ class InProcess(Base):
             Datalink("127.0.0.1", 9, proto="bogus")
 
 
+class Keys(Base):
+    def write_psk(self, name):
+        path = self.path(name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("datalink %s\n" % os.urandom(32).hex())
+        return path
+
+    def test_pre_shared_key_works_and_a_wrong_one_is_refused(self):
+        good, other = self.write_psk("a.psk"), self.write_psk("b.psk")
+        server, client = self.pair(psk=good)
+        client.write(b"secret")
+        self.assertEqual(server.read(timeout=5)[0], b"secret")
+        bad = self.link("127.0.0.1", server.port, psk=other)
+        self.assertTrue(wait_until(lambda: "pre-shared key" in (bad.last_error() or "")), bad.last_error())
+        self.assertFalse(bad.is_ready())
+        plain = self.link("127.0.0.1", server.port)
+        self.assertTrue(wait_until(lambda: "needs keys" in (plain.last_error() or "")), plain.last_error())
+        client.write(b"still")  # the server's peer was never disturbed
+        self.assertEqual(server.read(timeout=5)[0], b"still")
+        os.chmod(other, 0o644)
+        with self.assertRaises(DatalinkError) as cm:
+            self.link("127.0.0.1", server.port, psk=other)
+        self.assertIn("too open", str(cm.exception))
+
+
 class WithTools(Base):
     def setUp(self):
         super().setUp()

@@ -455,6 +455,99 @@ class BridgeTest(dltest.DlTestCase):
         self.assertTrue(got.startswith(b"line "), got[:100])
         self.assertGreaterEqual(len(got), len(second))
 
+    def test_message_fanout_stopped_client_holds_the_rest_for_timeout_plus_reconnect(self):
+        # dlbridge(1): a client that vanishes (here: stopped, its connection still open) stalls
+        # the others, once the buffers are full, for at most its receive timeout plus its
+        # reconnect window; then it is dropped and the rest finish.
+        size = 24 * MiB
+        src = self.path("in")
+        dltest.make_random_file(src, size)
+        br, portb, recvs = self.message_fanout(3, "--timeout", "1s", "--reconnect", "1s", "--window", "1M")
+        victim = recvs[2][0]
+        victim.signal(signal.SIGSTOP)
+        self.addCleanup(victim.kill)
+        send = self.dlsend("127.0.0.1:%d" % portb, "-f", src)
+        self.assertExitCodes(30, (send, 0), *[(p, 0) for p, _ in recvs[:2]], (br, 0))
+        for _, out in recvs[:2]:
+            self.assertSameFile(src, out)
+        err = br.stderr()
+        self.assertIn("nothing received for 1000 ms", err)
+        self.assertEqual(err.count("dropped from the fanout"), 1, err)
+
+    def test_message_fanout_never_acknowledges_what_no_client_has(self):
+        # The only client takes the first half, stops (so it settles nothing more), and is
+        # killed. What it got but never settled is held for the next client, which starts
+        # with it: b's sender must not exit 0 while no receiver has the second half, and the
+        # two clients' outputs together are the stream, without a gap or a duplicate.
+        br, portb, recvs = self.message_fanout(1, "--reconnect", "1s", recv_args=("--lines",))
+        lines = [b"line %d\n" % n for n in range(40000)]
+        first, second = b"".join(lines[:20000]), b"".join(lines[20000:])
+        send = self.dlsend("127.0.0.1:%d" % portb, "--lines", stdin=subprocess.PIPE)
+        self.feed(send.popen.stdin, [first], close=False)
+        victim, out0 = recvs[0]
+        stats = lambda: br.signal(signal.SIGUSR1) or br.stderr()  # noqa: E731
+        dltest.wait_until(lambda: "b->a 20000 msgs, 0 held" in stats(), 30,
+                          "the first half settled by the first client\n" + self.P.describe(), interval=0.2)
+        victim.signal(signal.SIGSTOP)
+        self.feed(send.popen.stdin, [second], close=True)
+        dltest.wait_until(lambda: "b->a 40000 msgs" in stats(), 30,
+                          "the second half at the bridge\n" + self.P.describe(), interval=0.2)
+        victim.kill()
+        dltest.wait_until(lambda: "dropped from the fanout" in br.stderr(), 30, "the client dropped")
+        self.assertIsNone(send.wait(dltest.t(1)),
+                          "dlsend finished though no client has the second half\n" + self.P.describe())
+        out1 = self.path("next-out")
+        late = self.dlrecv("127.0.0.1:%d" % wait_port_file(self.path("fan-a")), "--lines", "-o", out1, name="next")
+        self.assertExitCodes(60, (send, 0), (late, 0), (br, 0))
+        with open(out0, "rb") as f:
+            got0 = f.read()
+        with open(out1, "rb") as f:
+            got1 = f.read()
+        self.assertEqual(got0 + got1, first + second, (len(got0), len(got1)))
+        self.assertNoCrash(br)
+
+    def test_message_fanout_out_of_descriptors_says_so_once_and_serves_on(self):
+        # A crowd holds more connections than the bridge has descriptors: the listener pauses
+        # accepting (the backlog holds the rest), says so once rather than ten times a second,
+        # and serves a real client once the crowd is gone.
+        pa, pb = self.path("fan-a"), self.path("fan-b")
+        br = self.P.start(["/bin/sh", "-c", 'ulimit -n 40 && exec "$0" "$@"', DLBRIDGE, "listen:127.0.0.1:0",
+                           "listen:127.0.0.1:0", "--fanout", "--port-file-a", pa, "--port-file-b", pb, "-v"],
+                          name="dlbridge")
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        crowd = [socket.create_connection(("127.0.0.1", porta), timeout=dltest.t(10)) for _ in range(60)]
+        dltest.wait_until(lambda: "Too many open files" in br.stderr(), 10, "descriptors exhausted\n" + self.P.describe())
+        self.assertIsNone(br.wait(dltest.t(2)), "the bridge ended while out of descriptors\n" + self.P.describe())
+        for s in crowd:
+            s.close()
+        out = self.path("out")
+        recv = self.dlrecv("127.0.0.1:%d" % porta, "--lines", "-o", out, "-w", "20")
+        dltest.wait_until(lambda: ": connected to " in br.stderr(), 20, "the client\n" + self.P.describe())
+        send = self.dlsend("127.0.0.1:%d" % portb, "--lines", stdin=subprocess.PIPE)
+        self.feed(send.popen.stdin, [b"one\ntwo\n"], close=True)
+        self.assertExitCodes(30, (send, 0), (recv, 0), (br, 0))
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"one\ntwo\n")
+        self.assertLessEqual(br.stderr().count("Too many open files"), 2, br.stderr())
+
+    def test_message_fanout_wait_bounds_the_wait_for_the_first_client(self):
+        # -w: "a listening side waits this long for its first peer". b's peer is there; no
+        # client ever comes to a: the bridge gives up like any listener (exit 7), one line,
+        # and tells b's peer it stopped.
+        pa, pb = self.path("fan-a"), self.path("fan-b")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--fanout", "--port-file-a", pa,
+                         "--port-file-b", pb, "-w", "1")
+        wait_port_file(pa, br)
+        portb = wait_port_file(pb, br)
+        send = self.dlsend("127.0.0.1:%d" % portb, "--lines", stdin=subprocess.PIPE)
+        send.popen.stdin.write(b"held\n")
+        send.popen.stdin.flush()
+        self.assertExited(br, 20, dltest.EXIT_TIMEOUT)
+        self.assertOneLineError(br, "dlbridge", "no peer connected within 1.")
+        self.assertExited(send, 20)
+        self.assertNotEqual(send.returncode, 0, send.describe())
+        send.popen.stdin.close()
+
     def test_usage_errors(self):
         for args, needle in ((["listen:0", "127.0.0.1:1", "--fault", "speed=1"], "unknown fault"),
                              (["listen:0", "127.0.0.1:1", "--fault", "cut=0"], "cut"),

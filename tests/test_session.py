@@ -76,6 +76,36 @@ class StrangerTest(dltest.DlTestCase):
         dltest.make_random_file(src, size)
         return src
 
+    def capturing_relay(self, port):
+        """A relay to `port` for one connection that records the first HELLO_FRAME bytes each
+        way (what an observer saw). Returns (its port, bytes up, bytes down)."""
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+        self.addCleanup(lsock.close)
+        up, down = bytearray(), bytearray()
+
+        def relay():
+            c, _ = lsock.accept()
+            u = socket.create_connection(("127.0.0.1", port))
+
+            def pump(a, b, rec):
+                try:
+                    while True:
+                        d = a.recv(65536)
+                        if not d:
+                            break
+                        if len(rec) < HELLO_FRAME:
+                            rec += d[:HELLO_FRAME - len(rec)]
+                        b.sendall(d)
+                    b.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            for args in ((c, u, up), (u, c, down)):
+                threading.Thread(target=pump, args=args, daemon=True).start()
+        threading.Thread(target=relay, daemon=True).start()
+        return lsock.getsockname()[1], up, down
+
     def test_silence_adopts_nothing_and_gets_a_hint(self):
         # A connect-and-wait probe: v1 took it for a classic peer after 500 ms, exited 0 with
         # empty output and refused the real sender.
@@ -141,41 +171,55 @@ class StrangerTest(dltest.DlTestCase):
         self.assertExitCodes(60, (send, 0), (recv, 0))
         self.assertSameFile(src, out)
 
+    def test_a_flood_from_one_address_does_not_starve_a_slow_dialer(self):
+        # The listener holds at most 64 connections in their handshake and drops one to make
+        # room. A stranger opening connections faster than 64 per handshake time, all from one
+        # address, must not keep evicting a real dialer whose HELLO takes a while to arrive (a
+        # long path: here a relay that holds its first bytes 1 s).
+        src = self._file(256 * 1024)
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", stdout=out)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+        opened = [0]
+
+        def flood():
+            held = []
+            while not stop.is_set():
+                s = socket.socket()
+                try:
+                    s.bind(("127.0.0.2", 0))
+                    s.setblocking(False)
+                    s.connect_ex(("127.0.0.1", port))
+                except OSError:
+                    s.close()
+                    continue
+                held.append((time.monotonic(), s))
+                opened[0] += 1
+                while held and (len(held) > 300 or held[0][0] < time.monotonic() - 2):
+                    held.pop(0)[1].close()
+                stop.wait(0.004)   # ~250 a second: the oldest is evicted after a quarter second
+            for _, s in held:
+                s.close()
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        relay = FaultRelay(("127.0.0.1", port))
+        self.addCleanup(relay.close)
+        relay.handshake_faults(1000, delay=1.0, direction="up")
+        dltest.wait_until(lambda: opened[0] >= 100, 10, "the flood")
+        send = self.dlsend("--wait", "15", "127.0.0.1:%d" % relay.port, "-f", src)
+        self.assertExitCodes(30, (send, 0), (recv, 0))
+        stop.set()
+        flooder.join(10)
+        self.assertSameFile(src, out)
+        self.assertIn("too many connections", recv.stderr())
+
     def test_replayed_hello_cannot_inject_or_end_the_session(self):
         out = self.path("out")
         recv, port = self.listen("dlrecv", "--lines", stdout=out)
         # A capturing relay: what an observer of the first connection saw.
-        lsock = socket.socket()
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen(1)
-        self.addCleanup(lsock.close)
-        captured = bytearray()
-
-        def relay():
-            c, _ = lsock.accept()
-            u = socket.create_connection(("127.0.0.1", port))
-
-            def pump(a, b, rec):
-                try:
-                    while True:
-                        d = a.recv(65536)
-                        if not d:
-                            break
-                        if rec is not None and len(rec) < HELLO_FRAME:
-                            rec += d[:HELLO_FRAME - len(rec)]
-                        b.sendall(d)
-                    b.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-            t1 = threading.Thread(target=pump, args=(c, u, captured), daemon=True)
-            t2 = threading.Thread(target=pump, args=(u, c, None), daemon=True)
-            t1.start()
-            t2.start()
-            t1.join(60)
-            t2.join(60)
-        th = threading.Thread(target=relay, daemon=True)
-        th.start()
-        send = self.dlsend("--lines", "127.0.0.1:%d" % lsock.getsockname()[1], stdin=subprocess.PIPE)
+        relay_port, captured, _ = self.capturing_relay(port)
+        send = self.dlsend("--lines", "127.0.0.1:%d" % relay_port, stdin=subprocess.PIPE)
         send.popen.stdin.write(b"real-1\n")
         send.popen.stdin.flush()
         dltest.wait_until(lambda: os.path.exists(out) and os.path.getsize(out) >= 7, 10, "first line")
@@ -194,6 +238,29 @@ class StrangerTest(dltest.DlTestCase):
         self.assertExitCodes(30, (send, 0), (recv, 0))
         self.assertEqual(read_all(out), b"real-1\nreal-2\n")
         self.assertIn("stale-hello", recv.stderr())
+
+    def test_replayed_hello_before_the_dialer_spoke_again(self):
+        # The window the test above does not reach: the dialer got our answer (a new token) and
+        # has no data to send. Until it speaks its first token stays valid (our answer might
+        # have been lost), and a replay of its HELLO would take the session over and lock the
+        # real dialer out; so the dialer confirms at once (an ACK behind its check of our
+        # answer) and a replay straight after the handshake is already stale.
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", "--lines", stdout=out)
+        relay_port, up, down = self.capturing_relay(port)
+        send = self.dlsend("--lines", "--reconnect", "5s", "127.0.0.1:%d" % relay_port,
+                           stdin=subprocess.PIPE)
+        dltest.wait_until(lambda: len(up) >= HELLO_FRAME and len(down) >= HELLO_FRAME, 10, "the handshake")
+        got, closed = stranger(port, bytes(up), hold=1)
+        self.assertTrue(closed)
+        self.assertIn(b"stale-hello", got)
+        self.assertTrue(recv.running, "a replayed HELLO ended the session\n%s" % recv.describe())
+        self.assertTrue(send.running, "a replayed HELLO ended the session\n%s" % send.describe())
+        send.popen.stdin.write(b"real-1\n")
+        send.popen.stdin.close()
+        self.assertExitCodes(30, (send, 0), (recv, 0))
+        self.assertEqual(read_all(out), b"real-1\n")
+        self.assertNotIn("resumed", send.stderr() + recv.stderr())
 
 
 class HandshakeFaultTest(dltest.DlTestCase):

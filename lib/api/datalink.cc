@@ -95,6 +95,7 @@ LinkOptions base_options(int timeout_ms, const DatalinkOptions& o) {
   lo.window = o.window;
   lo.await_peer_end = false;  // classic: our side is done once everything is written
   lo.linger_ms = 1000;
+  lo.tls.psk_file = o.psk_file;  // checked and read by the link's start (auth or usage errors)
   return lo;
 }
 }  // namespace

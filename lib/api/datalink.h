@@ -55,6 +55,7 @@ struct DatalinkOptions {
   // Extensions beyond the seed's shape:
   std::size_t window = 8u << 20;  // replay window (native) / send queue (classic), bytes
   int close_timeout_ms = 5000;    // upper bound of close()'s graceful part
+  std::string psk_file;           // keys: TLS 1.3 with this pre-shared key file (dl-security(7))
 };
 
 class Databridge;

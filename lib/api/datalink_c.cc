@@ -112,18 +112,30 @@ dl_handle* dl_client(const char* host, int port, int timeout_ms, const char* pro
 }
 
 dl_handle* dl_server_opts(const char* listen_endpoint, const dl_options* options, char* err, size_t errlen) {
-  int timeout_ms = 0;
-  dl::DatalinkOptions o = convert(options, &timeout_ms);
-  std::string why;
-  if (!parse_proto_arg(options ? options->proto : nullptr, &o.proto, &why)) return fail(why, err, errlen);
-  return make_server(listen_endpoint, timeout_ms, o, err, errlen);
+  return dl_server_psk(listen_endpoint, options, nullptr, err, errlen);
 }
 
 dl_handle* dl_client_opts(const char* host, int port, const dl_options* options, char* err, size_t errlen) {
+  return dl_client_psk(host, port, options, nullptr, err, errlen);
+}
+
+dl_handle* dl_server_psk(const char* listen_endpoint, const dl_options* options, const char* psk_file, char* err,
+                         size_t errlen) {
   int timeout_ms = 0;
   dl::DatalinkOptions o = convert(options, &timeout_ms);
   std::string why;
   if (!parse_proto_arg(options ? options->proto : nullptr, &o.proto, &why)) return fail(why, err, errlen);
+  if (psk_file) o.psk_file = psk_file;
+  return make_server(listen_endpoint, timeout_ms, o, err, errlen);
+}
+
+dl_handle* dl_client_psk(const char* host, int port, const dl_options* options, const char* psk_file, char* err,
+                         size_t errlen) {
+  int timeout_ms = 0;
+  dl::DatalinkOptions o = convert(options, &timeout_ms);
+  std::string why;
+  if (!parse_proto_arg(options ? options->proto : nullptr, &o.proto, &why)) return fail(why, err, errlen);
+  if (psk_file) o.psk_file = psk_file;
   return make_client(host, port, timeout_ms, o, err, errlen);
 }
 

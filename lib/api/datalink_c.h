@@ -42,6 +42,13 @@ dl_handle* dl_server(const char* listen_endpoint, int timeout_ms, const char* pr
 dl_handle* dl_client(const char* host, int port, int timeout_ms, const char* proto, char* err, size_t errlen);
 dl_handle* dl_server_opts(const char* listen_endpoint, const dl_options* options, char* err, size_t errlen);
 dl_handle* dl_client_opts(const char* host, int port, const dl_options* options, char* err, size_t errlen);
+/* The same with keys: TLS 1.3 with the pre-shared key in psk_file (one line "[IDENTITY ]KEY",
+ * mode 0600, the same file on both sides; dl-security(7)). NULL or "" = no keys. A wrong key is
+ * final: the link fails (dl_last_error says "handshake failed: wrong pre-shared key"). */
+dl_handle* dl_server_psk(const char* listen_endpoint, const dl_options* options, const char* psk_file, char* err,
+                         size_t errlen);
+dl_handle* dl_client_psk(const char* host, int port, const dl_options* options, const char* psk_file, char* err,
+                         size_t errlen);
 
 int dl_port(const dl_handle* h);     /* the listening port (server) or the dialled port */
 int dl_is_ready(const dl_handle* h); /* 1: connected and handshake done */

@@ -37,17 +37,7 @@ void add_session_flags(CLI::App& app, LinkFlags& f) {
   app.add_option("--allow", f.allow, "Listening: accept connections only from ADDR or ADDR/LEN (repeatable; IPv4 or IPv6); others are reset before a byte is read. Without it (and without keys) the first dialer is trusted")
       ->type_name("ADDR[/LEN]");
   app.add_flag("--close-ends", f.close_ends, "Classic protocol: an orderly close by the peer ends the stream (default: a close is a drop; a dialer reconnects, a listener waits for the next connection)");
-  // Keys (dl-security(7)): TLS 1.3 below either protocol; both sides need matching keys.
-  app.add_option("--psk", f.tls.psk_file, "TLS with a pre-shared key: FILE holds one line [IDENTITY ]KEY (hex or base64, 16-48 bytes), mode 0600; the same file on both sides")
-      ->type_name("FILE");
-  app.add_option("--gen-psk", f.tls.gen_psk_file, "Like --psk FILE, first writing a new random 256-bit key to FILE (mode 0600) if it does not exist")
-      ->type_name("FILE");
-  app.add_option("--cert", f.tls.cert_file, "TLS with certificates: our certificate (chain), PEM; needs --key")->type_name("FILE");
-  app.add_option("--key", f.tls.key_file, "The private key of --cert, PEM, mode 0600")->type_name("FILE");
-  app.add_option("--ca", f.tls.ca_file, "Accept only peers whose certificate this CA (PEM) signed; a dialer also checks the host name")
-      ->type_name("FILE");
-  app.add_option("--pin", f.tls.pin, "Accept only the peer whose public key has this SHA-256 (sha256:BASE64 or hex; see dl-security(7))")
-      ->type_name("SHA256");
+  add_key_flags(app, f.tls);
 }
 
 void add_output_flags(CLI::App& app, LinkFlags& f, bool with_progress) {

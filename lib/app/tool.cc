@@ -27,10 +27,7 @@ std::optional<int> start_link(Link& link, const LinkOptions& options, const std:
 
 Reporter::Reporter(ToolContext& ctx, Verbosity v, Reactor& reactor, const char* verb)
     : ctx_(ctx), v_(v), reactor_(reactor), verb_(verb), progress_timer_(reactor, [this] { tick(); }),
-      reject_timer_(reactor, [this] {
-        if (rejects_hidden_) warn(fmt::format("{} more connections refused, not shown", rejects_hidden_));
-        rejects_hidden_ = 0;
-      }) {
+      refusals_(reactor, [this](const std::string& line) { warn(line); }) {
   progress_on_ = v_.progress.value_or(ctx_.stderr_is_tty && !v_.quiet);
   if (progress_on_) progress_timer_.arm(Clock::now() + std::chrono::seconds(1));
 }
@@ -107,26 +104,6 @@ void Reporter::warn(std::string_view line) {
   if (!v_.quiet) ctx_.say(prefix() + std::string(line));
 }
 
-// One line per refused connection, but a flood of strangers must not flood the log: per kind of
-// reason (idle, garbage, failed authentication ...) a burst of kRejectBurst lines, then one a
-// second, and a line says how many were not shown. Separate buckets, so that a crowd of idle
-// connections does not hide the one that sent garbage or the wrong key.
-bool Reporter::rejection_line_allowed(ErrorKind why) {
-  constexpr double kRejectBurst = 10, kRejectPerSecond = 1;
-  auto now = Clock::now();
-  RejectBucket& b = reject_buckets_[why];
-  double secs = std::chrono::duration<double>(now - b.refilled).count();
-  b.refilled = now;
-  b.tokens = std::min(kRejectBurst, b.tokens + secs * kRejectPerSecond);
-  if (b.tokens < 1) {
-    rejects_hidden_++;
-    reject_timer_.arm(now + std::chrono::seconds(1));
-    return false;
-  }
-  b.tokens -= 1;
-  return true;
-}
-
 void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why) {
   switch (e) {
     case LinkEvent::listening:
@@ -151,11 +128,7 @@ void Reporter::on_event(LinkEvent e, const std::string& detail, const Error* why
       if (why) info("retrying in " + detail + " (" + why->message() + ")");
       break;
     case LinkEvent::rejected:
-      if (why && rejection_line_allowed(why->kind)) {
-        std::string more = rejects_hidden_ ? fmt::format(" ({} more connections refused, not shown)", rejects_hidden_) : "";
-        rejects_hidden_ = 0;
-        warn("rejected connection " + detail + ": " + why->message() + more);
-      }
+      if (why) refusals_.refused(detail, *why);
       break;
     case LinkEvent::abandoned:
       if (why) warn("session with " + detail + " abandoned: " + why->message() + "; waiting for the next one");

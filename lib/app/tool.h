@@ -13,6 +13,7 @@
 #include "lib/base/error.h"
 #include "lib/link/link.h"
 #include "lib/net/reactor.h"
+#include "lib/net/refusal_log.h"
 
 namespace dl {
 
@@ -46,7 +47,6 @@ class Reporter : public LinkObserver {
 
  private:
   void tick();
-  bool rejection_line_allowed(ErrorKind why);
   std::string prefix() const;
   ToolContext& ctx_;
   Verbosity v_;
@@ -58,13 +58,7 @@ class Reporter : public LinkObserver {
   bool progress_on_ = false;
   bool seen_peer_ = false;
   Timer progress_timer_;
-  Timer reject_timer_;  // says how many refusals were not shown, a second after the last one
-  struct RejectBucket {
-    double tokens = 10;
-    Clock::time_point refilled = Clock::now();
-  };
-  std::map<ErrorKind, RejectBucket> reject_buckets_;  // one per kind of reason
-  std::uint64_t rejects_hidden_ = 0;
+  RefusalLog refusals_;  // one line per refused connection, rate-limited
 };
 
 }  // namespace dl

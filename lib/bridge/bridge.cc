@@ -1,5 +1,6 @@
 #include "lib/bridge/bridge.h"
 
+#include <cmath>
 #include <deque>
 #include <fmt/format.h>
 #include <memory>
@@ -238,14 +239,17 @@ class MessageBridge {
 
 // Message fanout (--fanout without --raw): side a is a multi-session listener with one Link per
 // client session, side b one Link. A message from b goes to every client attached when it is
-// forwarded; it is released (consumed, so acknowledged) upstream once every client that got it
-// has it settled or has left, so the slowest client sets the pace. A client's messages go to b
+// forwarded; it is released (consumed, so acknowledged) upstream once some client settled it and
+// every client that got it has it settled or has left, so the slowest client sets the pace. What
+// every client that got it left without settling waits for the next client, which starts with
+// it: b's sender never hears "delivered" for a message no receiver has. A client's messages go to b
 // and are released to that client once b settled them. b's END goes to each client once it has
 // everything; b's direction ends once b's stream ended and every client attached has ended its.
 class FanoutBridge {
  public:
   FanoutBridge(const DlbridgeOptions& o, ToolContext& ctx)
-      : o_(o), ctx_(ctx), stats_timer_(reactor_, [this] { print_stats(); }) {}
+      : o_(o), ctx_(ctx), stats_timer_(reactor_, [this] { print_stats(); }),
+        first_client_timer_(reactor_, [this] { no_first_client(); }) {}
 
   int run() {
     SignalWatcher signals(reactor_, [&](int sig) {
@@ -287,8 +291,13 @@ class FanoutBridge {
     if (auto rc = start_link(*b_, lb, o_.side[1].port_file, *b_report_)) return *rc;
     b_report_->set_label(fmt::format("b ({})", lb.listen ? b_->local_address().to_string() : lb.endpoint.to_string()));
     if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
+    // -w: a listening side waits this long for its first peer, here its first client.
+    if (double w = sa.link.wait_s; w >= 0 && std::isfinite(w)) {
+      waiting_since_ = Clock::now();
+      first_client_timer_.arm(deadline_after(waiting_since_, w));
+    }
     pump();
-    while (!interrupted_) {
+    while (!interrupted_ && !fatal_) {
       reap();
       if (b_->closed() && !b_->completed()) break;
       if (b_->completed() && clients_.empty()) break;
@@ -344,8 +353,8 @@ class FanoutBridge {
       *why = st.error();
       return nullptr;
     }
-    // It gets what arrives from b from now on: what no client was given yet.
-    c->next = c->join = frontier_;
+    // It gets what no client has settled yet, on to what arrives from b from now on.
+    c->next = c->join = covered_;
     ++joined_;
     clients_.push_back(std::move(c));
     reactor_.request_pass();
@@ -361,6 +370,7 @@ class FanoutBridge {
 
   void drop(Client& c, const std::optional<Error>& why) {
     if (c.dropped) return;
+    cover();  // what it settled counts, also once it is gone
     c.dropped = true;
     ++left_;
     if (why) c.report->warn("dropped from the fanout: " + why->message());
@@ -399,12 +409,30 @@ class FanoutBridge {
     pumping_ = false;
   }
 
+  // Moves covered_ up over what the clients settled. Each settles a run of messages from its
+  // join on, so runs that start inside the covered prefix extend it.
+  void cover() {
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (auto& c : clients_) {
+        if (c->dropped || c->join > covered_) continue;
+        std::uint64_t upto = c->join + c->link->messages_settled();
+        if (upto > covered_) {
+          covered_ = upto;
+          grew = true;
+        }
+      }
+    }
+  }
+
   // b -> clients.
   void from_b() {
     Link& b = *b_;
-    // Release upstream what every client that got it has settled (or left).
+    // Release upstream what some client settled and every client that got it has settled (or
+    // left).
+    cover();
     std::size_t n = 0;
-    while (base_ + n < frontier_) {
+    while (base_ + n < std::min(frontier_, covered_)) {
       std::uint64_t k = base_ + n;
       bool all = true;
       for (auto& c : clients_) all = all && (c->dropped || c->settled(k));
@@ -497,7 +525,20 @@ class FanoutBridge {
     if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
   }
 
+  void no_first_client() {
+    if (joined_ > 0) return;
+    fatal_ = make_error(ErrorKind::timeout, "listen " + listener_->local().to_string(),
+                        fmt::format("no peer connected within {:.1f} s",
+                                    std::chrono::duration<double>(Clock::now() - waiting_since_).count()));
+    reactor_.wake();
+  }
+
   int conclude() {
+    if (fatal_) {
+      b_->abandon("dlbridge stopped: " + fatal_->message());
+      a_report_->error(*fatal_);
+      return exit_code(fatal_->kind);
+    }
     if (interrupted_) {
       for (auto& c : clients_) c->link->abandon("dlbridge was interrupted");
       b_->abandon("dlbridge was interrupted");
@@ -522,9 +563,12 @@ class FanoutBridge {
   std::unique_ptr<SessionListener> listener_;
   std::unique_ptr<Link> b_;
   std::vector<std::unique_ptr<Client>> clients_;
-  Timer stats_timer_;
+  Timer stats_timer_, first_client_timer_;
+  Clock::time_point waiting_since_{};
+  std::optional<Error> fatal_;  // side a gave up waiting for its first client
   std::uint64_t base_ = 0;      // number of the oldest message from b not released yet
   std::uint64_t frontier_ = 0;  // messages from b below it went to at least one client
+  std::uint64_t covered_ = 0;   // messages from b below it were settled by at least one client
   std::uint64_t joined_ = 0, left_ = 0;
   bool b_ended_ = false, pumping_ = false, again_ = false, interrupted_ = false, wake_pump_ = false;
 };

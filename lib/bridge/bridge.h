@@ -11,8 +11,9 @@
 //
 // Message fanout (--fanout): side a is a multi-session SessionListener, one Link per native
 // client session; what b sends goes to every client attached, and is released upstream once
-// every client that got it settled it or left (the slowest sets the pace); what any client sends
-// goes to b. Rules in dlbridge(1), Fanout.
+// some client settled it and every client that got it settled it or left (the slowest sets the
+// pace; what nobody settled waits for the next client); what any client sends goes to b. Rules
+// in dlbridge(1), Fanout.
 //
 // Raw mode (--raw): plain TCP byte forwarding for protocols that are not ours, one upstream
 // connection per accepted client, half-close passed through.

@@ -373,6 +373,14 @@ void Server::on_request(Session& s, const Packet& p) {
   }
   if (s.parts.test(q.part)) return;  // a duplicate part
   s.client_cap = static_cast<double>(q.rate_bits) / 8;
+  // Ranges already sent count no more: drop them (when they are half the plan, or it nears
+  // its cap: amortised, and the cap still bounds memory), so that kMaxPlan bounds what is
+  // still to send. Kept, they filled the plan after ~130k repairs (at 10% loss, 85% into a
+  // 2 GiB pass) and every later repair was refused until the next pass.
+  if (s.plan_i > 0 && (2 * s.plan_i >= s.plan.size() || s.plan.size() + 4096 >= kMaxPlan)) {
+    s.plan.erase(s.plan.begin(), s.plan.begin() + static_cast<std::ptrdiff_t>(s.plan_i));
+    s.plan_i = 0;
+  }
   // Every range must lie within the payload; a bad one refuses the whole part.
   RangeReader rr(q);
   ByteRange r;

@@ -28,41 +28,113 @@ void PrefixHasher::advance(std::uint64_t end) {
   cv_.notify_one();
 }
 
+void PrefixHasher::lend(unsigned buffer, std::span<const Span> spans) {
+  if (buffer >= kBuffers || spans.empty()) return;
+  std::lock_guard<std::mutex> g(m_);
+  for (const Span& s : spans) {
+    if (s.len == 0 || s.offset < lent_end_ || s.offset + s.len <= done_.load()) continue;
+    lent_.push_back({s, buffer});
+    ++count_[buffer];
+    lent_end_ = s.offset + s.len;
+  }
+}
+
+void PrefixHasher::reclaim(unsigned buffer) {
+  if (buffer >= kBuffers) return;
+  std::unique_lock<std::mutex> lk(m_);
+  busy_cv_.wait(lk, [&] { return busy_ != static_cast<int>(buffer); });
+  if (count_[buffer] == 0) return;
+  std::erase_if(lent_, [&](const Lent& l) { return l.buffer == buffer; });
+  count_[buffer] = 0;
+}
+
+bool PrefixHasher::consume(std::span<const std::uint8_t> bytes, Error& err) {
+  hash_.update(bytes);
+  for (std::size_t off = 0; stream_fd_ >= 0 && off < bytes.size();) {
+    ssize_t w = ::write(stream_fd_, bytes.data() + off, bytes.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      err = errno_error(ErrorKind::io, "stdout", w < 0 ? errno : EIO);
+      return false;
+    }
+    off += static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
 void PrefixHasher::loop() {
+  constexpr std::size_t kBatch = 256;  // lent spans taken per lock
+  Span batch[kBatch];
   std::unique_lock<std::mutex> lk(m_);
   for (;;) {
     cv_.wait(lk, [this] { return stop_ || target_ > done_.load(); });
     if (stop_) return;
     std::uint64_t target = target_;
-    lk.unlock();
     std::uint64_t at = done_.load();
     Error err;
     bool bad = false;
-    while (at < target) {
-      std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), target - at));
-      ssize_t got = ::pread(fd_, buf_.data(), n, static_cast<off_t>(at));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        err = errno_error(ErrorKind::io, "read back the output", got < 0 ? errno : EIO);
-        bad = true;
-        break;
+    while (at < target && !bad) {
+      // Lent spans wholly behind `at` are of no use any more.
+      while (!lent_.empty() && lent_.front().span.offset + lent_.front().span.len <= at) {
+        --count_[lent_.front().buffer];
+        lent_.pop_front();
       }
-      hash_.update({buf_.data(), static_cast<std::size_t>(got)});
-      for (std::size_t off = 0; stream_fd_ >= 0 && off < static_cast<std::size_t>(got);) {
-        ssize_t w = ::write(stream_fd_, buf_.data() + off, static_cast<std::size_t>(got) - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-          err = errno_error(ErrorKind::io, "stdout", w < 0 ? errno : EIO);
+      std::size_t k = 0;
+      if (!lent_.empty() && lent_.front().span.offset <= at) {
+        // Hash from the caller's buffer: a run of spans of one buffer, each continuing the
+        // last, up to the target. The buffer is marked busy so reclaim() waits for us.
+        unsigned buffer = lent_.front().buffer;
+        std::uint64_t next = at;
+        for (const Lent& l : lent_) {
+          if (k == kBatch || l.buffer != buffer || l.span.offset > next || next >= target) break;
+          std::uint64_t from = std::max(next, l.span.offset);
+          std::uint64_t to = std::min(l.span.offset + l.span.len, target);
+          batch[k++] = {from, l.span.bytes + (from - l.span.offset), static_cast<std::size_t>(to - from)};
+          next = to;
+        }
+        busy_ = static_cast<int>(buffer);
+        lk.unlock();
+        std::uint64_t n = 0;
+        for (std::size_t i = 0; i < k && !bad; ++i) {
+          bad = !consume({batch[i].bytes, batch[i].len}, err);
+          n += batch[i].len;
+        }
+        from_buffers_.fetch_add(n, std::memory_order_relaxed);
+        at += n;
+        done_.store(at);
+        lk.lock();
+        busy_ = -1;
+        busy_cv_.notify_all();
+        continue;
+      }
+      // Not lent (arrived out of order, or its buffer was reclaimed): read it back.
+      std::uint64_t stop_at = target;
+      if (!lent_.empty()) stop_at = std::min(stop_at, lent_.front().span.offset);
+      lk.unlock();
+      while (at < stop_at) {
+        std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), stop_at - at));
+        ssize_t got = ::pread(fd_, buf_.data(), n, static_cast<off_t>(at));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+          err = errno_error(ErrorKind::io, "read back the output", got < 0 ? errno : EIO);
           bad = true;
           break;
         }
-        off += static_cast<std::size_t>(w);
+        if (!consume({buf_.data(), static_cast<std::size_t>(got)}, err)) {
+          bad = true;
+          break;
+        }
+        at += static_cast<std::uint64_t>(got);
+        done_.store(at);
+        // Lent bytes may have come in meanwhile: look again every piece.
+        if (m_.try_lock()) {
+          bool lent_here = !lent_.empty() && lent_.front().span.offset <= at + buf_.size();
+          m_.unlock();
+          if (lent_here) break;
+        }
       }
-      if (bad) break;
-      at += static_cast<std::uint64_t>(got);
-      done_.store(at);
+      lk.lock();
     }
-    lk.lock();
     if (bad) {
       failed_ = true;
       error_ = err;

@@ -81,3 +81,64 @@ TEST_CASE("a closed stream is reported; destruction mid-way does not hang") {
   ::close(p[1]);
   ::close(fd);
 }
+
+TEST_CASE("lent buffers are hashed in place; reclaimed ones are read back from the file") {
+  std::vector<std::uint8_t> data(3 * (1 << 20) + 777);
+  int fd = temp_file(data);
+  Sha256 one;
+  one.update(data);
+  Digest want = one.finish();
+  // Buffer 0 holds a true copy of the first MiB in 1000-byte spans; buffer 1 holds garbage
+  // claimed to be the second MiB, and is reclaimed before the prefix reaches it: the digest
+  // must come out right, and only the first MiB may count as hashed from buffers.
+  std::vector<std::uint8_t> good(data.begin(), data.begin() + (1 << 20));
+  std::vector<std::uint8_t> junk(1 << 20, 0xAB);
+  PrefixHasher h(fd, -1);
+  std::vector<PrefixHasher::Span> spans;
+  for (std::size_t off = 0; off < good.size(); off += 1000) {
+    spans.push_back({off, good.data() + off, std::min<std::size_t>(1000, good.size() - off)});
+  }
+  h.lend(0, spans);
+  spans.clear();
+  for (std::size_t off = 0; off < junk.size(); off += 4096) {
+    spans.push_back({(1u << 20) + off, junk.data() + off, 4096});
+  }
+  h.lend(1, spans);
+  h.reclaim(1);
+  h.lend(2, std::vector<PrefixHasher::Span>{{10, junk.data(), 10}});  // behind what was lent: ignored
+  auto d = h.finish(data.size());
+  REQUIRE(d.ok());
+  CHECK(*d == want);
+  CHECK(h.hashed_from_buffers() == good.size());
+  h.reclaim(0);  // nothing left to wait for
+  ::close(fd);
+}
+
+TEST_CASE("reclaim waits while the worker hashes from that buffer, and the digest stays right") {
+  std::vector<std::uint8_t> data(8 << 20);
+  int fd = temp_file(data);
+  Sha256 one;
+  one.update(data);
+  Digest want = one.finish();
+  std::vector<std::uint8_t> copy = data;  // the "receive buffers": 8 of 1 MiB
+  PrefixHasher h(fd, -1);
+  for (unsigned b = 0; b < 8; ++b) {
+    std::vector<PrefixHasher::Span> spans;
+    for (std::size_t off = 0; off < (1u << 20); off += 1440) {
+      std::size_t at = b * (1u << 20) + off;
+      spans.push_back({at, copy.data() + at, std::min<std::size_t>(1440, (1u << 20) - off)});
+    }
+    h.lend(b, spans);
+    h.advance((b + 1) * (1u << 20));
+    if (b >= 2) {
+      // Overwrite an older buffer as a receiver would: only after reclaiming it.
+      unsigned old = b - 2;
+      h.reclaim(old);
+      std::fill(copy.begin() + old * (1 << 20), copy.begin() + (old + 1) * (1 << 20), 0xEE);
+    }
+  }
+  auto d = h.finish(data.size());
+  REQUIRE(d.ok());
+  CHECK(*d == want);
+  ::close(fd);
+}

@@ -322,20 +322,12 @@ Error Link::io_failure(Conn* c, const std::string& what, int err) {
 
 ssize_t Link::conn_recv(Conn* c, void* buf, std::size_t n) {
   if (!c->tls) return ::recv(c->fd.get(), buf, n, MSG_DONTWAIT);
-  TlsResult r = c->tls->read({static_cast<std::uint8_t*>(buf), n});
+  ssize_t got = c->tls->recv(buf, n);
   // The listener accepted us once it sent anything (TLS 1.3 sends a ticket after checking our
   // certificate): from then on a failed handshake with it is likelier damage than a refusal.
   if (c->dialer && !tls_peer_known_ && c->tls->peer_accepted()) tls_peer_known_ = true;
-  switch (r.status) {
-    case TlsIo::ok: return static_cast<ssize_t>(r.bytes);
-    case TlsIo::eof: return 0;
-    case TlsIo::want_read:
-    case TlsIo::want_write: errno = EAGAIN; return -1;
-    case TlsIo::failed: break;
-  }
-  c->io_error = c->tls->error();
-  errno = EPROTO;
-  return -1;
+  if (got < 0 && errno == EPROTO) c->io_error = c->tls->error();
+  return got;
 }
 
 ssize_t Link::conn_send(Conn* c, const iovec* iov, int n_iov) {
@@ -345,17 +337,9 @@ ssize_t Link::conn_send(Conn* c, const iovec* iov, int n_iov) {
     msg.msg_iovlen = static_cast<std::size_t>(n_iov);
     return ::sendmsg(c->fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
   }
-  TlsResult r = c->tls->writev({iov, static_cast<std::size_t>(n_iov)});
-  if (r.status == TlsIo::failed) {
-    c->io_error = c->tls->error();
-    errno = EPROTO;
-    return -1;
-  }
-  if (r.bytes == 0 && n_iov > 0) {
-    errno = EAGAIN;
-    return -1;
-  }
-  return static_cast<ssize_t>(r.bytes);
+  ssize_t sent = c->tls->sendv(iov, n_iov);
+  if (sent < 0 && errno == EPROTO) c->io_error = c->tls->error();
+  return sent;
 }
 
 // Pushes out a TLS record that is built but not yet sent. False: still pending (wait for
@@ -640,7 +624,13 @@ void Link::give_up(const Error* dial_error) {
     session_over(make_error(ErrorKind::disconnected, "peer " + peer_name(),
                             "gone for " + seconds_text(waited) + " s; last error: " + e.message()));
   } else {
-    if (waited >= 0.05) e.detail += (e.detail.empty() ? "" : " ") + std::string("(tried for ") + seconds_text(waited) + " s)";
+    if (waited >= 0.05) {
+      // Never between the context and the system's reason: "connect HOST:PORT (tried for 10.0 s):
+      // Connection refused", "TLS ...: bad record (tried for 10.0 s)".
+      std::string note = "(tried for " + seconds_text(waited) + " s)";
+      if (e.sys_errno != 0 && e.detail.empty()) e.context += " " + note;
+      else e.detail += (e.detail.empty() ? "" : " ") + note;
+    }
     fail(e);
   }
 }

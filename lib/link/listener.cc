@@ -3,8 +3,14 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
 
 #include "lib/base/random.h"
 #include "lib/link/link.h"
@@ -15,6 +21,24 @@ namespace {
 
 constexpr std::size_t kMaxCandidates = 64;     // connections still in their protocol handshake
 constexpr std::size_t kMaxTlsHandshakes = 64;  // strangers in their TLS handshake at once
+
+// Where a connection comes from, for fairness among newcomers: the IPv4 address, an IPv6 /64
+// (what one host usually holds), or one key for all unix peers.
+std::array<std::uint8_t, 9> source_of(const SocketAddress& a) {
+  std::array<std::uint8_t, 9> k{};  // the address bytes, then which kind they are
+  if (a.family() == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(a.get());
+    std::memcpy(k.data(), &in->sin_addr, 4);
+    k[8] = 4;
+  } else if (a.family() == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(a.get());
+    const std::uint8_t* b = in6->sin6_addr.s6_addr;
+    bool v4 = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr);
+    std::memcpy(k.data(), v4 ? b + 12 : b, v4 ? 4 : 8);
+    k[8] = v4 ? 4 : 6;
+  }
+  return k;
+}
 
 }  // namespace
 
@@ -90,7 +114,10 @@ void SessionListener::detach(Link& link) {
 
 void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer) {
   if (!peer) {
-    // Out of descriptors: the Acceptor pauses a moment by itself.
+    // Out of descriptors: the Acceptor pauses a moment by itself and tries again, every 100 ms
+    // while it lasts. Said once until a connection is accepted again.
+    if (exhaustion_reported_) return;
+    exhaustion_reported_ = true;
     if (obs_) obs_->on_event(LinkEvent::warning, "accept", &e);
     return;
   }
@@ -100,12 +127,36 @@ void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer)
 }
 
 void SessionListener::on_accepted(Accepted a) {
+  exhaustion_reported_ = false;
   auto p = std::make_unique<Pending>();
   p->n.fd = std::move(a.fd);
   p->n.peer = a.peer;
   p->n.opened = Clock::now();
   if (tls_) start_tls(std::move(p));
   else begin_detection(std::move(p));
+}
+
+// Who makes room when a list is full: the oldest connection of the source that holds the most,
+// so a stranger flooding from one address evicts its own connections and not a real dialer's
+// slow handshake (64 strangers in a row from one address would otherwise push out everybody).
+SessionListener::Pending* SessionListener::evictee(const PendingList& list) {
+  // Sources sorted, then each run counted: a list is at most 64 long, and under a flood this
+  // runs once per newcomer.
+  std::vector<std::pair<std::array<std::uint8_t, 9>, std::size_t>> by_source;
+  by_source.reserve(list.size());
+  for (std::size_t i = 0; i < list.size(); ++i) by_source.emplace_back(source_of(list[i]->n.peer), i);
+  std::sort(by_source.begin(), by_source.end());
+  std::size_t victim = 0, most = 0;
+  for (std::size_t run = 0; run < by_source.size();) {
+    std::size_t end = run;
+    while (end < by_source.size() && by_source[end].first == by_source[run].first) ++end;
+    if (end - run > most) {
+      most = end - run;
+      victim = by_source[run].second;  // the smallest index of the run: its oldest
+    }
+    run = end;
+  }
+  return list.empty() ? nullptr : list[victim].get();
 }
 
 std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& list, Pending* p) {
@@ -123,9 +174,9 @@ std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& lis
 void SessionListener::start_tls(std::unique_ptr<Pending> p) {
   if (tls_pending_.size() >= kMaxTlsHandshakes) {
     // Strangers that never finish a handshake must not lock the real peer out: the oldest of
-    // them makes room.
+    // the source that holds the most makes room.
     auto alive = alive_;
-    tls_failed(tls_pending_.front().get(),
+    tls_failed(evictee(tls_pending_),
                make_error(ErrorKind::timeout, "TLS", "dropped: too many connections in their handshake"));
     if (!*alive) return;
   }
@@ -158,10 +209,9 @@ void SessionListener::tls_failed(Pending* p, Error e) {
   auto doomed = take(tls_pending_, p);
   if (!doomed) return;
   if (e.id == "tls-not-tls") {
-    // A dialer without keys: answer with a TLS alert record (fatal, protocol_version), which
-    // our own plain dialers recognise and report as "the listener speaks TLS".
-    static const std::uint8_t kAlert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
-    [[maybe_unused]] auto n = ::send(doomed->n.fd.get(), kAlert, sizeof kAlert, MSG_DONTWAIT | MSG_NOSIGNAL);
+    // A dialer without keys: answer in TLS terms, which our own plain dialers recognise and
+    // report as "the listener speaks TLS".
+    send_tls_refusal(doomed->n.fd.get());
   }
   e.context = "TLS";  // the report names the peer already
   auto alive = alive_;
@@ -182,8 +232,8 @@ void SessionListener::begin_detection(std::unique_ptr<Pending> p) {
   }
   if (candidates_.size() >= kMaxCandidates) {
     // Strangers that do not finish a handshake must not lock the real peer out: the oldest of
-    // them makes room.
-    std::unique_ptr<Pending> oldest = take(candidates_, candidates_.front().get());
+    // the source that holds the most makes room.
+    std::unique_ptr<Pending> oldest = take(candidates_, evictee(candidates_));
     Error e = make_error(ErrorKind::timeout, "connection from " + oldest->n.peer.to_string(),
                          "dropped: too many connections still in their handshake");
     auto alive = alive_;

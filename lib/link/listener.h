@@ -80,7 +80,7 @@ class SessionListener {
   using NewSession = std::function<Link*(const Newcomer& newcomer, Error* why)>;
 
   // `observer` (may be null) hears rejected (detail: the peer) and warning (the acceptor paused
-  // when out of descriptors); nothing else. Not owned; must outlive the listener.
+  // when out of descriptors: once until it accepts again); nothing else. Not owned; must outlive the listener.
   SessionListener(Reactor& reactor, ListenerOptions options, LinkObserver* observer, NewSession new_session);
   // Detaches the links; they keep their connections but get no new ones.
   ~SessionListener();
@@ -117,6 +117,7 @@ class SessionListener {
   void on_candidate_io(Pending* p);
   void read_candidate(Pending* p);
   std::unique_ptr<Pending> take(PendingList& list, Pending* p);
+  static Pending* evictee(const PendingList& list);
   void refuse(std::unique_ptr<Pending> p, const Error& why, bool tell);
   void hand_over(std::unique_ptr<Pending> p);
   void reschedule();
@@ -133,6 +134,7 @@ class SessionListener {
   PendingList tls_pending_;  // in their TLS handshake
   PendingList candidates_;   // in their protocol handshake
   std::vector<Link*> links_;
+  bool exhaustion_reported_ = false;  // out of descriptors, said once until the next accept
   Timer timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -314,3 +314,37 @@ TEST_CASE("one session (a Link that listens): a second dialer is refused while t
   for (int n = 0; n < 500; ++n) REQUIRE(rx.got[static_cast<std::size_t>(n)] == a.message(n));
   CHECK(b.ev.count(LinkEvent::connected) == 0);
 }
+
+TEST_CASE("several sessions: a session closed by its owner is forgotten at once; its dialer hears it is over") {
+  Reactor r;
+  Server server(r);
+  REQUIRE(server.listener.start());
+  Client c(r, server.port(), 0);
+  REQUIRE(c.link->start());
+  REQUIRE(run_until(r, [&] {
+    c.pump(100, false);
+    return server.sessions.size() == 1 && server.sessions[0]->rx.got.size() >= 50;
+  }, 400));
+  // The owner closes the session without a word and destroys the Link; the dialer's next
+  // connection (its HELLO names that session) must not reach the dead Link: it is refused
+  // alone, as a session this listener does not know, and the dialer stops (no replay).
+  server.sessions[0]->link->close();
+  CHECK(server.listener.sessions() == 0);
+  server.sessions.clear();
+  c.link->abort_connection();
+  REQUIRE(run_until(r, [&] {
+    c.pump(100, false);
+    return c.link->closed();
+  }, 400));
+  REQUIRE(c.link->failure());
+  CHECK(c.link->failure()->id == "session-lost");
+  CHECK(server.sessions.empty());
+  CHECK(server.listener_events.count(LinkEvent::rejected) >= 1);
+  // A fresh dialer still gets its own session: the listener goes on.
+  Client d(r, server.port(), 1);
+  REQUIRE(d.link->start());
+  REQUIRE(run_until(r, [&] {
+    d.pump(10);
+    return d.link->completed() && server.sessions.size() == 1 && server.sessions[0]->rx.got.size() == 10;
+  }, 400));
+}

@@ -130,10 +130,16 @@ Session::Established Session::establish(const frame::Hello& p) {
       session_lo_ = p.session_lo;
       known_ = true;
     }
-    prev_token_ = p.token;
-    prev_token_valid_ = true;
-    do token_ = nonzero_random();
-    while (token_ == prev_token_);
+    if (prev_token_valid_ && p.token == prev_token_ && token_ != 0) {
+      // The unconfirmed token again: our last answer was lost, or this is a replay. The token
+      // we gave in that answer stays good, so a replayed HELLO can never lock out a dialer
+      // that holds it; the replayer gets it too, as anyone who saw that answer did.
+    } else {
+      prev_token_ = p.token;
+      prev_token_valid_ = true;
+      do token_ = nonzero_random();
+      while (token_ == prev_token_);
+    }
   } else {
     incarnation_ = p.incarnation;
     token_ = p.token;

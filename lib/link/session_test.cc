@@ -273,3 +273,26 @@ TEST_CASE("end of stream per direction: complete once both ENDs are through") {
   l.ack_sent();
   CHECK(l.complete());
 }
+
+TEST_CASE("a replay of the dialer's unconfirmed HELLO never locks the real dialer out") {
+  // The dialer got our answer (its new token) and has not spoken since, so its old HELLO is
+  // still accepted (our answer might have been lost). A stranger replaying that HELLO in this
+  // window is admitted as a resume, but the token the real dialer holds must stay good: its
+  // reconnect resumes the session instead of being refused as stale (a final error).
+  Session d(dialer_cfg()), l(listener_cfg());
+  frame::Hello first = d.hello();
+  REQUIRE(handshake(d, l).action == Session::Admit::adopt);
+  REQUIRE(l.admit(first, false).action == Session::Admit::resume);  // the replay
+  l.establish(first);
+  frame::Hello real = through_wire(d.hello());  // the real dialer comes back with what it holds
+  auto v = l.admit(real, false);
+  CHECK(v.action == Session::Admit::resume);
+  CHECK(v.why.id.empty());
+  l.establish(real);
+  REQUIRE(d.check_answer(l.hello()));
+  d.establish(l.hello());
+  l.confirm();
+  CHECK(l.admit(first, false).action == Session::Admit::refuse);
+  CHECK(l.admit(real, false).action == Session::Admit::refuse);  // replaced by the next token
+  CHECK(l.admit(d.hello(), false).action == Session::Admit::resume);
+}

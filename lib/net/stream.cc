@@ -38,6 +38,19 @@ std::unique_ptr<Stream> Stream::from_fd(Reactor& reactor, Fd fd) {
   return s;
 }
 
+std::unique_ptr<Stream> Stream::from_layer(Reactor& reactor, std::unique_ptr<StreamLayer> layer) {
+  std::unique_ptr<Stream> s(new Stream(reactor));
+  s->fd_ = layer->fd();
+  s->type_ = Type::socket;
+  int fl = ::fcntl(s->fd_, F_GETFL);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(s->fd_, F_SETFL, fl | O_NONBLOCK);
+  s->nonblocking_ = false;  // bytes on the socket are not the plaintext: never splice
+  s->layer_ = std::move(layer);
+  Stream* p = s.get();
+  s->buffered_hook_ = reactor.before_poll([p] { p->deliver_buffered(); });
+  return s;
+}
+
 std::unique_ptr<Stream> Stream::from_inherited(Reactor& reactor, int fd, bool write_side) {
   std::unique_ptr<Stream> s(new Stream(reactor));
   s->type_ = type_of(fd);
@@ -51,6 +64,24 @@ std::unique_ptr<Stream> Stream::from_inherited(Reactor& reactor, int fd, bool wr
 Stream::~Stream() {
   *alive_ = false;
   if (watch_) reactor_.unwatch(watch_);
+  if (buffered_hook_) reactor_.remove_before_poll(buffered_hook_);
+}
+
+Error Stream::io_error(ErrorKind kind, const std::string& what, int err) const {
+  if (layer_) {
+    if (auto e = layer_->failure()) return *e;
+  }
+  return errno_error(kind, what, err);
+}
+
+// Input the layer decrypted already raises no poll() event: hand it over before sleeping, and
+// if the reader stopped early (its own budget), make the reactor come round again at once.
+void Stream::deliver_buffered() {
+  if (!layer_ || !want_read_ || !read_cb_ || !layer_->has_buffered_input()) return;
+  auto alive = alive_;
+  Callback cb = read_cb_;
+  cb();
+  if (*alive && layer_ && want_read_ && layer_->has_buffered_input()) reactor_.request_pass();
 }
 
 ssize_t Stream::read(void* buf, std::size_t len) {
@@ -59,6 +90,7 @@ ssize_t Stream::read(void* buf, std::size_t len) {
     return -1;
   }
   if (std_) return std_->read(buf, len);
+  if (layer_) return layer_->recv(buf, len);
   if (type_ == Type::socket) return ::recv(fd_, buf, len, 0);
   return ::read(fd_, buf, len);
 }
@@ -69,6 +101,11 @@ ssize_t Stream::writev(const iovec* iov, int count) {
     return -1;
   }
   if (std_) return std_->writev(iov, count);
+  if (layer_) {
+    ssize_t n = layer_->sendv(iov, count);
+    if (layer_->has_pending_output()) update();  // POLLOUT until the layer has sent it all
+    return n;
+  }
   if (type_ == Type::socket) {
     msghdr m{};
     m.msg_iov = const_cast<iovec*>(iov);
@@ -87,6 +124,11 @@ Status Stream::shutdown_write() {
   if (write_shut_) return ok_status();
   write_shut_ = true;
   want_write_ = false;
+  if (layer_) {
+    layer_->shutdown_write();
+    update();
+    return ok_status();
+  }
   if (type_ == Type::socket) {
     if (::shutdown(fd_, SHUT_WR) != 0 && errno != ENOTCONN) return errno_error(ErrorKind::io, "shutdown", errno);
     update();
@@ -124,7 +166,8 @@ void Stream::want_write(bool on) {
 }
 
 void Stream::update() {
-  short ev = static_cast<short>((want_read_ ? POLLIN : 0) | (want_write_ ? POLLOUT : 0));
+  bool layer_out = layer_ && layer_->has_pending_output();
+  short ev = static_cast<short>((want_read_ ? POLLIN : 0) | (want_write_ || layer_out ? POLLOUT : 0));
   if (fd_ < 0) return;
   if (!watch_) {
     if (ev == 0) return;
@@ -142,7 +185,13 @@ void Stream::on_event(short revents) {
     cb();
     if (!*alive) return;
   }
-  if (want_write_ && (revents & (POLLOUT | bad)) && write_cb_) {
+  bool drained = false;
+  if (layer_ && layer_->has_pending_output() && (revents & (POLLOUT | bad))) {
+    drained = layer_->flush();
+    if (drained && !want_write_) update();
+  }
+  // A writer waiting for the layer to drain (closing) hears of it like a writable socket.
+  if ((want_write_ || drained) && (revents & (POLLOUT | bad)) && write_cb_) {
     Callback cb = write_cb_;
     cb();
   }

@@ -544,6 +544,11 @@ std::string TlsSession::peer_identity() const {
   return subject_of(cert) + " (" + pin_text(spki_sha256(cert)) + ")";
 }
 
+std::string TlsSession::suite() const {
+  const SSL_CIPHER* c = established_ ? SSL_get_current_cipher(ssl_) : nullptr;
+  return c ? SSL_CIPHER_get_name(c) : "";
+}
+
 TlsResult TlsSession::fail_with(int ret, const char* op) {
   int err = SSL_get_error(ssl_, ret);
   if (err == SSL_ERROR_WANT_READ) return {TlsIo::want_read, 0};
@@ -751,6 +756,44 @@ TlsResult TlsSession::writev(std::span<const iovec> iov) {
     return {TlsIo::want_write, taken + len};
   }
   return {TlsIo::ok, taken};
+}
+
+ssize_t TlsSession::recv(void* buf, std::size_t n) {
+  TlsResult r = read({static_cast<std::uint8_t*>(buf), n});
+  switch (r.status) {
+    case TlsIo::ok: return static_cast<ssize_t>(r.bytes);
+    case TlsIo::eof: return 0;
+    case TlsIo::want_read:
+    case TlsIo::want_write: errno = EAGAIN; return -1;
+    case TlsIo::failed: break;
+  }
+  errno = EPROTO;
+  return -1;
+}
+
+ssize_t TlsSession::sendv(const iovec* iov, int n_iov) {
+  TlsResult r = writev({iov, static_cast<std::size_t>(n_iov)});
+  if (r.status == TlsIo::failed) {
+    errno = EPROTO;
+    return -1;
+  }
+  if (r.bytes == 0 && n_iov > 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return static_cast<ssize_t>(r.bytes);
+}
+
+void send_tls_refusal(int fd) {
+  static const std::uint8_t kAlert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
+  [[maybe_unused]] auto n = ::send(fd, kAlert, sizeof kAlert, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+Error listener_needs_keys(const std::string& peer) {
+  Error e = make_error(ErrorKind::auth, "peer " + peer,
+                       "the listener speaks TLS: it needs keys (--psk, or --cert with --ca/--pin; see dl-security(7))");
+  e.final = true;
+  return e;
 }
 
 TlsIo TlsSession::shutdown() {

@@ -15,6 +15,7 @@
 // new connection); a dropped socket is a retryable disconnect.
 #pragma once
 
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <cstddef>
@@ -52,6 +53,15 @@ struct TlsFlags {
 };
 
 enum class TlsRole { dialer, listener };
+
+// What a listener with keys sends a dialer without keys before closing: a fatal TLS alert
+// (protocol_version). Our plain dialers see it where the peer's first bytes should be
+// (is_tls_alert) and give up with listener_needs_keys() (auth, final). Best effort, never blocks.
+void send_tls_refusal(int fd);
+inline bool is_tls_alert(std::span<const std::uint8_t> first_bytes) {
+  return !first_bytes.empty() && first_bytes[0] == 0x15;
+}
+Error listener_needs_keys(const std::string& peer);
 
 // Pre-shared key files: one line `[IDENTITY ]KEY`, KEY 16 to 48 bytes as hex or base64,
 // IDENTITY (default "datalink") printable without spaces; blank lines and lines starting with
@@ -140,6 +150,9 @@ class TlsSession {
   bool peer_accepted() const { return established_ && (peer_spoke_ || config_->role() == TlsRole::listener); }
   // Who the peer proved to be: "psk 'datalink'", "CN=robot-7 (sha256:...)".
   std::string peer_identity() const;
+  // The cipher suite negotiated, e.g. "TLS_AES_128_GCM_SHA256" (our first choice: the fastest
+  // with AES-NI); empty before the handshake.
+  std::string suite() const;
 
   // Reads decrypted bytes into `out` until it is full or the socket has nothing more (one call
   // may consume several records). ok with bytes > 0; want_read (nothing now); eof (the peer's
@@ -161,6 +174,13 @@ class TlsSession {
   }
   TlsResult flush() { return writev({}); }
   bool has_pending_output() const { return pending_ > 0; }
+
+  // read() and writev() with socket manners, for code written against recv(2)/sendmsg(2):
+  // >0 bytes, 0 at the peer's close_notify, -1 with errno EAGAIN (wait for the socket; a
+  // sendv that took bytes returns them even when a record still waits, see writev) or EPROTO
+  // (failed: error() says why).
+  ssize_t recv(void* buf, std::size_t n);
+  ssize_t sendv(const iovec* iov, int n_iov);
 
   // Sends close_notify once (after pending output): ok when sent, want_write to call again.
   // The socket's own shutdown(SHUT_WR) remains the caller's.

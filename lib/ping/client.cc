@@ -20,6 +20,7 @@
 #include "lib/codec/frame.h"
 #include "lib/codec/ping_payload.h"
 #include "lib/net/net.h"
+#include "lib/net/tls_gate.h"
 #include "lib/ping/svg_plot.h"
 
 namespace dl::ping {
@@ -35,7 +36,9 @@ struct Client::Impl {
   ToolContext& ctx;
   Reactor& r;
   Target t;
-  Fd fd;
+  std::unique_ptr<TlsSocket> sock;  // udp, TCP or unix; through TLS with keys
+  std::shared_ptr<TlsConfig> tls;
+  bool heard = false;  // any byte from the peer yet
   Reactor::Id watch = 0;
   Timer tick;
   std::int64_t tick_at = INT64_MAX;  // when `tick` fires, while armed
@@ -85,8 +88,8 @@ struct Client::Impl {
   std::mt19937_64 rng;
   std::string payload_json, line, line_id;
 
-  Impl(const DlpingOptions& o_, ToolContext& c, Reactor& r_, Target t_)
-      : o(o_), ctx(c), r(r_), t(std::move(t_)), tick(r_, [this] { on_tick(); }) {
+  Impl(const DlpingOptions& o_, ToolContext& c, Reactor& r_, Target t_, std::shared_ptr<TlsConfig> tls_)
+      : o(o_), ctx(c), r(r_), t(std::move(t_)), tls(std::move(tls_)), tick(r_, [this] { on_tick(); }) {
     rng.seed(secure_random_u64());
   }
 
@@ -115,7 +118,7 @@ struct Client::Impl {
       SocketAddress peer;
       auto f = udp_connect(t, &peer);
       if (!f) return fail(f.error()), false;
-      fd = std::move(*f);
+      sock = std::make_unique<TlsSocket>(std::move(*f));
       figures.setup_s = -1;
       return true;
     }
@@ -144,9 +147,20 @@ struct Client::Impl {
         r.run_once(std::chrono::duration_cast<Clock::duration>(give_up - Clock::now()));
       }
       r.unwatch(w);
+      if (done == 1 && tls) {
+        // Keys: the handshake is part of setting up (and of its time); a refusal is final.
+        auto s = secure(std::move(*f), a, give_up);
+        if (!s) {
+          if (stopping) return false;
+          return fail(s.error()), false;
+        }
+        figures.setup_s = static_cast<double>(mono_ns() - t0) / 1e9;
+        sock = std::move(*s);
+        return true;
+      }
       if (done == 1) {
         figures.setup_s = static_cast<double>(mono_ns() - t0) / 1e9;
-        fd = std::move(*f);
+        sock = std::make_unique<TlsSocket>(std::move(*f));
         return true;
       }
       if (stopping) return false;
@@ -154,6 +168,21 @@ struct Client::Impl {
     }
     fail(last ? *last : make_error(ErrorKind::connect, "connect " + t.text, "no address"));
     return false;
+  }
+
+  Result<std::unique_ptr<TlsSocket>> secure(Fd f, const SocketAddress& a, Clock::time_point give_up) {
+    std::unique_ptr<TlsSocket> secured;
+    std::optional<Error> refused;
+    TlsGateOptions go;
+    go.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - Clock::now());
+    TlsGate gate(
+        r, tls, go, [&](std::unique_ptr<TlsSocket> s, const SocketAddress&) { secured = std::move(s); },
+        [&](const Error& e, const SocketAddress&) { refused = e; });
+    gate.admit(std::move(f), a, t.endpoint.kind == Endpoint::Kind::tcp ? t.endpoint.host : std::string());
+    while (!secured && !refused && !stopping) r.run_once(std::chrono::milliseconds(100));
+    if (secured) return secured;
+    if (refused) return *refused;
+    return make_error(ErrorKind::cancelled, "TLS handshake with " + a.to_string(), "interrupted");
   }
 
   // ---- phases
@@ -308,7 +337,7 @@ struct Client::Impl {
 
   void send_bytes(const void* p, std::size_t n) {
     if (t.udp) {
-      if (::send(fd.get(), p, n, 0) < 0 && errno != EAGAIN && errno != ECONNREFUSED && errno != ENOBUFS) {
+      if (::send(sock->fd(), p, n, 0) < 0 && errno != EAGAIN && errno != ECONNREFUSED && errno != ENOBUFS) {
         fail(errno_error(ErrorKind::io, "send " + t.text, errno));
       }
       return;  // a datagram the kernel would not take is a lost probe, as on any network
@@ -317,10 +346,10 @@ struct Client::Impl {
   }
 
   void flush() {
-    if (t.udp || out.empty()) return;
-    auto st = out.flush(fd.get());
+    if (t.udp || out.drained(*sock)) return;
+    auto st = out.flush(*sock);
     if (!st) return fail(Error(st.error()));
-    bool need = !out.empty();
+    bool need = !out.drained(*sock);
     if (need != want_write) {
       want_write = need;
       r.set_events(watch, static_cast<short>(POLLIN | (need ? POLLOUT : 0)));
@@ -332,10 +361,11 @@ struct Client::Impl {
     if (ev & POLLOUT) flush();
     if (!(ev & (POLLIN | POLLHUP | POLLERR))) return;
     for (int rounds = 0; rounds < 64 && !finished; ++rounds) {
-      long n = in.read_from(fd.get(), t.udp);
+      long n = t.udp ? in.read_from(sock->fd(), true) : in.read_from(*sock);
       std::int64_t t3 = mono_ns();
       if (!take(n, t3)) break;
-      if (!t.udp && static_cast<std::size_t>(n) < 4096) break;  // drained, most likely: back to poll
+      // Drained, most likely: back to poll (bytes held inside TLS raise no poll event: not yet).
+      if (!t.udp && static_cast<std::size_t>(n) < 4096 && !sock->has_buffered_input()) break;
     }
     if (!finished) schedule();
   }
@@ -349,9 +379,15 @@ struct Client::Impl {
         refused_said = true;
         return true;
       }
+      if (auto e = sock->failure()) return fail(*e), false;
       fail(errno_error(ErrorKind::disconnected, t.text, errno));
       return false;
     }
+    if (!heard && !tls && !t.udp && is_tls_alert({in.data(), in.size()})) {
+      // A TLS alert where the first reply should be: the responder has keys and we have none.
+      return fail(listener_needs_keys(t.text)), false;
+    }
+    if (n > 0) heard = true;
     if (n == 0) {
       if (t.udp) return true;
       std::uint64_t answered = book ? book->received() : 0;
@@ -378,18 +414,18 @@ struct Client::Impl {
   int direct_rounds = 0;
 
   void setup_direct() {
-    if (!o.flood || o.window != 1 || t.udp || o.busy_poll) return;
-    int flags = ::fcntl(fd.get(), F_GETFL);
-    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) return;
+    if (!o.flood || o.window != 1 || t.udp || o.busy_poll || tls) return;  // TLS reads its own way
+    int flags = ::fcntl(sock->fd(), F_GETFL);
+    if (flags < 0 || ::fcntl(sock->fd(), F_SETFL, flags & ~O_NONBLOCK) != 0) return;
     timeval tv{0, 20000};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(sock->fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     direct = true;
   }
 
   bool direct_round() {
     if (!direct || direct_rounds >= kDirectRounds || !book || book->outstanding() == 0 || !out.empty()) return false;
     ++direct_rounds;
-    long n = in.read_from(fd.get(), false, true);
+    long n = in.read_from(sock->fd(), false, true);
     std::int64_t t3 = mono_ns();
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
       direct_rounds = kDirectRounds;  // quiet for 20 ms: let the reactor look at timers and signals
@@ -559,8 +595,8 @@ struct Client::Impl {
       if (stopping && !error) return exit_code(ErrorKind::cancelled);
       return finish();
     }
-    if (o.busy_poll) socket_busy_poll(fd.get());
-    watch = r.watch(fd.get(), POLLIN, [this](short ev) { on_io(ev); });
+    if (o.busy_poll) socket_busy_poll(sock->fd());
+    watch = r.watch(sock->fd(), POLLIN, [this](short ev) { on_io(ev); });
     run_start = mono_ns();
     deadline = std::isinf(o.deadline_s) ? INT64_MAX : run_start + to_ns(o.deadline_s);
     if (!o.json && !o.verbosity.quiet) {
@@ -572,12 +608,23 @@ struct Client::Impl {
     while (!finished) {
       if (direct_round()) continue;
       direct_rounds = 0;
+      if (sock->has_buffered_input()) {
+        // Replies already decrypted: no poll event will announce them.
+        on_io(POLLIN);
+        r.run_once(Clock::duration::zero());
+        continue;
+      }
       r.run_once();
     }
     return finish();
   }
 
   int finish() {
+    // With keys, an orderly end says so (close_notify), or the responder sees a cut.
+    if (sock && sock->tls() && !error) {
+      sock->shutdown_write();
+      (void)sock->flush();
+    }
     if (csv) {
       if (std::fclose(csv) != 0 && !error) error = errno_error(ErrorKind::io, "--csv " + o.csv_path, errno);
       csv = nullptr;
@@ -620,8 +667,8 @@ struct Client::Impl {
   }
 };
 
-Client::Client(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t)
-    : impl_(std::make_unique<Impl>(o, ctx, r, std::move(t))) {}
+Client::Client(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t, std::shared_ptr<TlsConfig> tls)
+    : impl_(std::make_unique<Impl>(o, ctx, r, std::move(t), std::move(tls))) {}
 Client::~Client() = default;
 int Client::run() { return impl_->run(); }
 void Client::interim() {

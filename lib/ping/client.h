@@ -7,6 +7,7 @@
 
 #include "lib/app/context.h"
 #include "lib/net/reactor.h"
+#include "lib/net/tls.h"
 #include "lib/ping/dlping.h"
 #include "lib/ping/report.h"
 #include "lib/ping/transport.h"
@@ -15,7 +16,8 @@ namespace dl::ping {
 
 class Client {
  public:
-  Client(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t);
+  // `tls`: the loaded keys (null: none); every TCP or unix connection goes through TLS with them.
+  Client(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t, std::shared_ptr<TlsConfig> tls = nullptr);
   ~Client();
   // Connects, measures, prints; returns the exit code. Blocks.
   int run();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fmt/format.h>
 
+#include "lib/app/cli.h"
 #include "lib/base/units.h"
 #include "lib/ping/client.h"
 #include "lib/ping/responder.h"
@@ -51,6 +52,13 @@ int run_dlping(const DlpingOptions& o, ToolContext& ctx) {
   if (!target) return fail(target.error());
   if (target->udp && o.proto == Proto::fastsocket)
     return fail(make_error(ErrorKind::usage, "--proto fastsocket", "fastSocket runs over TCP (or unix), not udp:"));
+  if (auto st = check_key_flags(o.tls, o.listen, !target->udp); !st) return fail(st.error());
+  std::shared_ptr<TlsConfig> tls;
+  if (o.tls.any()) {
+    auto cfg = TlsConfig::load(o.tls, o.listen ? TlsRole::listener : TlsRole::dialer);
+    if (!cfg) return fail(cfg.error());
+    tls = std::move(*cfg);
+  }
   if (o.cpu >= 0) {
     auto st = pin_to_cpu(o.cpu);
     if (!st) return fail(st.error());
@@ -58,7 +66,7 @@ int run_dlping(const DlpingOptions& o, ToolContext& ctx) {
   Reactor reactor;
   reactor.set_busy_poll(o.busy_poll);
   if (o.listen) {
-    Responder responder(o, ctx, reactor, *target);
+    Responder responder(o, ctx, reactor, *target, tls);
     SignalWatcher signals(reactor, [&](int sig) {
       if (sig == SIGUSR1) {
         responder.interim();
@@ -73,7 +81,7 @@ int run_dlping(const DlpingOptions& o, ToolContext& ctx) {
   // Probes leave on schedule: the kernel's default 50 us timer slack would make a 1 ms interval
   // wander by tens of microseconds.
   reactor.set_timer_slack(std::chrono::nanoseconds(1));
-  Client client(o, ctx, reactor, *target);
+  Client client(o, ctx, reactor, *target, tls);
   SignalWatcher signals(reactor, [&](int sig) {
     if (sig == SIGUSR1) {
       client.interim();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lib/app/context.h"
+#include "lib/net/tls.h"
 
 namespace dl::ping {
 
@@ -44,6 +45,7 @@ struct DlpingOptions {
   int cpu = -1;                   // pin to this CPU
   bool busy_poll = false;         // spin instead of sleeping in poll(2)
   std::string port_file;          // responder
+  TlsFlags tls;                   // keys (dl-security(7)): TCP and unix only
   double reply_delay_s = 0;       // responder: hold each probe this long before stamping it
   double turnaround_s = 0;        // responder: hold each reply this long between the stamps
   Verbosity verbosity;

@@ -18,6 +18,8 @@
 #include "lib/codec/frame.h"
 #include "lib/codec/ping_payload.h"
 #include "lib/net/net.h"
+#include "lib/net/refusal_log.h"
+#include "lib/net/tls_gate.h"
 #include "lib/ping/report.h"
 #include "lib/ping/stats.h"
 
@@ -62,7 +64,8 @@ struct Responder::Impl {
 
   struct Session {
     std::uint64_t id = 0;
-    Fd fd;                     // invalid for the udp pseudo-session
+    std::unique_ptr<TlsSocket> sock;  // null for the udp pseudo-session
+    bool refused = false;      // reported as a refused connection: no summary
     Reactor::Id watch = 0;
     std::string name;
     InBuffer in;
@@ -86,8 +89,26 @@ struct Responder::Impl {
   std::map<std::uint64_t, std::unique_ptr<Session>> sessions;
   std::unique_ptr<Session> udp_session;
 
-  Impl(const DlpingOptions& o_, ToolContext& c, Reactor& r_, Target t_) : o(o_), ctx(c), r(r_), t(std::move(t_)) {}
+  std::shared_ptr<TlsConfig> tls;
+  std::unique_ptr<TlsGate> gate;  // with keys: every connection's handshake, before a session
+  RefusalLog refusals;
+  Reactor::Id buffered_hook = 0;
+
+  Impl(const DlpingOptions& o_, ToolContext& c, Reactor& r_, Target t_, std::shared_ptr<TlsConfig> tls_)
+      : o(o_), ctx(c), r(r_), t(std::move(t_)), tls(std::move(tls_)), refusals(r_, [this](const std::string& line) {
+          if (!o.verbosity.quiet) ctx.say(ctx.program + ": " + line);
+        }) {
+    if (tls) {
+      gate = std::make_unique<TlsGate>(
+          r, tls, TlsGateOptions{},
+          [this](std::unique_ptr<TlsSocket> sock, const SocketAddress& peer) { open_session(std::move(sock), peer); },
+          [this](const Error& e, const SocketAddress& peer) { refusals.refused(peer_name(peer), e); });
+      // Probes decrypted already raise no poll event: answer them before sleeping.
+      buffered_hook = r.before_poll([this] { drain_buffered(); });
+    }
+  }
   ~Impl() {
+    if (buffered_hook) r.remove_before_poll(buffered_hook);
     for (auto& [id, s] : sessions)
       if (s->watch) r.unwatch(s->watch);
     if (listen_watch) r.unwatch(listen_watch);
@@ -143,22 +164,47 @@ struct Responder::Impl {
         return;
       }
       if (!f->valid()) return;
+      if (gate) {
+        gate->admit(std::move(*f), peer);  // a session once it proved its keys
+        continue;
+      }
       // Blocking mode, but every call except the single-client wait passes MSG_DONTWAIT.
       int flags = ::fcntl(f->get(), F_GETFL);
       if (flags >= 0) ::fcntl(f->get(), F_SETFL, flags & ~O_NONBLOCK);
       timeval tv{0, 20000};
       ::setsockopt(f->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      auto s = std::make_unique<Session>();
-      s->id = next_id++;
-      s->fd = std::move(*f);
-      s->name = peer.family() == AF_UNIX ? t.text + " #" + std::to_string(s->id) : peer.to_string();
-      if (o.busy_poll) socket_busy_poll(s->fd.get());
-      Session* sp = s.get();
-      s->timer = std::make_unique<Timer>(r, [this, sp] { release_held(*sp); });
-      s->watch = r.watch(s->fd.get(), POLLIN, [this, id = s->id](short ev) { on_io(id, ev); });
-      if (o.verbosity.verbose) ctx.say(ctx.program + ": session from " + s->name);
-      sessions.emplace(s->id, std::move(s));
+      open_session(std::make_unique<TlsSocket>(std::move(*f)), peer);
     }
+  }
+
+  std::string peer_name(const SocketAddress& peer) const {
+    return peer.family() == AF_UNIX ? t.text + " #" + std::to_string(next_id) : peer.to_string();
+  }
+
+  void open_session(std::unique_ptr<TlsSocket> sock, const SocketAddress& peer) {
+    auto s = std::make_unique<Session>();
+    s->name = peer_name(peer);
+    s->id = next_id++;
+    s->sock = std::move(sock);
+    if (o.busy_poll) socket_busy_poll(s->sock->fd());
+    Session* sp = s.get();
+    s->timer = std::make_unique<Timer>(r, [this, sp] { release_held(*sp); });
+    s->watch = r.watch(s->sock->fd(), POLLIN, [this, id = s->id](short ev) { on_io(id, ev); });
+    if (o.verbosity.verbose) {
+      TlsSession* tls = s->sock->tls();
+      std::string how = tls ? " (TLS, " + tls->peer_identity() + ", " + tls->suite() + ")" : "";
+      ctx.say(ctx.program + ": session from " + s->name + how);
+    }
+    sessions.emplace(s->id, std::move(s));
+  }
+
+  void drain_buffered() {
+    std::vector<std::uint64_t> ids;
+    for (auto& [id, s] : sessions)
+      if (s->reading && s->sock->has_buffered_input()) ids.push_back(id);
+    for (auto id : ids) on_io(id, POLLIN);
+    for (auto& [id, s] : sessions)
+      if (s->reading && s->sock->has_buffered_input()) r.request_pass();
   }
 
   void close_session(std::uint64_t id, const std::optional<Error>& why) {
@@ -166,7 +212,7 @@ struct Responder::Impl {
     if (it == sessions.end()) return;
     Session& s = *it->second;
     if (why && !o.verbosity.quiet) ctx.say(ctx.program + ": " + s.name + ": " + why->message());
-    summary(s);
+    if (!s.refused) summary(s);
     r.unwatch(s.watch);
     sessions.erase(it);
   }
@@ -205,7 +251,7 @@ struct Responder::Impl {
       if (!flush(s)) return;
     }
     if (!(ev & (POLLIN | POLLHUP | POLLERR)) || !s.reading) return;
-    long n = s.in.read_from(s.fd.get(), false);
+    long n = s.in.read_from(*s.sock);
     std::int64_t now = mono_ns();
     on_read(s, n, now);
   }
@@ -215,7 +261,18 @@ struct Responder::Impl {
     std::uint64_t id = s.id;
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      if (auto e = s.sock->failure()) return close_session(id, *e);
       return close_session(id, errno_error(ErrorKind::disconnected, s.name, errno));
+    }
+    if (!tls && s.pings == 0 && s.acks == 0 && s.in.size() > 0 && s.in.data()[0] == 0x16) {
+      // A TLS ClientHello: a client with keys, and we have none. Refused in our own terms, and
+      // answered with an ERROR frame, which its TLS reports as "does not speak TLS".
+      Error e = make_error(ErrorKind::auth, "from " + s.name, "a TLS handshake, but this responder has no keys (see dl-security(7))");
+      e.id = "no-keys";
+      refusals.refused(s.name, e);
+      s.refused = true;
+      send_error_frame(s, e);
+      return close_session(id, std::nullopt);
     }
     if (n == 0) {
       if (s.held.empty()) return close_session(id, std::nullopt);
@@ -227,26 +284,29 @@ struct Responder::Impl {
     }
     std::optional<Error> err = o.proto == Proto::native ? handle_frames(s, now) : handle_lines(s, now);
     if (err) {
-      if (o.proto == Proto::native) {
-        std::string p = frame::encode_error_payload(err->id.empty() ? "protocol" : err->id, err->message());
-        std::vector<std::uint8_t> f(frame::kHeaderSize + p.size());
-        std::memcpy(f.data() + frame::kHeaderSize, p.data(), p.size());
-        frame::encode(f.data(), frame::Type::error, 0, 0, std::span(f).subspan(frame::kHeaderSize));
-        s.out.append(f.data(), f.size());
-        (void)s.out.flush(s.fd.get());
-      }
+      if (o.proto == Proto::native) send_error_frame(s, *err);
       return close_session(id, err);
     }
     flush(s);
   }
 
+  // A native ERROR frame naming `e`, best effort, before the session is closed.
+  void send_error_frame(Session& s, const Error& e) {
+    std::string p = frame::encode_error_payload(e.id.empty() ? "protocol" : e.id, e.message());
+    std::vector<std::uint8_t> f(frame::kHeaderSize + p.size());
+    std::memcpy(f.data() + frame::kHeaderSize, p.data(), p.size());
+    frame::encode(f.data(), frame::Type::error, 0, 0, std::span(f).subspan(frame::kHeaderSize));
+    s.out.append(f.data(), f.size());
+    (void)s.out.flush(*s.sock);
+  }
+
   bool flush(Session& s) {
-    auto st = s.out.flush(s.fd.get());
+    auto st = s.out.flush(*s.sock);
     if (!st) {
       close_session(s.id, s.eof ? std::nullopt : std::optional<Error>(st.error()));
       return false;
     }
-    bool need = !s.out.empty();
+    bool need = !s.out.drained(*s.sock);
     // Backpressure: a client that does not read its pongs is not read from either.
     bool read = !s.eof && s.out.size() < (4u << 20) && s.held.size() < kMaxHeld;
     if (need != s.want_write || read != s.reading) {
@@ -332,7 +392,7 @@ struct Responder::Impl {
       return;
     }
     if (s.out.empty()) {
-      ssize_t w = ::send(s.fd.get(), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t w = s.sock->send(p, n);
       if (w == static_cast<ssize_t>(n)) return;
       if (w < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -396,7 +456,7 @@ struct Responder::Impl {
       if (h.stage == 2) {
         on_held_ack(s, h);
       } else if (h.stage == 1 && h.due <= mono_ns()) {
-        const SocketAddress* peer = s.fd.valid() ? nullptr : &h.peer;
+        const SocketAddress* peer = s.sock ? nullptr : &h.peer;
         if (o.proto == Proto::native) {
           std::uint8_t* f = h.bytes.data();
           auto payload = std::span<std::uint8_t>(f + frame::kHeaderSize, h.bytes.size() - frame::kHeaderSize);
@@ -412,7 +472,7 @@ struct Responder::Impl {
       }
     }
     s.held = std::move(keep);
-    if (s.fd.valid()) {
+    if (s.sock) {
       if (!flush(s)) return;  // closed the session
       if (s.eof && s.held.empty()) return close_session(s.id, std::nullopt);
     }
@@ -544,11 +604,11 @@ struct Responder::Impl {
   int direct_rounds = 0;
 
   bool direct_round() {
-    if (o.busy_poll || t.udp || sessions.size() != 1 || direct_rounds >= kDirectRounds) return false;
+    if (o.busy_poll || t.udp || tls || sessions.size() != 1 || direct_rounds >= kDirectRounds) return false;
     Session& s = *sessions.begin()->second;
     if (!s.reading || s.eof || !s.out.empty() || !s.held.empty()) return false;
     ++direct_rounds;
-    long n = s.in.read_from(s.fd.get(), false, true);
+    long n = s.in.read_from(s.sock->fd(), false, true);
     std::int64_t now = mono_ns();
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
       direct_rounds = kDirectRounds;
@@ -578,8 +638,8 @@ struct Responder::Impl {
   }
 };
 
-Responder::Responder(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t)
-    : impl_(std::make_unique<Impl>(o, ctx, r, std::move(t))) {}
+Responder::Responder(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t, std::shared_ptr<TlsConfig> tls)
+    : impl_(std::make_unique<Impl>(o, ctx, r, std::move(t), std::move(tls))) {}
 Responder::~Responder() = default;
 Status Responder::start() { return impl_->start(); }
 int Responder::run() { return impl_->run(); }

@@ -7,6 +7,7 @@
 
 #include "lib/app/context.h"
 #include "lib/net/reactor.h"
+#include "lib/net/tls.h"
 #include "lib/ping/dlping.h"
 #include "lib/ping/transport.h"
 
@@ -14,7 +15,8 @@ namespace dl::ping {
 
 class Responder {
  public:
-  Responder(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t);
+  // `tls`: the loaded keys (null: none); every TCP or unix connection goes through TLS with them.
+  Responder(const DlpingOptions& o, ToolContext& ctx, Reactor& r, Target t, std::shared_ptr<TlsConfig> tls = nullptr);
   ~Responder();
   // Listens (or binds, for udp), writes --port-file, announces the address. Errors: resolve,
   // connect, io.

@@ -91,7 +91,7 @@ void InBuffer::reserve_total(std::size_t n) {
   if (buf_.size() < n) buf_.resize(n);
 }
 
-long InBuffer::read_from(int fd, bool datagram, bool wait) {
+void InBuffer::make_room(bool datagram) {
   if (datagram) {
     start_ = end_ = 0;  // one datagram at a time; the caller handled the previous one
     if (buf_.size() < 65536) buf_.resize(65536);
@@ -105,7 +105,18 @@ long InBuffer::read_from(int fd, bool datagram, bool wait) {
     }
     if (buf_.size() - end_ < buf_.size() / 2) buf_.resize(buf_.size() * 2);
   }
+}
+
+long InBuffer::read_from(int fd, bool datagram, bool wait) {
+  make_room(datagram);
   ssize_t n = ::recv(fd, buf_.data() + end_, buf_.size() - end_, wait ? 0 : MSG_DONTWAIT);
+  if (n > 0) end_ += static_cast<std::size_t>(n);
+  return n;
+}
+
+long InBuffer::read_from(StreamLayer& s) {
+  make_room(false);
+  ssize_t n = s.recv(buf_.data() + end_, buf_.size() - end_);
   if (n > 0) end_ += static_cast<std::size_t>(n);
   return n;
 }
@@ -119,12 +130,15 @@ void OutBuffer::append(const void* p, std::size_t n) {
   buf_.insert(buf_.end(), b, b + n);
 }
 
-Status OutBuffer::flush(int fd) {
+Status OutBuffer::flush(StreamLayer& s) {
+  if (s.has_pending_output() && !s.flush()) return ok_status();
   while (off_ < buf_.size()) {
-    ssize_t n = ::send(fd, buf_.data() + off_, buf_.size() - off_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    iovec v{buf_.data() + off_, buf_.size() - off_};
+    ssize_t n = s.sendv(&v, 1);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (auto e = s.failure()) return *e;
       return errno_error(errno == EPIPE || errno == ECONNRESET ? ErrorKind::disconnected : ErrorKind::io, "send",
                          errno);
     }

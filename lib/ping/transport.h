@@ -12,6 +12,7 @@
 #include "lib/base/error.h"
 #include "lib/base/fd.h"
 #include "lib/net/endpoint.h"
+#include "lib/net/stream.h"
 
 namespace dl::ping {
 
@@ -49,8 +50,11 @@ class InBuffer {
   // One recv(2): non-blocking unless `wait` (then the socket's own mode and SO_RCVTIMEO
   // decide). Returns bytes read, 0 at EOF, -1 with errno (EAGAIN included).
   long read_from(int fd, bool datagram, bool wait = false);
+  // The same through a socket layer (TLS, or plain): never blocks.
+  long read_from(StreamLayer& s);
 
  private:
+  void make_room(bool datagram);
   std::vector<std::uint8_t> buf_;
   std::size_t start_ = 0, end_ = 0;
 };
@@ -61,8 +65,11 @@ class OutBuffer {
   void append(const void* p, std::size_t n);
   bool empty() const { return off_ == buf_.size(); }
   std::size_t size() const { return buf_.size() - off_; }
-  // Writes as much as the socket takes. Errors: disconnected (EPIPE, ECONNRESET), io.
-  Status flush(int fd);
+  // Writes as much as the socket takes, after what the layer (TLS) still holds. Errors:
+  // disconnected (EPIPE, ECONNRESET), io, and the layer's own (auth, protocol).
+  Status flush(StreamLayer& s);
+  // Nothing left here nor inside the layer.
+  bool drained(const StreamLayer& s) const { return empty() && !s.has_pending_output(); }
 
  private:
   std::vector<std::uint8_t> buf_;

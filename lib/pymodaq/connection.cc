@@ -13,8 +13,15 @@ constexpr std::size_t kReadSlice = 256u << 10;
 }
 
 Connection::Connection(Reactor& r, Fd fd, std::string peer, Dialect d, Limits limits, Callbacks cb)
-    : r_(r), stream_(Stream::from_fd(r, std::move(fd))), peer_(std::move(peer)), dialect_(d), limits_(limits),
-      cb_(std::move(cb)) {
+    : Connection(r, Stream::from_fd(r, std::move(fd)), std::move(peer), d, limits, std::move(cb)) {}
+
+Connection::Connection(Reactor& r, std::unique_ptr<TlsSocket> socket, std::string peer, Dialect d, Limits limits,
+                       Callbacks cb)
+    : Connection(r, Stream::from_layer(r, std::move(socket)), std::move(peer), d, limits, std::move(cb)) {}
+
+Connection::Connection(Reactor& r, std::unique_ptr<Stream> stream, std::string peer, Dialect d, Limits limits,
+                       Callbacks cb)
+    : r_(r), stream_(std::move(stream)), peer_(std::move(peer)), dialect_(d), limits_(limits), cb_(std::move(cb)) {
   stream_->on_readable([this] { on_readable(); });
   stream_->on_writable([this] { write_some(); });
   stream_->want_read(true);
@@ -71,7 +78,7 @@ void Connection::close_after_flush(std::function<void()> done) {
   }
   closing_ = true;
   flushed_ = std::move(done);
-  if (pending() == 0) {
+  if (pending() == 0 && stream_->flushed()) {
     finish_close();
     return;
   }
@@ -104,7 +111,7 @@ void Connection::fail(Error e) {
 
 void Connection::on_readable() {
   if (closing_) {
-    if (pending() == 0) finish_close();
+    if (pending() == 0 && stream_->flushed()) finish_close();
     return;
   }
   if (!paused_) read_some();
@@ -127,7 +134,7 @@ void Connection::read_some() {
       in_.resize(at);
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      fail(errno_error(ErrorKind::disconnected, "read " + peer_, errno));
+      fail(stream_->io_error(ErrorKind::disconnected, "read " + peer_, errno));
       return;
     }
     in_.resize(at + static_cast<std::size_t>(n));
@@ -145,9 +152,30 @@ void Connection::read_some() {
       return;
     }
     budget -= std::min(budget, static_cast<std::size_t>(n));
+    if (notice_tls_ && tls_peer_noticed()) return;
     decode_buffered();
     if (!*alive) return;
   }
+}
+
+bool Connection::tls_peer_noticed() {
+  if (in_offset_ > 0 || in_head_ > 0 || in_.empty()) return false;
+  std::span<const std::uint8_t> first(in_.data(), in_.size());
+  int as = notice_tls_;
+  notice_tls_ = 0;  // only the first bytes tell
+  if (as == 1 && is_tls_alert(first)) {
+    fail(listener_needs_keys(peer_));
+    return true;
+  }
+  if (as == 2 && first[0] == 0x16) {
+    static const char kNoKeys[] = "no keys here: plain PyMoDAQ (see dl-security(7))\n";
+    (void)stream_->write(kNoKeys, sizeof kNoKeys - 1);
+    Error e = make_error(ErrorKind::auth, "from " + peer_, "a TLS handshake, but this listener has no keys (see dl-security(7))");
+    e.id = "no-keys";
+    fail(e);
+    return true;
+  }
+  return false;
 }
 
 void Connection::decode_buffered() {
@@ -191,7 +219,7 @@ void Connection::write_some() {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      fail(errno_error(ErrorKind::disconnected, "write " + peer_, errno));
+      fail(stream_->io_error(ErrorKind::disconnected, "write " + peer_, errno));
       return;
     }
     std::size_t done = static_cast<std::size_t>(n);
@@ -208,7 +236,7 @@ void Connection::write_some() {
     }
   }
   if (dead_) return;
-  if (closing_ && pending() == 0) {
+  if (closing_ && pending() == 0 && stream_->flushed()) {
     finish_close();
     return;
   }

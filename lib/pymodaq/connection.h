@@ -22,6 +22,7 @@
 #include "lib/codec/pymodaq_codec.h"
 #include "lib/net/reactor.h"
 #include "lib/net/stream.h"
+#include "lib/net/tls_socket.h"
 
 namespace dl::pymodaq {
 
@@ -56,6 +57,9 @@ class Connection {
 
   // Takes `fd` (connected, non-blocking). `peer` names it in errors.
   Connection(Reactor& r, Fd fd, std::string peer, Dialect d, Limits limits, Callbacks cb);
+  // The same over a socket that may carry TLS (keys: dl-security(7)); TLS failures are
+  // reported with their own errors (auth, protocol, disconnected).
+  Connection(Reactor& r, std::unique_ptr<TlsSocket> socket, std::string peer, Dialect d, Limits limits, Callbacks cb);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -73,6 +77,11 @@ class Connection {
   // write error). Messages still arriving are dropped.
   void close_after_flush(std::function<void()> done);
   bool open() const { return stream_ != nullptr; }
+  // For plain connections: how a peer with keys shows. A dialer whose listener opens with a TLS
+  // alert fails with listener_needs_keys(); a listener whose client opens with a TLS handshake
+  // answers in plain words (which the client's TLS reports as "does not speak TLS") and fails
+  // with an auth error. Call before the first bytes arrive.
+  void notice_tls_peers(bool dialer) { notice_tls_ = dialer ? 1 : 2; }
   const std::string& peer() const { return peer_; }
   std::uint64_t bytes_in() const { return in_offset_; }
   std::uint64_t bytes_out() const { return out_total_; }
@@ -80,6 +89,8 @@ class Connection {
   static constexpr std::size_t kHighWater = 8u << 20;
 
  private:
+  Connection(Reactor& r, std::unique_ptr<Stream> stream, std::string peer, Dialect d, Limits limits, Callbacks cb);
+  bool tls_peer_noticed();
   void on_readable();
   void read_some();
   void decode_buffered();
@@ -105,6 +116,7 @@ class Connection {
   std::size_t out_pending_ = 0;
   std::uint64_t out_total_ = 0;
   bool paused_ = false, was_congested_ = false, closing_ = false, dead_ = false;
+  int notice_tls_ = 0;  // 1: as a dialer, 2: as a listener (notice_tls_peers)
   std::function<void()> flushed_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -16,6 +16,7 @@
 
 #include "lib/app/context.h"
 #include "lib/codec/pymodaq_codec.h"
+#include "lib/net/tls.h"
 #include "lib/pymodaq/axis.h"
 #include "lib/pymodaq/synth.h"
 
@@ -31,6 +32,7 @@ struct EmuOptions {
   double wait_s = 0;             // dialers: keep (re)trying this long; server: wait for a client
   std::string port_file;         // server: write the bound port here
   Verbosity verbosity;
+  TlsFlags tls;                  // keys (dl-security(7)), grabber/actuator/server
   std::string name = "pymodaq-emu";  // DataToExport name / settings title
 
   // grabber

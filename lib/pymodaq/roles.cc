@@ -17,7 +17,9 @@
 #include "lib/net/acceptor.h"
 #include "lib/net/connector.h"
 #include "lib/net/net.h"
+#include "lib/net/refusal_log.h"
 #include "lib/net/stream.h"
+#include "lib/net/tls_gate.h"
 #include "lib/pymodaq/array_input.h"
 #include "lib/pymodaq/connection.h"
 #include "lib/pymodaq/json.h"
@@ -79,6 +81,14 @@ class RoleBase {
   virtual ~RoleBase() = default;
 
   int run() {
+    if (o_.tls.any()) {
+      auto cfg = TlsConfig::load(o_.tls, o_.role == Role::server ? TlsRole::listener : TlsRole::dialer);
+      if (!cfg) {
+        say_error(cfg.error());
+        return exit_code(cfg.error().kind);
+      }
+      tls_ = std::move(*cfg);
+    }
     start();
     while (code_ < 0) r_.run_once();
     return code_;
@@ -132,6 +142,8 @@ class RoleBase {
   SignalWatcher signals_;
   int code_ = -1;
   bool finishing_ = false;
+  std::shared_ptr<TlsConfig> tls_;  // keys (dl-security(7)): every connection through TLS
+  std::unique_ptr<TlsGate> gate_;   // with keys: the handshakes, before a Connection exists
   std::unique_ptr<Timer> finish_timer_;
 };
 
@@ -182,7 +194,11 @@ class ClientRole : public RoleBase {
         fail(c.error());
         return;
       }
-      connected(std::move(c->fd), c->peer.to_string());
+      if (tls_) {
+        secure(std::move(c->fd), c->peer);
+        return;
+      }
+      connected(std::make_unique<TlsSocket>(std::move(c->fd)), c->peer.to_string());
     });
     connector_->start();
   }
@@ -196,12 +212,33 @@ class ClientRole : public RoleBase {
     RoleBase::on_signal(sig);
   }
 
-  void connected(Fd fd, std::string peer) {
+  // Keys: the TLS handshake first; a refusal that a retry cannot mend (auth) ends the run.
+  void secure(Fd fd, const SocketAddress& peer) {
+    if (!gate_) {
+      gate_ = std::make_unique<TlsGate>(
+          r_, tls_, TlsGateOptions{},
+          [this](std::unique_ptr<TlsSocket> s, const SocketAddress& p) { connected(std::move(s), p.to_string()); },
+          [this](const Error& e, const SocketAddress&) {
+            if (finishing_) return;
+            if (o_.wait_s > 0 && is_retryable(e)) {
+              info(e.message() + "; reconnecting");
+              dial();
+              return;
+            }
+            fail(e);
+          });
+    }
+    gate_->admit(std::move(fd), peer, endpoint_.kind == Endpoint::Kind::tcp ? endpoint_.host : std::string());
+  }
+
+  void connected(std::unique_ptr<TlsSocket> sock, std::string peer) {
     Connection::Callbacks cb;
     cb.on_message = [this](Message&& m, std::uint64_t, std::size_t) { handle(std::move(m)); };
     cb.on_closed = [this](const Error& e) { closed(e); };
     cb.on_drained = [this] { on_drained(); };
-    conn_ = std::make_unique<Connection>(r_, std::move(fd), peer, o_.dialect, o_.limits, cb);
+    bool plain = sock->tls() == nullptr;
+    conn_ = std::make_unique<Connection>(r_, std::move(sock), peer, o_.dialect, o_.limits, cb);
+    if (plain) conn_->notice_tls_peers(true);
     debug("connected to " + peer + " (" + o_.dialect.name() + ")");
     conn_->send(command_message(client_type()));
     Message infos = command_message("Infos");
@@ -239,7 +276,7 @@ class ClientRole : public RoleBase {
     quit_received_ = false;
     on_disconnected();
     if (finishing_) return;
-    if (o_.wait_s > 0) {
+    if (o_.wait_s > 0 && e.kind != ErrorKind::auth) {  // the same keys would fail again
       info(e.message() + "; reconnecting");
       dial();
       return;
@@ -682,14 +719,31 @@ class ServerRole : public RoleBase {
 
   void accepted(Accepted a) {
     if (finishing_) return;  // dropped: we are on our way out
+    if (tls_) {
+      // Keys: a client exists once its handshake succeeded; strangers never reach the codec.
+      if (!gate_) {
+        gate_ = std::make_unique<TlsGate>(
+            r_, tls_, TlsGateOptions{},
+            [this](std::unique_ptr<TlsSocket> s, const SocketAddress& p) { open_client(std::move(s), p.to_string()); },
+            [this](const Error& e, const SocketAddress& p) { refusals_.refused(p.to_string(), e); });
+      }
+      gate_->admit(std::move(a.fd), a.peer);
+      return;
+    }
+    open_client(std::make_unique<TlsSocket>(std::move(a.fd)), a.peer.to_string());
+  }
+
+  void open_client(std::unique_ptr<TlsSocket> sock, std::string name) {
+    if (finishing_) return;
     auto c = std::make_shared<Client>();
-    std::string name = a.peer.to_string();
+    bool plain = sock->tls() == nullptr;
     Client* raw = c.get();
     Connection::Callbacks cb;
     cb.on_message = [this, raw](Message&& m, std::uint64_t off, std::size_t size) { on_message(raw, std::move(m), off, size); };
     cb.on_closed = [this, raw](const Error& e) { on_closed(raw, e); };
     cb.on_drained = [this] { pump_stdin(); };
-    c->conn = std::make_unique<Connection>(r_, std::move(a.fd), name, o_.dialect, o_.limits, cb);
+    c->conn = std::make_unique<Connection>(r_, std::move(sock), name, o_.dialect, o_.limits, cb);
+    if (plain) c->conn->notice_tls_peers(false);
     clients_.push_back(c);
     event("connected", name);
   }
@@ -775,6 +829,7 @@ class ServerRole : public RoleBase {
     event("closed", c->conn->peer(), ",\"reason\":" + reason);
     auto keep = find(c);
     bool was_current = current_.get() == c;
+    if (e.id == "no-keys") refusals_.refused(c->conn->peer(), e);
     if (keep) bury(keep);
     if (was_current) {
       if (e.kind == ErrorKind::protocol || e.kind == ErrorKind::too_large || e.id == "truncated") say_error(e);
@@ -938,6 +993,7 @@ class ServerRole : public RoleBase {
   LineOut out_;
   SocketAddress local_;
   std::unique_ptr<Acceptor> acceptor_;
+  RefusalLog refusals_{r_, [this](const std::string& line) { info(line); }};
   Reactor::Id flush_hook_ = 0;
   std::unique_ptr<Stream> in_;
   std::string line_buf_;

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", o.port_file, "Responder: write the port listened on to FILE");
   app.add_option("--reply-delay", reply_delay, "Responder: hold each probe this long before stamping it received (like a slower path)");
   app.add_option("--turnaround", turnaround, "Responder: hold each reply this long between its stamps (removed from the RTT)");
+  dl::add_key_flags(app, o.tls);
   app.add_flag("-q,--quiet", quiet, "No per-probe lines (the summary still)");
   app.add_flag("-v,--verbose", verbose, "More detail: timeouts, the responder's per-probe lines");
   app.footer(std::string(dl::kExitStatusFooter) +

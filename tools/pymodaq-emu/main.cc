@@ -1,6 +1,6 @@
 // pymodaq-emu: emulate either side of PyMoDAQ's TCP/IP instrument protocol, in every wire
 // generation. Flags only; the work is dl::pymodaq::run_pymodaq_emu().
-#include <CLI/CLI.hpp>
+#include "lib/app/cli.h"
 
 #include <cmath>
 #include <cstdio>
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     s->add_flag("-v,--verbose", verbose, "Say more on stderr");
     s->add_flag("-q,--quiet", quiet, "Say only errors on stderr");
   };
+  auto keys = [&](CLI::App* s) { dl::add_key_flags(*s, o.tls); };
 
   auto* grabber = app.add_subcommand("grabber", "Be a detector: dial PyMoDAQ's TCPServer viewer and answer Send Data");
   grabber->add_option("endpoint", o.endpoint, "HOST[:PORT] of the TCPServer plugin (port 6341 by default)")->required();
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   grabber->add_flag("-k,--keep-open", o.keep_open, "With --data: at the end of the input, repeat the last array");
   grabber->add_option("--name", o.name, "Name of the data (default pymodaq-emu)");
   common(grabber);
+  keys(grabber);
 
   auto* actuator = app.add_subcommand("actuator", "Be a motor: dial PyMoDAQ's TCPServer move plugin and simulate an axis");
   actuator->add_option("endpoint", o.endpoint, "HOST[:PORT] of the TCPServer plugin (port 6341 by default)")->required();
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   actuator->add_option("--position", o.axis.position, "Starting position (default 0)");
   actuator->add_option("-i,--interval", interval, "position_is interval while moving (default 0.1 s)");
   common(actuator);
+  keys(actuator);
 
   std::string listen;
   auto* server = app.add_subcommand("server", "Be PyMoDAQ's TCPServer plugin: commands from stdin, replies as JSON lines");
@@ -72,6 +75,7 @@ int main(int argc, char** argv) {
   server->add_option("--linger", o.linger_s, "After quit, wait this long for the client to leave (default 2 s)");
   server->add_flag("--full", o.full, "Every array value in the JSON, not a summary");
   common(server);
+  keys(server);
 
   auto* decoder = app.add_subcommand("decode", "Turn a captured byte stream into JSON lines");
   decoder->add_option("-f,--file", o.input, "Read this file instead of stdin");
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
   } else {
     o.role = pm::Role::decode;
   }
+  if (auto st = dl::check_key_flags(o.tls, o.role == pm::Role::server); !st) return usage(st.error());
   auto w = dl::parse_duration(wait, "--wait");
   if (!w) return usage(w.error());
   o.wait_s = *w;
