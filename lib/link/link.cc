@@ -189,7 +189,7 @@ void Link::listener_gone(SessionListener& l) {
 
 // ---------------------------------------------------------------- connection management
 
-std::unique_ptr<Connector> Link::make_connector(Clock::time_point deadline) {
+std::unique_ptr<SecureConnector> Link::make_connector(Clock::time_point deadline) {
   ConnectorOptions co;
   co.backoff = opt_.backoff;
   co.deadline = deadline;
@@ -200,24 +200,40 @@ std::unique_ptr<Connector> Link::make_connector(Clock::time_point deadline) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(delay).count();
     if (obs_) obs_->on_event(LinkEvent::retrying, std::to_string(ms) + " ms", &last);
   };
-  return std::make_unique<Connector>(reactor_, opt_.endpoint, co,
-                                     [this](Result<Connected> r) { on_dialed(std::move(r)); });
+  return std::make_unique<SecureConnector>(
+      reactor_, opt_.endpoint, co, tls_, std::chrono::milliseconds(opt_.handshake_ms),
+      [this](Result<SecureConnected> r) { on_dialed(std::move(r)); },
+      [this](const Error& e) { on_handshake_refused(e); });
 }
 
-void Link::on_dialed(Result<Connected> r) {
+void Link::on_dialed(Result<SecureConnected> r) {
   if (!r) {
     give_up(&r.error());  // the deadline passed (or the name never resolved)
     return;
   }
   auto c = std::make_unique<Conn>();
   c->fd = std::move(r->fd);
+  c->tls = std::move(r->tls);
   c->peer = r->peer;
   c->dialer = true;
-  if (tls_) {
-    start_tls(std::move(c));
+  connected(std::move(c));
+}
+
+// A dialed connection failed its TLS handshake: like a failed connect, given up at once when
+// retrying cannot help.
+void Link::on_handshake_refused(Error e) {
+  if (e.kind == ErrorKind::auth && tls_peer_known_) e.final = false;
+  last_error_ = e;
+  if (e.kind == ErrorKind::auth || e.kind == ErrorKind::protocol) {
+    stats_.protocol_errors++;
+    if (++protocol_failure_streak_ >= kMaxProtocolFailureStreak) e.final = true;
+  }
+  if (!is_retryable(e)) {
+    fail(e);
     return;
   }
-  connected(std::move(c));
+  if (connector_ && !connector_->active()) connector_->retry(e);  // backoff, same deadline
+  reschedule();
 }
 
 void Link::connected(std::unique_ptr<Conn> c) {
@@ -237,70 +253,6 @@ void Link::connected(std::unique_ptr<Conn> c) {
 }
 
 // ---------------------------------------------------------------- TLS (keys)
-
-void Link::start_tls(std::unique_ptr<Conn> c) {
-  std::string host = opt_.endpoint.kind != Endpoint::Kind::tcp ? std::string() : opt_.endpoint.host;
-  c->tls = std::make_unique<TlsSession>(tls_, c->fd.get(), c->peer.to_string(), host);
-  c->opened = Clock::now();
-  tls_pending_.push_back(std::move(c));
-  Conn* p = tls_pending_.back().get();
-  p->watch = reactor_.watch(p->fd.get(), POLLIN | POLLOUT, [this, p](short) { on_tls_io(p); });
-  on_tls_io(p);
-}
-
-void Link::on_tls_io(Conn* c) {
-  auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [c](auto& p) { return p.get() == c; });
-  if (it == tls_pending_.end()) return;
-  TlsIo r = c->tls->handshake();
-  if (r == TlsIo::want_read || r == TlsIo::want_write) {
-    reactor_.set_events(c->watch, r == TlsIo::want_read ? POLLIN : POLLOUT);
-    return;
-  }
-  if (r != TlsIo::ok) {
-    tls_handshake_failed(c, c->tls->error());
-    return;
-  }
-  std::unique_ptr<Conn> done = std::move(*it);
-  tls_pending_.erase(it);
-  reactor_.unwatch(done->watch);
-  done->watch = 0;
-  connected(std::move(done));
-  reschedule();
-}
-
-// Like a failed connect; given up at once when retrying cannot help.
-void Link::tls_handshake_failed(Conn* c, Error e) {
-  auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [c](auto& p) { return p.get() == c; });
-  if (it == tls_pending_.end()) return;
-  std::unique_ptr<Conn> doomed = std::move(*it);
-  tls_pending_.erase(it);
-  reactor_.unwatch(doomed->watch);
-  if (e.kind == ErrorKind::auth && tls_peer_known_) e.final = false;
-  last_error_ = e;
-  if (e.kind == ErrorKind::auth || e.kind == ErrorKind::protocol) {
-    stats_.protocol_errors++;
-    if (++protocol_failure_streak_ >= kMaxProtocolFailureStreak) e.final = true;
-  }
-  if (!is_retryable(e)) {
-    fail(e);
-    return;
-  }
-  if (connector_ && !connector_->active()) connector_->retry(e);  // backoff, same deadline
-  reschedule();
-}
-
-void Link::expire_tls_handshakes(Clock::time_point now) {
-  for (std::size_t i = 0; i < tls_pending_.size();) {
-    Conn* c = tls_pending_[i].get();
-    if (now < c->opened + std::chrono::milliseconds(opt_.handshake_ms)) {
-      ++i;
-      continue;
-    }
-    tls_handshake_failed(c, make_error(ErrorKind::timeout, "TLS handshake with " + c->peer.to_string(),
-                                       "not completed within " + std::to_string(opt_.handshake_ms) + " ms"));
-    if (closed_) return;
-  }
-}
 
 // Decrypted bytes held inside TLS raise no poll() event: read them before sleeping.
 void Link::drain_tls_input() {
@@ -518,7 +470,6 @@ bool Link::native_session_in_progress() const {
 }
 
 bool Link::attempt_in_progress() const {
-  if (!opt_.listen && !tls_pending_.empty()) return true;  // a dialer's TLS handshake
   return (connector_ && connector_->active()) || (active_ && !active_->established);
 }
 
@@ -659,8 +610,6 @@ void Link::close() {
   if (listener_) listener_->detach(*this);
   listener_ = nullptr;
   own_listener_.reset();  // the port is free again at once
-  for (auto& c : tls_pending_) reactor_.unwatch(c->watch);
-  tls_pending_.clear();
 }
 
 void Link::abandon(std::string_view reason, int flush_ms) {
@@ -729,7 +678,6 @@ void Link::reschedule() {
   };
   if (!attempt_in_progress() && !ready()) consider(give_up_at_);
   consider(linger_until_);
-  for (auto& c : tls_pending_) consider(c->opened + std::chrono::milliseconds(opt_.handshake_ms));
   if (active_) {
     Conn* a = active_.get();
     if (!a->established) {
@@ -766,8 +714,6 @@ void Link::on_timer() {
     connection_lost(make_error(ErrorKind::disconnected, "linger", "peer did not close"));
     return;
   }
-  expire_tls_handshakes(now);
-  if (closed_) return;
   if (active_) {
     Conn* a = active_.get();
     if (!a->established) {
@@ -1172,12 +1118,8 @@ void Link::read_some(Conn* c) {
                                  "peer closed the connection"));
       return;
     }
-    if (!c->heard && !c->tls && c->dialer && w[0] == 0x15) {
-      // A TLS alert where the peer's first frame should be: the listener has keys.
-      Error e = make_error(ErrorKind::auth, "peer " + c->peer.to_string(),
-                           "the listener speaks TLS: it needs keys (--psk, or --cert with --ca/--pin; see dl-security(7))");
-      e.final = true;
-      fail(e);
+    if (!c->heard && !c->tls && c->dialer && is_tls_alert(w.first(static_cast<std::size_t>(n)))) {
+      fail(listener_needs_keys(c->peer.to_string()));  // a TLS alert where a frame should be
       return;
     }
     c->heard = true;

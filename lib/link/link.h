@@ -10,10 +10,11 @@
 //
 // Link is the front that owns connections, timers and the byte rings; every protocol decision
 // (seq, acks, credit, admission, resume) is Session's (session.h). Dialing (backoff, a fresh
-// name lookup every round, the last round at the deadline) is the net layer's Connector, taking
-// connections (--allow, TLS handshakes, protocol detection, HELLO decoding, handshake deadlines)
-// a SessionListener (listener.h), which hands each admitted connection to adopt(); the Link
-// decides only whether it fits its session (Session::admit). A Link with `listen` builds a
+// name lookup every round, the last round at the deadline, then with keys the TLS handshake) is
+// the net layer's SecureConnector, taking connections (--allow, TLS handshakes, protocol
+// detection, HELLO decoding, handshake deadlines) a SessionListener (listener.h), which hands
+// each admitted connection to adopt(): either way the Link only adopts ready connections. The
+// Link decides only whether it fits its session (Session::admit). A Link with `listen` builds a
 // one-session listener of its own; several sessions on one port are several Links started with
 // start(listener) on a multi-session listener. Native flow control is by credit: the peer never
 // sends more than we announced we can hold, so a link always reads its socket and
@@ -40,6 +41,7 @@
 #include "lib/base/error.h"
 #include "lib/net/net.h"
 #include "lib/net/reactor.h"
+#include "lib/net/secure_connector.h"
 #include "lib/link/detect.h"
 #include "lib/link/listener.h"
 #include "lib/net/tls.h"
@@ -199,8 +201,9 @@ class Link {
   };
 
   // connection management
-  std::unique_ptr<Connector> make_connector(Clock::time_point deadline);
-  void on_dialed(Result<Connected> r);
+  std::unique_ptr<SecureConnector> make_connector(Clock::time_point deadline);
+  void on_dialed(Result<SecureConnected> r);
+  void on_handshake_refused(Error e);
   void connected(std::unique_ptr<Conn> c);  // dial: the socket (and TLS) is up
   void on_conn_io(Conn* c, short revents);
   Status start_rings();
@@ -227,13 +230,9 @@ class Link {
   void take_encoded(std::size_t total, std::size_t payload);
   std::string peer_name() const;
 
-  // TLS (with keys): a dialer's handshake stage before connected(), and the byte I/O that
-  // goes through TLS when a connection has it. conn_recv/conn_send behave like recv/sendmsg;
-  // a TLS failure is -1 with errno EPROTO and the reason in io_failure().
-  void start_tls(std::unique_ptr<Conn> c);
-  void on_tls_io(Conn* c);
-  void tls_handshake_failed(Conn* c, Error e);
-  void expire_tls_handshakes(Clock::time_point now);
+  // TLS (with keys): the byte I/O that goes through TLS when a connection has it (the
+  // handshake is done below, before a connection reaches us). conn_recv/conn_send behave like
+  // recv/sendmsg; a TLS failure is -1 with errno EPROTO and the reason in io_failure().
   void drain_tls_input();
   ssize_t conn_recv(Conn* c, void* buf, std::size_t n);
   ssize_t conn_send(Conn* c, const iovec* iov, int n_iov);
@@ -275,9 +274,8 @@ class Link {
   std::unique_ptr<ListenerEvents> listener_events_;  // listen, own listener: its reports
   std::unique_ptr<SessionListener> own_listener_;    // listen, one session: ours
   SessionListener* listener_ = nullptr;              // listen: who hands us connections
-  std::unique_ptr<Connector> connector_;  // dial: one per wait (first connect, each drop)
+  std::unique_ptr<SecureConnector> connector_;  // dial: one per wait (first connect, each drop)
   std::shared_ptr<TlsConfig> tls_;                   // dial: loaded by start() when keys are given
-  std::vector<std::unique_ptr<Conn>> tls_pending_;  // dial: the connection in its TLS handshake
   bool tls_peer_known_ = false;  // the peer passed a TLS handshake before: a later failure is
                                  // more likely a mangled handshake than changed keys
   std::unique_ptr<Conn> active_;

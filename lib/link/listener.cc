@@ -3,42 +3,20 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <netinet/in.h>
-
 #include <algorithm>
-#include <array>
 #include <cerrno>
-#include <cstring>
-#include <utility>
 #include <vector>
 
 #include "lib/base/random.h"
 #include "lib/link/link.h"
 #include "lib/link/session.h"
+#include "lib/net/evict.h"
 
 namespace dl {
 namespace {
 
 constexpr std::size_t kMaxCandidates = 64;     // connections still in their protocol handshake
 constexpr std::size_t kMaxTlsHandshakes = 64;  // strangers in their TLS handshake at once
-
-// Where a connection comes from, for fairness among newcomers: the IPv4 address, an IPv6 /64
-// (what one host usually holds), or one key for all unix peers.
-std::array<std::uint8_t, 9> source_of(const SocketAddress& a) {
-  std::array<std::uint8_t, 9> k{};  // the address bytes, then which kind they are
-  if (a.family() == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(a.get());
-    std::memcpy(k.data(), &in->sin_addr, 4);
-    k[8] = 4;
-  } else if (a.family() == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(a.get());
-    const std::uint8_t* b = in6->sin6_addr.s6_addr;
-    bool v4 = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr);
-    std::memcpy(k.data(), v4 ? b + 12 : b, v4 ? 4 : 8);
-    k[8] = v4 ? 4 : 6;
-  }
-  return k;
-}
 
 }  // namespace
 
@@ -82,7 +60,6 @@ SessionListener::SessionListener(Reactor& reactor, ListenerOptions options, Link
 SessionListener::~SessionListener() {
   *alive_ = false;
   for (auto& p : candidates_) reactor_.unwatch(p->watch);
-  for (auto& p : tls_pending_) reactor_.unwatch(p->watch);
   for (Link* l : std::vector<Link*>(links_)) l->listener_gone(*this);
 }
 
@@ -91,7 +68,17 @@ Status SessionListener::start() {
   if (opt_.tls.any()) {
     auto cfg = TlsConfig::load(opt_.tls, TlsRole::listener);
     if (!cfg) return cfg.error();
-    tls_ = std::move(*cfg);
+    TlsGateOptions go;
+    go.timeout = std::chrono::milliseconds(opt_.handshake_ms);
+    go.max_pending = kMaxTlsHandshakes;
+    // Refused strangers are reported one line each (the tool rate-limits them); a dialer
+    // without keys got a TLS alert from the gate, which our plain dialers recognise.
+    gate_ = std::make_unique<TlsGate>(
+        reactor_, std::move(*cfg), go,
+        [this](std::unique_ptr<TlsSocket> s, const SocketAddress& peer) { on_secured(std::move(s), peer); },
+        [this](const Error& why, const SocketAddress& peer) {
+          if (obs_) obs_->on_event(LinkEvent::rejected, peer.to_string(), &why);
+        });
   }
   AcceptorOptions ao;
   ao.allow = opt_.allow;
@@ -128,35 +115,23 @@ void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer)
 
 void SessionListener::on_accepted(Accepted a) {
   exhaustion_reported_ = false;
+  if (gate_) {
+    gate_->admit(std::move(a.fd), a.peer);  // on_secured() once its TLS handshake is done
+    return;
+  }
   auto p = std::make_unique<Pending>();
   p->n.fd = std::move(a.fd);
   p->n.peer = a.peer;
-  p->n.opened = Clock::now();
-  if (tls_) start_tls(std::move(p));
-  else begin_detection(std::move(p));
+  begin_detection(std::move(p));
 }
 
-// Who makes room when a list is full: the oldest connection of the source that holds the most,
-// so a stranger flooding from one address evicts its own connections and not a real dialer's
-// slow handshake (64 strangers in a row from one address would otherwise push out everybody).
+// Who makes room when a list is full: net's rule for newcomers (evict.h), as for TLS handshakes.
 SessionListener::Pending* SessionListener::evictee(const PendingList& list) {
-  // Sources sorted, then each run counted: a list is at most 64 long, and under a flood this
-  // runs once per newcomer.
-  std::vector<std::pair<std::array<std::uint8_t, 9>, std::size_t>> by_source;
-  by_source.reserve(list.size());
-  for (std::size_t i = 0; i < list.size(); ++i) by_source.emplace_back(source_of(list[i]->n.peer), i);
-  std::sort(by_source.begin(), by_source.end());
-  std::size_t victim = 0, most = 0;
-  for (std::size_t run = 0; run < by_source.size();) {
-    std::size_t end = run;
-    while (end < by_source.size() && by_source[end].first == by_source[run].first) ++end;
-    if (end - run > most) {
-      most = end - run;
-      victim = by_source[run].second;  // the smallest index of the run: its oldest
-    }
-    run = end;
-  }
-  return list.empty() ? nullptr : list[victim].get();
+  if (list.empty()) return nullptr;
+  std::vector<SocketAddress> peers;
+  peers.reserve(list.size());
+  for (auto& p : list) peers.push_back(p->n.peer);
+  return list[dl::evictee(peers)].get();
 }
 
 std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& list, Pending* p) {
@@ -171,52 +146,14 @@ std::unique_ptr<SessionListener::Pending> SessionListener::take(PendingList& lis
 
 // ---------------------------------------------------------------- TLS (keys)
 
-void SessionListener::start_tls(std::unique_ptr<Pending> p) {
-  if (tls_pending_.size() >= kMaxTlsHandshakes) {
-    // Strangers that never finish a handshake must not lock the real peer out: the oldest of
-    // the source that holds the most makes room.
-    auto alive = alive_;
-    tls_failed(evictee(tls_pending_),
-               make_error(ErrorKind::timeout, "TLS", "dropped: too many connections in their handshake"));
-    if (!*alive) return;
-  }
-  p->n.tls = std::make_unique<TlsSession>(tls_, p->n.fd.get(), p->n.peer.to_string(), std::string());
-  p->n.opened = Clock::now();
-  tls_pending_.push_back(std::move(p));
-  Pending* q = tls_pending_.back().get();
-  q->watch = reactor_.watch(q->n.fd.get(), POLLIN | POLLOUT, [this, q](short) { on_tls_io(q); });
-  reschedule();
-  on_tls_io(q);
-}
-
-void SessionListener::on_tls_io(Pending* p) {
-  auto it = std::find_if(tls_pending_.begin(), tls_pending_.end(), [p](auto& q) { return q.get() == p; });
-  if (it == tls_pending_.end()) return;
-  TlsIo r = p->n.tls->handshake();
-  if (r == TlsIo::want_read || r == TlsIo::want_write) {
-    reactor_.set_events(p->watch, r == TlsIo::want_read ? POLLIN : POLLOUT);
-    return;
-  }
-  if (r != TlsIo::ok) {
-    tls_failed(p, p->n.tls->error());
-    return;
-  }
-  begin_detection(take(tls_pending_, p));
-}
-
-// Refused, and reported (one line each: the tool rate-limits them).
-void SessionListener::tls_failed(Pending* p, Error e) {
-  auto doomed = take(tls_pending_, p);
-  if (!doomed) return;
-  if (e.id == "tls-not-tls") {
-    // A dialer without keys: answer in TLS terms, which our own plain dialers recognise and
-    // report as "the listener speaks TLS".
-    send_tls_refusal(doomed->n.fd.get());
-  }
-  e.context = "TLS";  // the report names the peer already
-  auto alive = alive_;
-  if (obs_) obs_->on_event(LinkEvent::rejected, doomed->n.peer.to_string(), &e);
-  if (*alive) reschedule();
+// Past the gate: TLS is up and the peer verified; its first bytes may already wait inside TLS.
+void SessionListener::on_secured(std::unique_ptr<TlsSocket> socket, const SocketAddress& peer) {
+  auto parts = socket->release();
+  auto p = std::make_unique<Pending>();
+  p->n.fd = std::move(parts.fd);
+  p->n.tls = std::move(parts.tls);
+  p->n.peer = peer;
+  begin_detection(std::move(p));
 }
 
 // ---------------------------------------------------------------- protocol detection
@@ -377,7 +314,6 @@ void SessionListener::reschedule() {
     }
   };
   consider(candidates_);
-  consider(tls_pending_);
   if (next) timer_.arm(*next);
   else timer_.cancel();
 }
@@ -398,16 +334,6 @@ void SessionListener::on_timer() {
                           : "no complete handshake within " + std::to_string(opt_.handshake_ms) + " ms";
     Error e = make_error(ErrorKind::timeout, "connection from " + p->n.peer.to_string(), why);
     refuse(take(candidates_, p), e, false);
-    if (!*alive) return;
-  }
-  for (std::size_t i = 0; i < tls_pending_.size();) {
-    Pending* p = tls_pending_[i].get();
-    if (!expired(*p)) {
-      ++i;
-      continue;
-    }
-    tls_failed(p, make_error(ErrorKind::timeout, "TLS handshake with " + p->n.peer.to_string(),
-                             "not completed within " + std::to_string(opt_.handshake_ms) + " ms"));
     if (!*alive) return;
   }
   reschedule();

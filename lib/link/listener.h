@@ -1,5 +1,5 @@
 // SessionListener: the listening side's front door. It owns the Acceptor (--allow), the TLS
-// handshakes of newcomers, and admission up to the point where a session must decide: it reads a
+// handshakes of newcomers (a TlsGate, tls_gate.h), and admission up to the point where a session must decide: it reads a
 // newcomer's first bytes, detects its protocol by the first byte (0xD7 native, 0x20 classic, see
 // detect.h), decodes a native HELLO, drops whoever stays silent or does not complete a handshake
 // within handshake_ms, and then hands the connection (socket, TLS state, protocol, HELLO, bytes
@@ -37,6 +37,7 @@
 #include "lib/net/net.h"
 #include "lib/net/reactor.h"
 #include "lib/net/tls.h"
+#include "lib/net/tls_gate.h"
 
 namespace dl {
 
@@ -99,7 +100,7 @@ class SessionListener {
   void attach(Link& link);
   void detach(Link& link);
   std::size_t sessions() const { return links_.size(); }
-  std::size_t handshakes() const { return candidates_.size() + tls_pending_.size(); }
+  std::size_t handshakes() const { return candidates_.size() + (gate_ ? gate_->pending() : 0); }
 
  private:
   struct Pending {
@@ -110,9 +111,7 @@ class SessionListener {
 
   void on_accepted(Accepted a);
   void on_accept_event(const Error& e, const SocketAddress* peer);
-  void start_tls(std::unique_ptr<Pending> p);
-  void on_tls_io(Pending* p);
-  void tls_failed(Pending* p, Error e);
+  void on_secured(std::unique_ptr<TlsSocket> socket, const SocketAddress& peer);
   void begin_detection(std::unique_ptr<Pending> p);
   void on_candidate_io(Pending* p);
   void read_candidate(Pending* p);
@@ -128,10 +127,9 @@ class SessionListener {
   LinkObserver* obs_;
   NewSession new_session_;
   std::unique_ptr<Acceptor> acceptor_;
-  std::shared_ptr<TlsConfig> tls_;
+  std::unique_ptr<TlsGate> gate_;  // with keys: newcomers' TLS handshakes, before detection
   SocketAddress local_;
   std::uint64_t incarnation_ = 0;
-  PendingList tls_pending_;  // in their TLS handshake
   PendingList candidates_;   // in their protocol handshake
   std::vector<Link*> links_;
   bool exhaustion_reported_ = false;  // out of descriptors, said once until the next accept

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "lib/net/evict.h"
+
 namespace dl {
 
 struct TlsGate::Pending {
@@ -31,8 +33,13 @@ TlsGate::~TlsGate() {
 
 void TlsGate::admit(Fd fd, const SocketAddress& peer, std::string verify_host) {
   if (pending_.size() >= std::max<std::size_t>(1, options_.max_pending)) {
+    // The oldest of the source that holds the most makes room (evict.h): a flood from one
+    // address evicts itself, not the real peer's slow handshake.
+    std::vector<SocketAddress> peers;
+    for (auto& q : pending_) peers.push_back(q->peer);
     auto alive = alive_;
-    refuse(pending_.front().get(), make_error(ErrorKind::timeout, "TLS", "dropped: too many connections in their handshake"));
+    refuse(pending_[evictee(peers)].get(),
+           make_error(ErrorKind::timeout, "TLS", "dropped: too many connections in their handshake"));
     if (!*alive) return;
   }
   int fl = ::fcntl(fd.get(), F_GETFL);

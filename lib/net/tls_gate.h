@@ -2,12 +2,14 @@
 // strangers are refused here, before a byte of theirs reaches the application; a dialer's
 // connection comes out authenticated or not at all. Handshakes are stepped by the reactor,
 // bounded in time (a stranger holds a descriptor at most `timeout`) and in number (at most
-// `max_pending`; the oldest makes room for a newcomer, so idle strangers cannot lock the real
-// peer out). A plain dialer that reaches a listener gets a TLS alert (send_tls_refusal) so that
-// our tools can say "the listener speaks TLS".
+// `max_pending`; the oldest of the source holding the most makes room for a newcomer, see
+// evict.h, so a flood of idle strangers cannot lock the real peer out). A plain dialer that
+// reaches a listener gets a TLS alert (send_tls_refusal) so that our tools can say "the
+// listener speaks TLS".
 //
-// It is not a link: no retries, no sessions. Used by the lean tools (dlping, pymodaq-emu);
-// the message link has its own admission. Not thread-safe.
+// It is not a link: no retries, no sessions. Used by the lean tools (dlping, pymodaq-emu) and by
+// the message link's SessionListener (listener side) and SecureConnector (dial side), which take
+// the socket and session apart (TlsSocket::release). Not thread-safe.
 #pragma once
 
 #include <chrono>

@@ -6,38 +6,18 @@
 
 #include <doctest/doctest.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "lib/net/net_testing.h"
+#include "lib/net/tls_testing.h"
 #include "lib/net/stream.h"
 
 using namespace dl;
+using namespace dl::testing;
 
 namespace {
-
-std::string psk_file(const std::string& name, const std::string& hex) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  std::string path = std::string(tmp ? tmp : "/tmp") + "/" + name;
-  ::unlink(path.c_str());
-  std::ofstream(path) << "datalink " << hex << "\n";
-  ::chmod(path.c_str(), 0600);
-  return path;
-}
-
-std::shared_ptr<TlsConfig> config(const std::string& file, TlsRole role) {
-  TlsFlags f;
-  f.psk_file = file;
-  auto r = TlsConfig::load(f, role);
-  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.error().message()));
-  return *r;
-}
-
-const std::string kKeyA(64, 'a'), kKeyB(64, 'b');
 
 struct Side {
   std::unique_ptr<TlsSocket> socket;
@@ -56,8 +36,8 @@ struct Side {
 TEST_CASE("the right pre-shared key secures both sides, and a Stream carries bytes through TLS") {
   Reactor r;
   auto [a, b] = testing::socket_pair(SOCK_NONBLOCK);
-  Side listener(r, config(psk_file("gate-a1.psk", kKeyA), TlsRole::listener));
-  Side dialer(r, config(psk_file("gate-a2.psk", kKeyA), TlsRole::dialer));
+  Side listener(r, psk_config(psk_file("gate-a1.psk", kKeyA), TlsRole::listener));
+  Side dialer(r, psk_config(psk_file("gate-a2.psk", kKeyA), TlsRole::dialer));
   listener.gate->admit(std::move(a), SocketAddress{});
   dialer.gate->admit(std::move(b), SocketAddress{});
   REQUIRE(testing::run_until(r, [&] { return listener.done() && dialer.done(); }));
@@ -98,8 +78,8 @@ TEST_CASE("the right pre-shared key secures both sides, and a Stream carries byt
 TEST_CASE("a wrong pre-shared key is refused on both sides") {
   Reactor r;
   auto [a, b] = testing::socket_pair(SOCK_NONBLOCK);
-  Side listener(r, config(psk_file("gate-b1.psk", kKeyA), TlsRole::listener));
-  Side dialer(r, config(psk_file("gate-b2.psk", kKeyB), TlsRole::dialer));
+  Side listener(r, psk_config(psk_file("gate-b1.psk", kKeyA), TlsRole::listener));
+  Side dialer(r, psk_config(psk_file("gate-b2.psk", kKeyB), TlsRole::dialer));
   listener.gate->admit(std::move(a), SocketAddress{});
   dialer.gate->admit(std::move(b), SocketAddress{});
   REQUIRE(testing::run_until(r, [&] { return listener.done() && dialer.done(); }));
@@ -116,7 +96,7 @@ TEST_CASE("a plain stranger is refused and told in TLS terms; a silent one times
   auto [a, b] = testing::socket_pair(SOCK_NONBLOCK);
   TlsGateOptions o;
   o.timeout = std::chrono::milliseconds(200);
-  Side listener(r, config(psk_file("gate-c.psk", kKeyA), TlsRole::listener), o);
+  Side listener(r, psk_config(psk_file("gate-c.psk", kKeyA), TlsRole::listener), o);
   listener.gate->admit(std::move(a), SocketAddress{});
   const char hello[] = "\x44\x4c\x4e\x4b not tls at all, just a plain dialer's first bytes";
   REQUIRE(::send(b.get(), hello, sizeof hello, 0) > 0);
@@ -129,9 +109,33 @@ TEST_CASE("a plain stranger is refused and told in TLS terms; a silent one times
   CHECK(is_tls_alert({answer, static_cast<std::size_t>(n)}));
 
   auto [c, d] = testing::socket_pair(SOCK_NONBLOCK);
-  Side quiet(r, config(psk_file("gate-d.psk", kKeyA), TlsRole::listener), o);
+  Side quiet(r, psk_config(psk_file("gate-d.psk", kKeyA), TlsRole::listener), o);
   quiet.gate->admit(std::move(c), SocketAddress{});
   REQUIRE(testing::run_until(r, [&] { return quiet.done(); }, std::chrono::seconds(3)));
   REQUIRE(quiet.refused);
   CHECK(quiet.refused->kind == ErrorKind::timeout);
+}
+
+TEST_CASE("a full gate evicts the busiest source's oldest handshake, not the real peer's") {
+  Reactor r;
+  TlsGateOptions o;
+  o.max_pending = 3;
+  std::vector<std::string> refused_peers;
+  TlsGate gate(
+      r, psk_config(psk_file("gate-e.psk", kKeyA), TlsRole::listener), o,
+      [](std::unique_ptr<TlsSocket>, const SocketAddress&) {},
+      [&](const Error&, const SocketAddress& peer) { refused_peers.push_back(peer.to_string()); });
+  auto at = [](const std::string& text) { return resolve(*parse_dial_endpoint(text), false)->front(); };
+  std::vector<Fd> quiet_ends;  // the far ends stay open and silent
+  auto admit_from = [&](const std::string& peer) {
+    auto [a, b] = testing::socket_pair(SOCK_NONBLOCK);
+    quiet_ends.push_back(std::move(b));
+    gate.admit(std::move(a), at(peer));
+  };
+  admit_from("127.0.0.1:5000");  // the real peer, oldest of all
+  for (int i = 0; i < 4; ++i) admit_from("127.0.0.2:" + std::to_string(6000 + i));
+  CHECK(gate.pending() == 3);
+  REQUIRE(refused_peers.size() == 2);
+  CHECK(refused_peers[0] == "127.0.0.2:6000");
+  CHECK(refused_peers[1] == "127.0.0.2:6001");
 }

@@ -57,6 +57,13 @@ void TlsSocket::shutdown_write() {
   ::shutdown(fd_.get(), SHUT_WR);
 }
 
+TlsSocket::Parts TlsSocket::release() {
+  Parts p;
+  p.tls = std::move(tls_);
+  p.fd = std::move(fd_);
+  return p;
+}
+
 std::optional<Error> TlsSocket::failure() const {
   if (tls_failed_) return tls_->error();
   return std::nullopt;

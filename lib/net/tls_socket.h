@@ -35,6 +35,14 @@ class TlsSocket final : public StreamLayer {
   void shutdown_write() override;
   std::optional<Error> failure() const override;
 
+  // Gives up the socket and its session to a layer that drives them itself (the message link
+  // reads, writes and shuts down through the TlsSession directly); this object is empty after.
+  struct Parts {
+    Fd fd;
+    std::unique_ptr<TlsSession> tls;  // after fd: destroyed first
+  };
+  Parts release();
+
  private:
   Fd fd_;
   std::unique_ptr<TlsSession> tls_;  // after fd_: destroyed first, never outlives its socket
