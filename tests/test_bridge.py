@@ -190,23 +190,26 @@ class BridgeTest(dltest.DlTestCase):
         results[key] = answer.decode()
 
     def test_raw_relays_conversations_with_half_close(self):
-        sport = self.summing_server()
-        br, bport = self.bridge_listening_a("127.0.0.1:%d" % sport, "--raw", "-v")
-        payloads = [os.urandom(size) for size in (0, 1, 4096, 3 * MiB, 8 * MiB)]
-        results = {}
-        threads = [threading.Thread(target=self.converse, args=(bport, p, results, i))
-                   for i, p in enumerate(payloads)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(dltest.t(60))
-        for i, p in enumerate(payloads):
-            self.assertEqual(results.get(i), hashlib.sha256(p).hexdigest(), "client %d" % i)
-        dltest.wait_until(lambda: br.stderr().count("closed ") >= len(payloads), 10, "all pairs closed")
-        self.assertIn("(splice)", br.stderr())
-        br.signal(signal.SIGTERM)
-        self.assertExited(br, 10, 130)
-        self.assertNoCrash(br)
+        # Both peers on loopback: auto copies (faster there); --splice on forces splice(2).
+        for mode, how in (("auto", "(copy)"), ("on", "(splice)"), ("off", "(copy)")):
+            with self.subTest(splice=mode):
+                sport = self.summing_server()
+                br, bport = self.bridge_listening_a("127.0.0.1:%d" % sport, "--raw", "-v", "--splice", mode)
+                payloads = [os.urandom(size) for size in (0, 1, 4096, 3 * MiB, 8 * MiB)]
+                results = {}
+                threads = [threading.Thread(target=self.converse, args=(bport, p, results, i))
+                           for i, p in enumerate(payloads)]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join(dltest.t(60))
+                for i, p in enumerate(payloads):
+                    self.assertEqual(results.get(i), hashlib.sha256(p).hexdigest(), "client %d" % i)
+                dltest.wait_until(lambda: br.stderr().count("closed ") >= len(payloads), 10, "all pairs closed")
+                self.assertIn(how, br.stderr())
+                br.signal(signal.SIGTERM)
+                self.assertExited(br, 10, 130)
+                self.assertNoCrash(br)
 
     def test_raw_with_latency_and_cuts(self):
         sport = self.summing_server()
@@ -550,6 +553,8 @@ class BridgeTest(dltest.DlTestCase):
                              (["listen:0", "127.0.0.1:1", "--fault", "cut=0"], "cut"),
                              (["listen:0"], "required"),
                              (["listen:0", "127.0.0.1:1", "--proto-b", "auto"], "side b"),
+                             (["listen:0", "127.0.0.1:1", "--splice", "on"], "only with --raw"),
+                             (["listen:0", "127.0.0.1:1", "--raw", "--splice", "maybe"], "expected auto, on or off"),
                              (["listen:0", "127.0.0.1:1", "--fanout", "--proto-a", "classic"], "native"),
                              (["listen:0", "127.0.0.1:1", "--fanout", "--fault", "cut=1M"], "--fault"),
                              (["127.0.0.1:1", "listen:0", "--fanout"], "side a must listen")):

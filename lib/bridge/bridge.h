@@ -37,10 +37,17 @@ struct Side {
   std::string port_file;   // listening side: write the bound port here
 };
 
+// How --raw moves bytes. splice(2) keeps payload out of user space, which is what a relay
+// between hosts wants; but when both peers run on this host their own copies are the cost
+// that matters, and a plain copy through a buffer keeps the bytes they touch in cache (the
+// sender's pages are not held for the receiver to read cold): faster and cheaper overall.
+enum class SpliceMode { automatic, on, off };  // automatic: splice unless both peers are local
+
 struct DlbridgeOptions {
   std::array<Side, 2> side;   // "a" and "b"
   bool raw = false;
   bool fanout = false;          // side a keeps several clients (each its own session or connection)
+  SpliceMode splice = SpliceMode::automatic;  // raw mode without faults
   FaultPlan faults;
   double stats_interval_s = 0;  // 0: no periodic counters
   Verbosity verbosity;

@@ -2,6 +2,8 @@
 // architectures it is the generic code again.
 #include "lib/codec/checksum.h"
 
+#include <cstring>
+
 #if defined(__x86_64__)
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
@@ -19,6 +21,13 @@ namespace dl::detail {
 
 std::uint64_t frame_checksum_avx2(const std::uint8_t* header24, const std::uint8_t* payload, std::size_t n) {
   return XXH3_64bits_withSeed(payload, n, XXH3_64bits(header24, 24));
+}
+
+#include "lib/codec/checksum_copy.inc"
+
+std::uint64_t frame_checksum_copy_avx2(const std::uint8_t* header24, std::uint8_t* dst, const std::uint8_t* src,
+                                       std::size_t n) {
+  return checksum_copy(header24, dst, src, n);
 }
 
 }  // namespace dl::detail

@@ -16,16 +16,22 @@ std::uint64_t checksum(const std::uint8_t* header, std::span<const std::uint8_t>
 
 bool known_type(std::uint8_t t) { return t >= 1 && t <= 6; }
 
+// Header bytes 0..23 (everything but the checksum).
+void put_head(std::uint8_t* out, Type type, std::uint16_t flags, std::size_t length, std::uint64_t seq,
+              double timestamp) {
+  out[0] = kMarker;
+  out[1] = static_cast<std::uint8_t>(type);
+  put_u16(out + 2, flags);
+  put_u32(out + 4, static_cast<std::uint32_t>(length));
+  put_u64(out + 8, seq);
+  put_f64(out + 16, timestamp);
+}
+
 }  // namespace
 
 void encode(std::uint8_t* out, Type type, std::uint64_t seq, double timestamp,
             std::span<const std::uint8_t> payload, std::uint16_t flags) {
-  out[0] = kMarker;
-  out[1] = static_cast<std::uint8_t>(type);
-  put_u16(out + 2, flags);
-  put_u32(out + 4, static_cast<std::uint32_t>(payload.size()));
-  put_u64(out + 8, seq);
-  put_f64(out + 16, timestamp);
+  put_head(out, type, flags, payload.size(), seq, timestamp);
   put_u64(out + 24, checksum(out, payload));
 }
 
@@ -35,13 +41,19 @@ void encode_data(std::uint8_t* out, std::uint64_t seq, double timestamp,
     encode(out, Type::data, seq, timestamp, payload);
     return;
   }
-  out[0] = kMarker;
-  out[1] = static_cast<std::uint8_t>(Type::data);
-  put_u16(out + 2, 0);
-  put_u32(out + 4, static_cast<std::uint32_t>(payload.size()));
-  put_u64(out + 8, seq);
-  put_f64(out + 16, timestamp);
+  put_head(out, Type::data, 0, payload.size(), seq, timestamp);
   put_u64(out + 24, 0);
+}
+
+void encode_data_copy(std::uint8_t* out, std::uint64_t seq, double timestamp,
+                      std::span<const std::uint8_t> payload, Integrity integrity) {
+  put_head(out, Type::data, 0, payload.size(), seq, timestamp);
+  if (integrity == Integrity::tls) {
+    if (!payload.empty()) std::memcpy(out + kHeaderSize, payload.data(), payload.size());
+    put_u64(out + 24, 0);
+    return;
+  }
+  put_u64(out + 24, frame_checksum_copy(out, out + kHeaderSize, payload.data(), payload.size()));
 }
 
 Decoded decode(std::span<const std::uint8_t> buf, std::uint32_t max_payload, Integrity integrity) {

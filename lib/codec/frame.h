@@ -54,6 +54,10 @@ void encode(std::uint8_t* out, Type type, std::uint64_t seq, double timestamp,
 enum class Integrity { checksum, tls };
 void encode_data(std::uint8_t* out, std::uint64_t seq, double timestamp,
                  std::span<const std::uint8_t> payload, Integrity integrity);
+// encode_data for a payload that is not in place yet: copies it to out + kHeaderSize and
+// checksums it in the same pass (frame_checksum_copy). `payload` must not overlap the frame.
+void encode_data_copy(std::uint8_t* out, std::uint64_t seq, double timestamp,
+                      std::span<const std::uint8_t> payload, Integrity integrity);
 
 enum class Status { frame, need_more, bad };
 struct Decoded {

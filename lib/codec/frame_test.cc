@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -284,4 +285,20 @@ TEST_CASE("inside TLS, DATA frames carry no checksum and only DATA frames skip t
   encode(k.data(), Type::keepalive, 0, 2.0, {});
   k[24] ^= 1;
   CHECK(decode(k, 1024, Integrity::tls).status == frame::Status::bad);
+}
+
+TEST_CASE("encode_data_copy writes the same frame as encode_data over a payload in place") {
+  std::vector<std::uint8_t> payload(100000);
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::uint8_t>(i * 13 + 5);
+  for (std::size_t n : {std::size_t{0}, std::size_t{3}, std::size_t{40000}, payload.size()}) {
+    for (Integrity in : {Integrity::checksum, Integrity::tls}) {
+      CAPTURE(n);
+      std::vector<std::uint8_t> a(kHeaderSize + n), b(kHeaderSize + n);
+      std::copy(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(n), a.begin() + kHeaderSize);
+      encode_data(a.data(), 42, 3.25, {a.data() + kHeaderSize, n}, in);
+      encode_data_copy(b.data(), 42, 3.25, {payload.data(), n}, in);
+      CHECK(a == b);
+      CHECK(decode(b, 1u << 20, in).status == frame::Status::frame);
+    }
+  }
 }

@@ -781,20 +781,20 @@ std::span<std::uint8_t> Link::reserve(std::size_t max_payload) {
 void Link::commit(std::size_t n, double timestamp) {
   if (n == 0) return;
   std::uint8_t* start = tx_.at(tx_.head());
-  std::size_t total;
   if (wire_proto_ == Proto::classic) {
     classic::encode_header(start, n, timestamp);
     classic::encode_footer(start + classic::kHeaderSize + n);
-    total = classic::kOverhead + n;
-    tx_.produce(total);
-    session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
-  } else {
-    std::uint64_t seq = session_.next_seq();
-    frame::encode_data(start, seq, timestamp, {start + frame::kHeaderSize, n}, integrity());
-    total = frame::kHeaderSize + n;
-    tx_.produce(total);
-    session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
+    take_encoded(classic::kOverhead + n, n);
+    return;
   }
+  frame::encode_data(start, session_.next_seq(), timestamp, {start + frame::kHeaderSize, n}, integrity());
+  take_encoded(frame::kHeaderSize + n, n);
+}
+
+// A message of n payload bytes is encoded at the ring's head, `total` bytes with its framing.
+void Link::take_encoded(std::size_t total, std::size_t n) {
+  tx_.produce(total);
+  session_.record(tx_.head(), static_cast<std::uint32_t>(n), false);
   stats_.bytes_sent += n;
   stats_.messages_sent++;
   reactor_.request_pass();  // our flush may already have run in this pass (another link's callback)
@@ -825,6 +825,13 @@ bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Err
     return false;
   }
   if (tx_.free_space() < over + payload.size()) return false;
+  if (wire_proto_ == Proto::native && !payload.empty()) {
+    // Copy and checksum in one pass (a bridge forwards every message this way): the payload is
+    // read once, and checksummed while each block is still in the first-level cache.
+    frame::encode_data_copy(tx_.at(tx_.head()), session_.next_seq(), timestamp, payload, integrity());
+    take_encoded(frame::kHeaderSize + payload.size(), payload.size());
+    return true;
+  }
   std::size_t header = wire_proto_ == Proto::classic ? classic::kHeaderSize : frame::kHeaderSize;
   if (!payload.empty()) std::memcpy(tx_.at(tx_.head() + header), payload.data(), payload.size());
   if (payload.empty()) {

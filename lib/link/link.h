@@ -227,6 +227,7 @@ class Link {
   void on_timer();
   void update_interest();
   void notify_writable();
+  void take_encoded(std::size_t total, std::size_t payload);
   std::string peer_name() const;
 
   // TLS (with keys): the byte I/O that goes through TLS when a connection has it (the

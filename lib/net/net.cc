@@ -7,8 +7,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
 
 namespace dl {
 
@@ -192,6 +194,40 @@ void tune_stream_socket(int fd) {
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+namespace {
+
+// The IP of an AF_INET/AF_INET6 address as 16 bytes (IPv4 as IPv4-mapped IPv6); false otherwise.
+bool ip_bytes(const sockaddr_storage& ss, std::array<std::uint8_t, 16>& out) {
+  if (ss.ss_family == AF_INET6) {
+    std::memcpy(out.data(), &reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr, 16);
+    return true;
+  }
+  if (ss.ss_family == AF_INET) {
+    out = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    std::memcpy(out.data() + 12, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, 4);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool peer_is_local(int fd) {
+  sockaddr_storage local{}, peer{};
+  socklen_t llen = sizeof local, plen = sizeof peer;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) != 0) return false;
+  if (local.ss_family == AF_UNIX) return true;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) return false;
+  std::array<std::uint8_t, 16> l{}, p{};
+  if (!ip_bytes(local, l) || !ip_bytes(peer, p)) return false;
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  bool mapped = std::memcmp(p.data(), kMapped, 12) == 0;
+  if (mapped && p[12] == 127) return true;                     // 127.0.0.0/8
+  static constexpr std::uint8_t kLoop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  if (std::memcmp(p.data(), kLoop6, 16) == 0) return true;     // ::1
+  return l == p;
 }
 
 }  // namespace dl

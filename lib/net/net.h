@@ -55,6 +55,12 @@ Result<Fd> accept_one(int listen_fd, SocketAddress* peer);
 inline constexpr int kUnixSocketBuffer = 1 << 20;
 void tune_stream_socket(int fd);
 
+// True when the peer of connected stream socket `fd` runs on this host: a unix socket, a
+// loopback address (127.0.0.0/8, ::1, also IPv4-mapped), or a peer address equal to our own
+// end's (a connection to one of this host's own interface addresses). False when unsure
+// (not a connected socket). No blocking, no errors.
+bool peer_is_local(int fd);
+
 // The port a listener or connected socket has locally (0 for unix sockets).
 std::uint16_t port_of(const SocketAddress& address);
 

@@ -57,6 +57,30 @@ TEST_CASE("a unix peer prints as the socket it came through and its pid") {
   CHECK(peer.to_string() == "unix:" + path + " (pid " + std::to_string(::getpid()) + ")");
 }
 
+TEST_CASE("peers on loopback and unix sockets are local; an unconnected socket is not") {
+  for (const char* where : {"127.0.0.1:0", "[::1]:0"}) {
+    CAPTURE(where);
+    auto l = listen_on(*parse_listen_endpoint(where));
+    if (!l) continue;  // no IPv6 here
+    auto target = *parse_dial_endpoint(l->local.to_string());
+    auto addrs = resolve(target, false);
+    REQUIRE(addrs);
+    auto c = start_connect(addrs->front());
+    REQUIRE(c);
+    Fd s = accept_wait(*l, nullptr);
+    CHECK(peer_is_local(s.get()));
+    CHECK(peer_is_local(c->get()));
+    CHECK_FALSE(peer_is_local(l->fd.get()));  // listening: no peer
+  }
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  Fd a(sv[0]), b(sv[1]);
+  CHECK(peer_is_local(a.get()));
+  Fd fresh(::socket(AF_INET, SOCK_STREAM, 0));
+  CHECK_FALSE(peer_is_local(fresh.get()));
+  CHECK_FALSE(peer_is_local(-1));
+}
+
 TEST_CASE("a udp endpoint cannot be listened on as a stream") {
   auto l = listen_on(*parse_listen_endpoint("udp:127.0.0.1:0"));
   REQUIRE(!l);

@@ -1,6 +1,7 @@
 #include "lib/net/pump.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -86,7 +87,7 @@ void Pump::start() {
       splicing_ = true;
     }
   }
-  if (!splicing_) buf_.resize(opt_.buffer);
+  if (!splicing_) alloc_buffer(opt_.buffer);
   guard_sigpipe_ = !sigpipe_ignored();
   from_.on_readable([this] { on_readable(); });
   to_.on_writable([this] { on_writable(); });
@@ -105,7 +106,7 @@ void Pump::stop() {
 
 void Pump::update() {
   if (finished_) return;
-  from_.want_read(!eof_ && room() > 0);
+  from_.want_read(!eof_ && room() > 0 && !pipe_full_);
   to_.want_write(held() > 0);
 }
 
@@ -116,12 +117,19 @@ void Pump::finish(Status st) {
   if (cb) cb(std::move(st));
 }
 
+// Left uninitialised on purpose: the kernel maps a large allocation's pages only when they are
+// first written, so a relay of many quiet connections costs what they actually send.
+void Pump::alloc_buffer(std::size_t n) {
+  buf_.reset(new std::uint8_t[n]);
+  cap_ = n;
+}
+
 void Pump::fall_back_to_copy() {
   // Whatever already sits in our pipe comes back into the buffer, in order.
-  buf_.resize(std::max(opt_.buffer, pipe_size_));
+  alloc_buffer(std::max(opt_.buffer, pipe_size_));
   off_ = len_ = 0;
   while (in_pipe_ > 0) {
-    ssize_t n = ::read(pipe_r_.get(), buf_.data() + len_, in_pipe_);
+    ssize_t n = ::read(pipe_r_.get(), buf_.get() + len_, in_pipe_);
     if (n <= 0) break;
     len_ += static_cast<std::size_t>(n);
     in_pipe_ -= static_cast<std::size_t>(n);
@@ -135,20 +143,36 @@ bool Pump::read_some() {
   for (int i = 0; i < kRoundsPerWake && !eof_ && room() > 0; ++i) {
     ssize_t n;
     if (splicing_) {
-      n = ::splice(from_.fd(), nullptr, pipe_w_.get(), nullptr, room(), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      std::size_t want = room();
+      n = ::splice(from_.fd(), nullptr, pipe_w_.get(), nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
         fall_back_to_copy();
         continue;
       }
-      if (n > 0) in_pipe_ += static_cast<std::size_t>(n);
+      if (n < 0 && errno == EAGAIN && in_pipe_ > 0) {
+        // The pipe counts buffers, not bytes: a run of small segments fills its slots while
+        // room() still shows bytes free. Then the source stays readable and a level-triggered
+        // wait would spin; stop reading until a write empties some slots.
+        int queued = 0;
+        if (::ioctl(from_.fd(), FIONREAD, &queued) == 0 && queued > 0) pipe_full_ = true;
+      }
+      if (n > 0) {
+        in_pipe_ += static_cast<std::size_t>(n);
+        // Less than asked: the source is drained (or the pipe's slots are): write first.
+        if (static_cast<std::size_t>(n) < want) break;
+      }
     } else {
-      if (off_ > 0 && len_ == buf_.size()) {
-        std::memmove(buf_.data(), buf_.data() + off_, len_ - off_);
+      if (off_ > 0 && len_ == cap_) {
+        std::memmove(buf_.get(), buf_.get() + off_, len_ - off_);
         len_ -= off_;
         off_ = 0;
       }
-      n = from_.read(buf_.data() + len_, buf_.size() - len_);
-      if (n > 0) len_ += static_cast<std::size_t>(n);
+      std::size_t want = cap_ - len_;
+      n = from_.read(buf_.get() + len_, want);
+      if (n > 0) {
+        len_ += static_cast<std::size_t>(n);
+        if (static_cast<std::size_t>(n) < want) break;  // drained: a further read would say EAGAIN
+      }
     }
     if (n == 0) {
       eof_ = true;
@@ -167,16 +191,20 @@ bool Pump::read_some() {
 bool Pump::write_some() {
   for (int i = 0; i < kRoundsPerWake && held() > 0; ++i) {
     ssize_t n;
+    std::size_t asked = held();
     SigpipeGuard guard(guard_sigpipe_ && to_.type() != Stream::Type::file);
     if (splicing_) {
-      n = ::splice(pipe_r_.get(), nullptr, to_.fd(), nullptr, in_pipe_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      n = ::splice(pipe_r_.get(), nullptr, to_.fd(), nullptr, asked, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
         fall_back_to_copy();
         continue;
       }
-      if (n > 0) in_pipe_ -= static_cast<std::size_t>(n);
+      if (n > 0) {
+        in_pipe_ -= static_cast<std::size_t>(n);
+        pipe_full_ = false;
+      }
     } else {
-      n = to_.write(buf_.data() + off_, len_ - off_);
+      n = to_.write(buf_.get() + off_, asked);
       if (n > 0) {
         off_ += static_cast<std::size_t>(n);
         if (off_ == len_) off_ = len_ = 0;
@@ -184,6 +212,9 @@ bool Pump::write_some() {
     }
     if (n > 0) {
       bytes_ += static_cast<std::uint64_t>(n);
+      // Less than asked: the destination is full. Wait for it to say so rather than make
+      // another call that would only return EAGAIN.
+      if (static_cast<std::size_t>(n) < asked) break;
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;

@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <vector>
 
 #include "lib/base/error.h"
 #include "lib/base/fd.h"
@@ -54,19 +53,22 @@ class Pump {
   bool read_some();   // false once finished
   bool write_some();  // false once finished
   void fall_back_to_copy();
+  void alloc_buffer(std::size_t n);
   void update();
   void finish(Status st);
   std::size_t held() const { return splicing_ ? in_pipe_ : len_ - off_; }
-  std::size_t room() const { return splicing_ ? pipe_size_ - in_pipe_ : buf_.size() - len_; }
+  std::size_t room() const { return splicing_ ? pipe_size_ - in_pipe_ : cap_ - len_; }
 
   Stream& from_;
   Stream& to_;
   PumpOptions opt_;
   Done done_;
   bool splicing_ = false, eof_ = false, finished_ = false, started_ = false, guard_sigpipe_ = false;
+  bool pipe_full_ = false;  // the pipe's slots are taken (small segments): read after a write
   Fd pipe_r_, pipe_w_;
   std::size_t pipe_size_ = 0, in_pipe_ = 0;
-  std::vector<std::uint8_t> buf_;
+  std::unique_ptr<std::uint8_t[]> buf_;
+  std::size_t cap_ = 0;
   std::size_t off_ = 0, len_ = 0;
   std::uint64_t bytes_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -124,6 +124,7 @@ TEST_CASE("a destination splice refuses (O_APPEND file) falls back to copying, b
   auto data = random_bytes(3 << 20);
   std::size_t sent = 0;
   auto wr = r.watch(src_peer.get(), POLLOUT, [&](short) {
+    if (sent == data.size()) return;  // shut down already: a write now would raise SIGPIPE
     ssize_t n = ::write(src_peer.get(), data.data() + sent, data.size() - sent);
     if (n > 0) sent += static_cast<std::size_t>(n);
     if (sent == data.size()) ::shutdown(src_peer.get(), SHUT_WR);
@@ -213,4 +214,43 @@ TEST_CASE("two pumps make a full-duplex relay; each half-close passes on its own
   CHECK(::read(left_peer.get(), buf, sizeof buf) == 4);
   CHECK(std::string(buf, 4) == "pong");
   CHECK(::read(left_peer.get(), buf, sizeof buf) == 0);
+}
+
+TEST_CASE("small segments that take every pipe slot while the destination is full: no spinning") {
+  Reactor r;
+  auto [src_peer, src] = socket_pair(SOCK_NONBLOCK);
+  auto [dst, dst_peer] = socket_pair(SOCK_NONBLOCK);
+  std::vector<std::uint8_t> fill(65536, 'x');
+  while (::write(dst.get(), fill.data(), fill.size()) > 0) {
+  }
+  auto from = Stream::from_fd(r, std::move(src));
+  auto to = Stream::from_fd(r, std::move(dst));
+  PumpOptions o;
+  o.buffer = 64 * 1024;  // 16 slots
+  Pump p(*from, *to, o, [](Status) { FAIL("must not finish"); });
+  p.start();
+  REQUIRE(p.splicing());
+  for (int i = 0; i < 200; ++i) REQUIRE(::write(src_peer.get(), "0123456789", 10) == 10);  // one skb each
+  r.run_once(0ms);
+  // With the source readable but nowhere to put its bytes, every wait must block for its
+  // full timeout. A spinning pump returns from each at once.
+  auto t0 = Clock::now();
+  for (int i = 0; i < 10; ++i) r.run_once(20ms);
+  CHECK(Clock::now() - t0 >= 150ms);
+  // Once the destination drains, everything arrives.
+  std::size_t drained = 0, got = 0;
+  std::vector<std::uint8_t> buf(1 << 20);
+  run_until(r, [&] {
+    ssize_t n;
+    while ((n = ::read(dst_peer.get(), buf.data(), buf.size())) > 0) {
+      // The filler is all 'x'; the relayed bytes are digits.
+      for (ssize_t k = 0; k < n; ++k) {
+        if (buf[static_cast<std::size_t>(k)] == 'x') ++drained;
+        else ++got;
+      }
+    }
+    return got == 2000;
+  });
+  CHECK(got == 2000);
+  CHECK(p.bytes() == 2000);
 }

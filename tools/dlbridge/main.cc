@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
                "dlbridge"};
   app.set_version_flag("--version", std::string("dlbridge ") + dl::kVersionString);
   dl::LinkFlags common;
-  std::string a, b, proto_a, proto_b, stats_interval, window = "8M", tls_side;
+  std::string a, b, proto_a, proto_b, stats_interval, window = "8M", tls_side, splice;
   std::vector<std::string> faults;
   dl::bridge::DlbridgeOptions o;
   app.add_option("a", a, "Side a: HOST:PORT, [IPV6]:PORT or unix:PATH to dial; listen:[HOST:]PORT, listen:unix:PATH or a bare PORT to listen")
@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   app.add_option("--port-file-b", o.side[1].port_file, "Side b listens: write its bound port to FILE");
   app.add_flag("--raw", o.raw, "Forward plain TCP bytes (any protocol): one connection to b per client of a, half-close passed through");
   app.add_flag("--fanout", o.fanout, "Side a listens for several clients, each its own session (with --raw: its own connection); what b sends goes to all of them, what any of them sends goes to b");
+  app.add_option("--splice", splice, "With --raw: auto (splice(2) unless both peers are on this host, where a copy is faster), on or off")
+      ->type_name("MODE");
   app.add_option("--fault", faults, "Inject faults for testing: [a:|b:]cut=BYTES, cut-every=DURATION, latency=DURATION, jitter=DURATION, rate=BITS/S (repeatable)");
   app.add_option("--stats-interval", stats_interval, "Print counters every DURATION (also on SIGUSR1)");
   app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 8M)");
@@ -78,6 +80,12 @@ int main(int argc, char** argv) {
     }
     o.side[i].link = *lo;
     o.side[i].link.window = *win;
+  }
+  if (!splice.empty()) {
+    if (!o.raw) return usage(dl::make_error(dl::ErrorKind::usage, "--splice", "only with --raw"));
+    if (splice == "on") o.splice = dl::bridge::SpliceMode::on;
+    else if (splice == "off") o.splice = dl::bridge::SpliceMode::off;
+    else if (splice != "auto") return usage(dl::make_error(dl::ErrorKind::usage, "--splice " + splice, "expected auto, on or off"));
   }
   if (o.fanout && !o.side[0].link.listen) return usage(dl::make_error(dl::ErrorKind::usage, "--fanout", "side a must listen: it is where the clients come"));
   for (const std::string& spec : faults) {
