@@ -375,7 +375,9 @@ class HangupTest(Base):
         recv = self.dlrecv("-v", "--lines", "-l", "unix:" + sock, stdout=out)
         dltest.wait_until(lambda: os.path.exists(sock) or not recv.running, 10,
                           "the unix socket")
-        send = self.dlsend("--lines", "unix:" + sock, stdin=subprocess.PIPE)
+        # -w: the socket file exists from bind(), a moment before listen(); a busy machine
+        # can put a refused connect in between.
+        send = self.dlsend("--lines", "-w", "10", "unix:" + sock, stdin=subprocess.PIPE)
         self._hang_up("dlrecv", send, recv, out)
         self.assertFalse(os.path.exists(sock), "unix socket file left behind")
 
