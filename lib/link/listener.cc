@@ -102,9 +102,7 @@ void SessionListener::detach(Link& link) {
 void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer) {
   if (!peer) {
     // Out of descriptors: the Acceptor pauses a moment by itself and tries again, every 100 ms
-    // while it lasts. Said once until a connection is accepted again.
-    if (exhaustion_reported_) return;
-    exhaustion_reported_ = true;
+    // while it lasts, and says so once until a connection is accepted again.
     if (obs_) obs_->on_event(LinkEvent::warning, "accept", &e);
     return;
   }
@@ -114,7 +112,6 @@ void SessionListener::on_accept_event(const Error& e, const SocketAddress* peer)
 }
 
 void SessionListener::on_accepted(Accepted a) {
-  exhaustion_reported_ = false;
   if (gate_) {
     gate_->admit(std::move(a.fd), a.peer);  // on_secured() once its TLS handshake is done
     return;

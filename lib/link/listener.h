@@ -132,7 +132,6 @@ class SessionListener {
   std::uint64_t incarnation_ = 0;
   PendingList candidates_;   // in their protocol handshake
   std::vector<Link*> links_;
-  bool exhaustion_reported_ = false;  // out of descriptors, said once until the next accept
   Timer timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

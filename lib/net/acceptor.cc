@@ -58,7 +58,12 @@ void Acceptor::on_ready() {
       exhausted_ = true;
       update();
       resume_timer_.arm(Clock::now() + opt_.pause_on_exhaustion);
-      if (on_event_) on_event_(fd.error(), nullptr);
+      // Said once per shortage: it lasts as long as the descriptors are held, and a line
+      // every retry would bury the log.
+      if (!exhaustion_said_ && on_event_) {
+        exhaustion_said_ = true;
+        on_event_(fd.error(), nullptr);
+      }
       return;
     }
     if (!fd->valid()) return;  // nothing more pending
@@ -76,6 +81,7 @@ void Acceptor::on_ready() {
       continue;
     }
     ++accepted_;
+    exhaustion_said_ = false;
     on_accept_(Accepted{std::move(*fd), peer});
   }
 }

@@ -36,7 +36,8 @@ class Acceptor {
  public:
   using OnAccept = std::function<void(Accepted)>;
   // Something the owner may want to log: a refused peer (ErrorKind::auth, `peer` set), or
-  // an accept failure that paused the acceptor (`peer` null). Never fatal.
+  // an accept failure that paused the acceptor (`peer` null; once per shortage, not per retry:
+  // again only after a connection was accepted). Never fatal.
   using OnEvent = std::function<void(const Error& e, const SocketAddress* peer)>;
 
   // Takes the listener (see listen_on) and starts accepting at once. Callbacks may destroy
@@ -72,6 +73,7 @@ class Acceptor {
   Timer resume_timer_;
   bool paused_by_owner_ = false;
   bool exhausted_ = false;
+  bool exhaustion_said_ = false;  // until a connection is accepted again
   std::uint64_t accepted_ = 0, refused_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
