@@ -1,4 +1,5 @@
 #include "lib/link/link.h"
+#include "lib/net/net_testing.h"
 
 #include <doctest/doctest.h>
 
@@ -13,15 +14,9 @@
 #include "lib/base/byte_order.h"
 
 using namespace dl;
+using dl::testing::run_until;
 
 namespace {
-
-// Runs the reactor until pred() or a bounded number of rounds (each bounded in time).
-template <class Pred>
-bool run_until(Reactor& r, Pred pred, int rounds = 20000) {
-  for (int i = 0; i < rounds && !pred(); ++i) r.run_once(std::chrono::milliseconds(50));
-  return pred();
-}
 
 struct Collector : LinkObserver {
   Link* link = nullptr;
@@ -224,7 +219,7 @@ TEST_CASE("a version 1 dialer gets a final 'upgrade' ERROR and the listener goes
     if (n > 0) got.insert(got.end(), buf, buf + n);
     eof = eof || n == 0 || (n < 0 && errno != EAGAIN);
     return eof;
-  }, 200));
+  }, std::chrono::milliseconds(200 * 50)));
   ::close(fd);
   auto d = frame::decode(got, 1 << 20);
   REQUIRE(d.status == frame::Status::frame);
@@ -255,14 +250,14 @@ TEST_CASE("a dialer refused by a version 1 listener stops at once with the reaso
   REQUIRE(run_until(r, [&] {
     if (c < 0) c = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK);
     return c >= 0;
-  }, 200));
+  }, std::chrono::milliseconds(200 * 50)));
   // What a version-1 listener answers: ERROR "version", flags 0 (v1 has no retryable bit).
   std::string payload = frame::encode_error_payload("version", "peer speaks protocol version 2, this build speaks 1");
   std::vector<std::uint8_t> f(frame::kHeaderSize + payload.size());
   std::memcpy(f.data() + frame::kHeaderSize, payload.data(), payload.size());
   frame::encode(f.data(), frame::Type::error, 0, 1.0, {f.data() + frame::kHeaderSize, payload.size()});
   REQUIRE(::send(c, f.data(), f.size(), 0) == static_cast<ssize_t>(f.size()));
-  REQUIRE(run_until(r, [&] { return client.closed(); }, 200));
+  REQUIRE(run_until(r, [&] { return client.closed(); }, std::chrono::milliseconds(10000)));
   REQUIRE(client.failure());
   CHECK(client.failure()->kind == ErrorKind::protocol);
   CHECK(client.failure()->message().find("upgrade") != std::string::npos);
@@ -383,7 +378,7 @@ TEST_CASE("native: the peer's END is taken in once the messages before it are co
   std::string m(100, 'm');
   for (int i = 0; i < 5; ++i) REQUIRE(client.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, 1));
   client.finish();
-  REQUIRE(run_until(r, [&] { return client.completed() && server.completed(); }, 400));
+  REQUIRE(run_until(r, [&] { return client.completed() && server.completed(); }, std::chrono::milliseconds(20000)));
   CHECK(rx.got == 5);
   CHECK(server.peer_finished());
 }

@@ -12,16 +12,12 @@
 #include <vector>
 
 #include "lib/link/link.h"
+#include "lib/net/net_testing.h"
 
 using namespace dl;
+using dl::testing::run_until;
 
 namespace {
-
-template <class Pred>
-bool run_until(Reactor& r, Pred pred, int rounds = 20000) {
-  for (int i = 0; i < rounds && !pred(); ++i) r.run_once(std::chrono::milliseconds(50));
-  return pred();
-}
 
 struct Events : LinkObserver {
   Link* link = nullptr;
@@ -153,7 +149,7 @@ frame::Decoded stranger(Reactor& r, std::uint16_t port, const std::vector<std::u
     if (n > 0) got.insert(got.end(), buf, buf + n);
     eof = n == 0 || (n < 0 && errno != EAGAIN);
     return eof;
-  }, 200);
+  }, std::chrono::milliseconds(10000));
   ::close(fd);
   static std::vector<std::uint8_t> keep;
   keep = got;
@@ -258,7 +254,7 @@ TEST_CASE("several sessions: a HELLO resuming a session nobody serves is refused
 
   // Silence is dropped at the handshake deadline, reported, and makes no session either.
   int silent = connect_to(server.port());
-  REQUIRE(run_until(r, [&] { return server.listener_events.count(LinkEvent::rejected) == 3; }, 100));
+  REQUIRE(run_until(r, [&] { return server.listener_events.count(LinkEvent::rejected) == 3; }, std::chrono::milliseconds(5000)));
   CHECK(server.listener_events.events.back().second.empty());  // a timeout, no protocol id
   ::close(silent);
   CHECK(server.sessions.empty());
@@ -271,11 +267,11 @@ TEST_CASE("several sessions: a HELLO resuming a session nobody serves is refused
     return c.link->completed() && server.sessions.size() == 1 && server.sessions[0]->link->completed();
   }));
   // A closed link leaves the listener by itself; a live one when it is destroyed.
-  REQUIRE(run_until(r, [&] { return server.sessions[0]->link->closed(); }, 200));
+  REQUIRE(run_until(r, [&] { return server.sessions[0]->link->closed(); }, std::chrono::milliseconds(10000)));
   CHECK(server.listener.sessions() == 0);
   Client second(r, server.port(), 1);
   REQUIRE(second.link->start());
-  REQUIRE(run_until(r, [&] { return server.sessions.size() == 2; }, 200));
+  REQUIRE(run_until(r, [&] { return server.sessions.size() == 2; }, std::chrono::milliseconds(10000)));
   CHECK(server.listener.sessions() == 1);
   server.sessions.clear();
   CHECK(server.listener.sessions() == 0);
@@ -300,16 +296,16 @@ TEST_CASE("one session (a Link that listens): a second dialer is refused while t
   REQUIRE(run_until(r, [&] {
     a.pump(100, false);
     return rx.got.size() >= 10;
-  }, 200));
+  }, std::chrono::milliseconds(200 * 50)));
   REQUIRE(b.link->start());  // session-busy is retryable: b keeps trying while a flows
   REQUIRE(run_until(r, [&] {
     a.pump(100, false);
     return rx.count(LinkEvent::rejected) >= 1;
-  }, 200));
+  }, std::chrono::milliseconds(200 * 50)));
   REQUIRE(run_until(r, [&] {
     a.pump(500);
     return a.link->completed() && rx.got.size() == 500;
-  }, 200));
+  }, std::chrono::milliseconds(200 * 50)));
   CHECK(rx.count(LinkEvent::disconnected) == 0);
   for (int n = 0; n < 500; ++n) REQUIRE(rx.got[static_cast<std::size_t>(n)] == a.message(n));
   CHECK(b.ev.count(LinkEvent::connected) == 0);
@@ -324,7 +320,7 @@ TEST_CASE("several sessions: a session closed by its owner is forgotten at once;
   REQUIRE(run_until(r, [&] {
     c.pump(100, false);
     return server.sessions.size() == 1 && server.sessions[0]->rx.got.size() >= 50;
-  }, 400));
+  }, std::chrono::milliseconds(400 * 50)));
   // The owner closes the session without a word and destroys the Link; the dialer's next
   // connection (its HELLO names that session) must not reach the dead Link: it is refused
   // alone, as a session this listener does not know, and the dialer stops (no replay).
@@ -335,7 +331,7 @@ TEST_CASE("several sessions: a session closed by its owner is forgotten at once;
   REQUIRE(run_until(r, [&] {
     c.pump(100, false);
     return c.link->closed();
-  }, 400));
+  }, std::chrono::milliseconds(400 * 50)));
   REQUIRE(c.link->failure());
   CHECK(c.link->failure()->id == "session-lost");
   CHECK(server.sessions.empty());
@@ -346,5 +342,5 @@ TEST_CASE("several sessions: a session closed by its owner is forgotten at once;
   REQUIRE(run_until(r, [&] {
     d.pump(10);
     return d.link->completed() && server.sessions.size() == 1 && server.sessions[0]->rx.got.size() == 10;
-  }, 400));
+  }, std::chrono::milliseconds(400 * 50)));
 }
