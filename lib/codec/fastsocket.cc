@@ -202,6 +202,16 @@ struct Parser {
     return true;
   }
 
+  // An object member's key (skipped) and its ':', the cursor on the key's opening quote.
+  Status key_and_colon() {
+    if (i >= s.size() || s[i] != '"') return bad("bad-json", "object key must be a string");
+    if (auto st = string(nullptr, nullptr); !st) return st;
+    ws();
+    if (i >= s.size() || s[i] != ':') return bad("bad-json", "expected ':'");
+    ++i;
+    return ok_status();
+  }
+
   // Skips any JSON value (Python's extensions NaN, Infinity, -Infinity included), iteratively.
   Status skip_value() {
     std::vector<char> stack;  // '{' or '['
@@ -224,11 +234,7 @@ struct Parser {
             continue;
           }
           if (c == '{') {
-            if (i >= s.size() || s[i] != '"') return bad("bad-json", "object key must be a string");
-            if (auto st = string(nullptr, nullptr); !st) return st;
-            ws();
-            if (i >= s.size() || s[i] != ':') return bad("bad-json", "expected ':'");
-            ++i;
+            if (auto st = key_and_colon(); !st) return st;
           }
           continue;
         }
@@ -250,11 +256,7 @@ struct Parser {
         expect_value = true;
         if (open == '{') {
           ws();
-          if (i >= s.size() || s[i] != '"') return bad("bad-json", "object key must be a string");
-          if (auto st = string(nullptr, nullptr); !st) return st;
-          ws();
-          if (i >= s.size() || s[i] != ':') return bad("bad-json", "expected ':'");
-          ++i;
+          if (auto st = key_and_colon(); !st) return st;
         }
         continue;
       }

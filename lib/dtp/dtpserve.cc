@@ -179,6 +179,7 @@ class Server {
   void reply_error(std::uint64_t session, const SocketAddress& to, ErrorCode c, const std::string& text);
   void end_session(std::uint64_t id, const char* why);
   void pump();
+  bool flush_batch();
   std::size_t fill_slot(Session& s, std::size_t max_segs, std::int64_t now);
   void arm_pace(std::int64_t delay_ns);
   void housekeeping();
@@ -587,16 +588,19 @@ std::size_t Server::fill_slot(Session& s, std::size_t max_segs, std::int64_t now
   return len;
 }
 
+// Sends what the batch holds; false when the socket is full (then POLLOUT resumes the pump).
+bool Server::flush_batch() {
+  if (sb_.empty()) return true;
+  (void)sb_.flush(sock_);
+  if (sb_.empty()) return true;
+  waiting_pollout_ = true;
+  r_.set_events(sock_watch_, POLLIN | POLLOUT);
+  return false;
+}
+
 void Server::pump() {
   std::int64_t now = mono_ns();
-  if (!sb_.empty()) {
-    (void)sb_.flush(sock_);
-    if (!sb_.empty()) {
-      waiting_pollout_ = true;
-      r_.set_events(sock_watch_, POLLIN | POLLOUT);
-      return;
-    }
-  }
+  if (!flush_batch()) return;
   std::vector<Session*>& active = active_;  // reused: no allocation per wake-up
   active.clear();
   for (auto& [id, s] : sessions_) {
@@ -635,14 +639,7 @@ void Server::pump() {
       }
     }
   }
-  if (!sb_.empty()) {
-    (void)sb_.flush(sock_);
-    if (!sb_.empty()) {
-      waiting_pollout_ = true;
-      r_.set_events(sock_watch_, POLLIN | POLLOUT);
-      return;
-    }
-  }
+  if (!flush_batch()) return;
   // END only after the pass's last data left, so it does not overtake them.
   for (auto& [id, s] : sessions_) {
     if (s->end_pending) {

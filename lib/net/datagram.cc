@@ -173,14 +173,7 @@ std::size_t SendBatch::send_split(DatagramSocket& s, std::size_t i, bool& again)
   for (std::size_t k = 0; k < nseg; ++k) {
     std::size_t off = k * slot.segment;
     iov_[k] = {base + off, std::min(slot.segment, slot.length - off)};
-    msghdr& m = hdr_[k].msg_hdr;
-    m = {};
-    if (slot.has_to) {
-      m.msg_name = &slot.to.storage;
-      m.msg_namelen = slot.to.length;
-    }
-    m.msg_iov = &iov_[k];
-    m.msg_iovlen = 1;
+    slot.fill(hdr_[k].msg_hdr, &iov_[k]);
   }
   int n;
   do {
@@ -207,6 +200,16 @@ std::size_t SendBatch::send_split(DatagramSocket& s, std::size_t i, bool& again)
   return static_cast<std::size_t>(n);
 }
 
+void SendBatch::Slot::fill(msghdr& m, iovec* iov) const {
+  m = {};
+  if (has_to) {
+    m.msg_name = const_cast<sockaddr_storage*>(&to.storage);
+    m.msg_namelen = to.length;
+  }
+  m.msg_iov = iov;
+  m.msg_iovlen = 1;
+}
+
 Result<std::size_t> SendBatch::flush(DatagramSocket& s) {
   std::size_t sent = 0;
   while (used_ > 0) {
@@ -229,13 +232,7 @@ Result<std::size_t> SendBatch::flush(DatagramSocket& s) {
       Slot& slot = meta_[i];
       iov_[k] = {buf_.data() + i * kSlotSize, slot.length};
       msghdr& m = hdr_[k].msg_hdr;
-      m = {};
-      if (slot.has_to) {
-        m.msg_name = &slot.to.storage;
-        m.msg_namelen = slot.to.length;
-      }
-      m.msg_iov = &iov_[k];
-      m.msg_iovlen = 1;
+      slot.fill(m, &iov_[k]);
       if (slot.segment) {
         std::uint8_t* c = ctl_.data() + k * CMSG_SPACE(sizeof(std::uint16_t));
         m.msg_control = c;

@@ -92,6 +92,8 @@ class SendBatch {
     std::size_t length = 0, segment = 0;
     SocketAddress to;
     bool has_to = false;
+    // A one-buffer message header for `iov`, addressed to `to` when the slot has one.
+    void fill(msghdr& m, iovec* iov) const;
   };
   std::size_t send_split(DatagramSocket& s, std::size_t i, bool& again);
   std::size_t slots_, first_ = 0, used_ = 0;
