@@ -190,12 +190,8 @@ std::vector<std::uint8_t> v1_hello() {
 }
 
 int connect_to(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  int fd = dl::testing::connect_loopback(port);
+  REQUIRE(fd >= 0);
   return fd;
 }
 }  // namespace

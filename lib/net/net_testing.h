@@ -2,7 +2,9 @@
 // pairs. Test-only (testonly in BUILD); never linked into a tool.
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -28,6 +30,21 @@ inline std::pair<Fd, Fd> socket_pair(int flags = 0) {
   int sv[2] = {-1, -1};
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0, sv) != 0) return {};
   return {Fd(sv[0]), Fd(sv[1])};
+}
+
+// A blocking TCP connection to 127.0.0.1:port (a hand-made peer or stranger); -1 on failure.
+// The caller closes it.
+inline int connect_loopback(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 // Reproducible pseudo-random payload.
