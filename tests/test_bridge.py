@@ -149,6 +149,48 @@ class BridgeTest(dltest.DlTestCase):
         self.assertLess(len(got), 64 * MiB)
         br2.kill()
 
+    def test_raw_carries_the_native_session_through_a_bridge_restart(self):
+        # --raw owns no session: dlsend's session runs end to end with dlrecv, so killing and
+        # restarting the bridge is one more connection cut that the native peers heal. The
+        # sender replays what the receiver lacks: byte-exact, nothing duplicated, exit 0.
+        src = self.path("in")
+        dltest.make_random_file(src, 48 * MiB)
+        out = self.path("out")
+        recv, rport = self.listen("dlrecv", "-v", stdout=out)
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % rport, "--raw", "--fault", "rate=200M")
+        send = self.dlsend("127.0.0.1:%d" % bport, "-f", src, "-v", "--reconnect", "30s")
+        dltest.wait_until(lambda: os.path.exists(out) and os.path.getsize(out) > 4 * MiB, 30, "data flowing")
+        br.kill()
+        br.wait(5)
+        self.assertLess(os.path.getsize(out), 48 * MiB, "the transfer ended before the bridge was killed")
+        br2 = self.bridge("listen:127.0.0.1:%d" % bport, "127.0.0.1:%d" % rport, "--raw", name="bridge2")
+        self.assertExitCodes(60, (send, 0), (recv, 0))
+        self.assertSameFile(src, out)
+        self.assertIn("session resumed", send.stderr())
+        self.assertIn("session resumed", recv.stderr())
+        br2.signal(signal.SIGTERM)
+        self.assertExited(br2, 10, 130)
+        for p in (send, recv, br, br2):
+            self.assertNoCrash(p)
+
+    def test_raw_cuts_on_both_hops_are_healed_end_to_end(self):
+        # A raw cut resets both connections of the pair; the native session across it resumes.
+        src = self.path("in")
+        dltest.make_random_file(src, 40 * MiB)
+        out = self.path("out")
+        recv, rport = self.listen("dlrecv", "-v", stdout=out)
+        br, bport = self.bridge_listening_a("127.0.0.1:%d" % rport, "--raw", "-v",
+                                            "--fault", "a:cut=5M", "--fault", "b:cut=7M")
+        send = self.dlsend("127.0.0.1:%d" % bport, "-f", src, "-v", "--reconnect", "30s")
+        self.assertExitCodes(120, (send, 0), (recv, 0))
+        self.assertSameFile(src, out)
+        err = br.stderr()
+        self.assertGreaterEqual(err.count("fault cut"), 4, err)
+        self.assertGreaterEqual(send.stderr().count("session resumed"), 3, send.stderr())
+        br.signal(signal.SIGTERM)
+        self.assertExited(br, 10, 130)
+        self.assertNoCrash(br)
+
     # ------------------------------------------------------------------ raw mode
     def summing_server(self):
         """A TCP server (thread) that reads each connection to EOF, then answers with the
