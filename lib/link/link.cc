@@ -481,7 +481,7 @@ void Link::drop_conn(Conn* c, const Error& why, bool report) {
   c->fd.reset();
 }
 
-void Link::connection_lost(const Error& why) {
+void Link::connection_lost(const Error& why, bool orderly) {
   bool was_established = active_ && active_->established;
   if (active_) {
     drop_conn(active_.get(), why, was_established && !completed_);
@@ -502,8 +502,23 @@ void Link::connection_lost(const Error& why) {
       return;
     }
   }
+  if (completed_ && !orderly && linger_until_ && wire_proto_ == Proto::native) {
+    // We completed when we queued our last ACK, but a cut may have taken it with it, and
+    // without it the peer cannot complete (it would retry and give up, claiming a failure for
+    // data we have). So, as TCP's TIME_WAIT keeps answering a last FIN, stay resumable until
+    // the linger time is up: a dialer reconnects, a listener takes the resume.
+    if (!opt_.listen) {
+      // Past the linger the timer ends the link well; the connector must not give up first.
+      connector_ = make_connector(*linger_until_ + std::chrono::seconds(1));
+      connector_->retry(why);
+      if (closed_) return;
+    }
+    reschedule();
+    return;
+  }
   if (completed_) {
-    // The peer closed after everything was acknowledged: that is the normal end.
+    // The peer closed after everything was acknowledged (or our linger ran out, the peer
+    // gone for good after a cut): that is the normal end.
     linger_until_.reset();
     if (opt_.keep_open && opt_.listen) {
       reset_session();
@@ -711,7 +726,7 @@ void Link::on_timer() {
   auto now = Clock::now();
   if (linger_until_ && now >= *linger_until_) {
     linger_until_.reset();
-    connection_lost(make_error(ErrorKind::disconnected, "linger", "peer did not close"));
+    connection_lost(make_error(ErrorKind::disconnected, "linger", "peer did not close"), /*orderly=*/true);
     return;
   }
   if (active_) {
@@ -1115,7 +1130,8 @@ void Link::read_some(Conn* c) {
         if (obs_) obs_->on_readable();
       }
       connection_lost(make_error(ErrorKind::disconnected, "receive from " + c->peer.to_string(),
-                                 "peer closed the connection"));
+                                 "peer closed the connection"),
+                      /*orderly=*/true);
       return;
     }
     if (!c->heard && !c->tls && c->dialer && is_tls_alert(w.first(static_cast<std::size_t>(n)))) {

@@ -219,7 +219,9 @@ class Link {
   int keepalive_interval() const;
   void drain_early(Conn* c);
   void drop_conn(Conn* c, const Error& why, bool report);
-  void connection_lost(const Error& why);
+  // `orderly`: the peer closed its side (EOF) or our linger after completion ran out; anything
+  // else (reset, timeout, abort) is a cut.
+  void connection_lost(const Error& why, bool orderly = false);
   void session_over(const Error& why);
   void give_up(const Error* dial_error = nullptr);
   void fail(const Error& e);
