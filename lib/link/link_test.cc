@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -379,6 +381,41 @@ TEST_CASE("native: the peer's END is taken in once the messages before it are co
   CHECK(server.peer_finished());
 }
 
+namespace {
+// A listening and a dialing Link on one reactor, joined through a CutRelay (the network in
+// between); each Link's messages are collected. The options are listen_opts()/dial_opts()
+// with the caller's changes.
+struct RelayedPair {
+  Reactor r;
+  Collector at_server, at_client;
+  std::unique_ptr<Link> server, client;
+  std::unique_ptr<dl::testing::CutRelay> net;
+  RelayedPair(const std::function<void(LinkOptions&)>& tune_server,
+              const std::function<void(LinkOptions&)>& tune_client) {
+    LinkOptions lo = listen_opts();
+    tune_server(lo);
+    server = std::make_unique<Link>(r, lo, &at_server);
+    at_server.link = server.get();
+    REQUIRE(server->start());
+    net = std::make_unique<dl::testing::CutRelay>(r, port_of(server->local_address()));
+    REQUIRE(net->port() != 0);
+    LinkOptions co = dial_opts(*server);
+    co.endpoint = *parse_dial_endpoint("127.0.0.1:" + std::to_string(net->port()));
+    tune_client(co);
+    client = std::make_unique<Link>(r, co, &at_client);
+    at_client.link = client.get();
+    REQUIRE(client->start());
+  }
+  void send(Link& from, int count, std::size_t size) {
+    std::string m(size, 'm');
+    for (int i = 0; i < count; ++i) REQUIRE(from.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, i));
+  }
+  void rounds(int n) {
+    for (int i = 0; i < n; ++i) r.run_once(std::chrono::milliseconds(1));
+  }
+};
+}  // namespace
+
 TEST_CASE("a cut that takes the last ACK with it: the side that completed first stays resumable") {
   // dlsend -> dlrecv -l: the receiver completes first, when it queues the ACK of the sender's
   // END. If the network then drops that ACK and resets the connection, the sender cannot know
@@ -386,104 +423,57 @@ TEST_CASE("a cut that takes the last ACK with it: the side that completed first 
   // TCP's TIME_WAIT keeps answering a last FIN) so the sender's reconnect completes the session
   // too. Before, the receiver took the cut for the normal end and exited 0 while the sender
   // retried into a closed port and gave up (exit 5).
-  Reactor r;
-  Collector rx;
-  LinkOptions lo = listen_opts();
-  lo.receive_only = true;
-  lo.linger_ms = 3000;
-  Link server(r, lo, &rx);
-  rx.link = &server;
-  REQUIRE(server.start());
-  dl::testing::CutRelay net(r, port_of(server.local_address()));
-  REQUIRE(net.port() != 0);
-  LinkOptions so = dial_opts(server);
-  so.endpoint = *parse_dial_endpoint("127.0.0.1:" + std::to_string(net.port()));
-  so.reconnect_s = 3;
-  Collector ignore;
-  Link client(r, so, &ignore);
-  ignore.link = &client;
-  REQUIRE(client.start());
-  std::string m(1000, 'm');
-  for (int i = 0; i < 5; ++i) REQUIRE(client.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, i));
-  client.finish();
+  RelayedPair p([](LinkOptions& o) { o.receive_only = true; o.linger_ms = 3000; },
+                [](LinkOptions& o) { o.reconnect_s = 3; });
+  p.send(*p.client, 5, 1000);
+  p.client->finish();
   // The network loses everything the server writes from its completion on: its last ACK.
-  net.hold_target_when([&] { return server.completed(); });
-  REQUIRE(run_until(r, [&] { return server.completed(); }));
-  for (int i = 0; i < 5; ++i) r.run_once(std::chrono::milliseconds(1));
-  REQUIRE(!client.completed());
-  net.cut();
-  REQUIRE(run_until(r, [&] { return client.closed() && server.closed(); }, std::chrono::seconds(8)));
-  CHECK(client.completed());
-  CHECK(!client.failure());
-  CHECK(!server.failure());
-  CHECK(net.connections() == 2);
-  CHECK(rx.got.size() == 5);
+  p.net->hold_target_when([&] { return p.server->completed(); });
+  REQUIRE(run_until(p.r, [&] { return p.server->completed(); }));
+  p.rounds(5);
+  REQUIRE(!p.client->completed());
+  p.net->cut();
+  REQUIRE(run_until(p.r, [&] { return p.client->closed() && p.server->closed(); }, std::chrono::seconds(8)));
+  CHECK(p.client->completed());
+  CHECK(!p.client->failure());
+  CHECK(!p.server->failure());
+  CHECK(p.net->connections() == 2);
+  CHECK(p.at_server.got.size() == 5);
 }
 
 TEST_CASE("after completing, a lingering side that is cut and never resumed still ends well") {
-  Reactor r;
-  Collector rx;
-  LinkOptions lo = listen_opts();
-  lo.receive_only = true;
-  lo.linger_ms = 300;
-  Link server(r, lo, &rx);
-  rx.link = &server;
-  REQUIRE(server.start());
-  dl::testing::CutRelay net(r, port_of(server.local_address()));
-  LinkOptions so = dial_opts(server);
-  so.endpoint = *parse_dial_endpoint("127.0.0.1:" + std::to_string(net.port()));
-  Collector ignore;
-  Link client(r, so, &ignore);
-  ignore.link = &client;
-  REQUIRE(client.start());
-  std::string m(10, 'm');
-  REQUIRE(client.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, 1));
-  client.finish();
-  net.hold_target_when([&] { return server.completed(); });
-  REQUIRE(run_until(r, [&] { return server.completed(); }));
-  client.close();  // the sender is gone for good
-  net.cut();
+  RelayedPair p([](LinkOptions& o) { o.receive_only = true; o.linger_ms = 300; }, [](LinkOptions&) {});
+  p.send(*p.client, 1, 10);
+  p.client->finish();
+  p.net->hold_target_when([&] { return p.server->completed(); });
+  REQUIRE(run_until(p.r, [&] { return p.server->completed(); }));
+  p.client->close();  // the sender is gone for good
+  p.net->cut();
   auto t0 = Clock::now();
-  REQUIRE(run_until(r, [&] { return server.closed(); }, std::chrono::seconds(5)));
-  CHECK(!server.failure());  // it has everything: its linger running out is still success
+  REQUIRE(run_until(p.r, [&] { return p.server->closed(); }, std::chrono::seconds(5)));
+  CHECK(!p.server->failure());  // it has everything: its linger running out is still success
   CHECK(Clock::now() - t0 >= std::chrono::milliseconds(200));  // it did wait for a resume
-  CHECK(rx.got.size() == 1);
+  CHECK(p.at_server.got.size() == 1);
 }
 
 TEST_CASE("a cut that takes the last ACK with it: a dialer that completed first reconnects to deliver it") {
   // The dialer ends its own direction at once and receives: the listener's END reaches it
   // last, so the dialer completes first, when it queues that END's ACK.
-  Reactor r;
-  Collector ignore;
-  LinkOptions lo = listen_opts();
-  lo.reconnect_s = 3;
-  Link server(r, lo, &ignore);
-  ignore.link = &server;
-  REQUIRE(server.start());
-  dl::testing::CutRelay net(r, port_of(server.local_address()));
-  REQUIRE(net.port() != 0);
-  LinkOptions co = dial_opts(server);
-  co.endpoint = *parse_dial_endpoint("127.0.0.1:" + std::to_string(net.port()));
-  co.linger_ms = 3000;
-  Collector rx;
-  Link client(r, co, &rx);
-  rx.link = &client;
-  REQUIRE(client.start());
-  client.finish();
-  REQUIRE(run_until(r, [&] { return client.ready(); }));
-  for (int i = 0; i < 20; ++i) r.run_once(std::chrono::milliseconds(1));  // the dialer's END is acked
-  std::string m(1000, 'm');
-  for (int i = 0; i < 5; ++i) REQUIRE(server.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, i));
-  server.finish();
-  net.hold_dialer_when([&] { return client.completed(); });
-  REQUIRE(run_until(r, [&] { return client.completed(); }));
-  for (int i = 0; i < 5; ++i) r.run_once(std::chrono::milliseconds(1));
-  REQUIRE(!server.completed());
-  net.cut();
-  REQUIRE(run_until(r, [&] { return client.closed() && server.closed(); }, std::chrono::seconds(8)));
-  CHECK(server.completed());
-  CHECK(!server.failure());
-  CHECK(!client.failure());
-  CHECK(net.connections() == 2);
-  CHECK(rx.got.size() == 5);
+  RelayedPair p([](LinkOptions& o) { o.reconnect_s = 3; }, [](LinkOptions& o) { o.linger_ms = 3000; });
+  p.client->finish();
+  REQUIRE(run_until(p.r, [&] { return p.client->ready(); }));
+  p.rounds(20);  // the dialer's END is acknowledged
+  p.send(*p.server, 5, 1000);
+  p.server->finish();
+  p.net->hold_dialer_when([&] { return p.client->completed(); });
+  REQUIRE(run_until(p.r, [&] { return p.client->completed(); }));
+  p.rounds(5);
+  REQUIRE(!p.server->completed());
+  p.net->cut();
+  REQUIRE(run_until(p.r, [&] { return p.client->closed() && p.server->closed(); }, std::chrono::seconds(8)));
+  CHECK(p.server->completed());
+  CHECK(!p.server->failure());
+  CHECK(!p.client->failure());
+  CHECK(p.net->connections() == 2);
+  CHECK(p.at_client.got.size() == 5);
 }
