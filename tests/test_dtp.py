@@ -39,7 +39,8 @@ def session_received(path):
     return struct.unpack(">Q", data[-16:-8])[0]
 
 
-class DtpTest(dltest.DlTestCase):
+class DtpCase(dltest.DlTestCase):
+    """The helpers, without tests (test_dtp_adversary.py builds on them too)."""
     need_binaries = False
 
     @classmethod
@@ -73,11 +74,24 @@ class DtpTest(dltest.DlTestCase):
         dltest.make_random_file(path, size)
         return path
 
+    def craft_path(self):
+        """tests/dtp_craft: hand-made datagrams with valid checksums."""
+        craft = dltest._find_binary("dtp_craft")
+        if not os.access(craft, os.X_OK):
+            for cand in (os.path.join(dltest.REPO, "bazel-bin", "tests", "dtp_craft"),
+                         os.path.join(dltest.REPO, "tests", "dtp_craft")):
+                if os.access(cand, os.X_OK):
+                    craft = cand
+        self.assertTrue(os.access(craft, os.X_OK), "dtp_craft not built")
+        return craft
+
     def summary(self, proc):
         m = re.search(r"received (\d+) new bytes \((\d+) duplicate\)", proc.stderr())
         self.assertTrue(m, "no summary line\n%s" % proc.describe())
         return int(m.group(1)), int(m.group(2))
 
+
+class DtpTest(DtpCase):
     # -- whole transfers
     def test_50mib_no_loss(self):
         src = self.random_file("a.bin", 50 * MiB)
@@ -403,13 +417,7 @@ class DtpTest(dltest.DlTestCase):
         self.assertNoCrash(srv)
 
     def test_every_bad_field_is_answered_and_forged_requests_get_nothing(self):
-        craft = dltest._find_binary("dtp_craft")
-        if not os.access(craft, os.X_OK):
-            for cand in (os.path.join(dltest.REPO, "bazel-bin", "tests", "dtp_craft"),
-                         os.path.join(dltest.REPO, "tests", "dtp_craft")):
-                if os.access(cand, os.X_OK):
-                    craft = cand
-        self.assertTrue(os.access(craft, os.X_OK), "dtp_craft not built")
+        craft = self.craft_path()
         src = self.random_file("v.bin", 8 * MiB)
         srv, addr = self.serve()
         # A real session runs throughout; it must not notice any of this.

@@ -68,7 +68,8 @@ class Client {
   int run();
 
  private:
-  enum class Phase { opening, transferring, finished };
+  // hashing: everything is here; waiting for the hash (and -o -'s reader) to catch up.
+  enum class Phase { opening, transferring, hashing, finished };
   void say(const std::string& s) {
     if (!o_.verbosity.quiet) ctx_.say(ctx_.program + ": " + s);
   }
@@ -90,6 +91,7 @@ class Client {
   void flush_writes();
   void tick();
   void finish();
+  void verified();
   void incomplete(const std::string& why, bool cancelled);
   void save(bool durable);
   void show_progress(bool final);
@@ -122,6 +124,8 @@ class Client {
   std::int64_t started_ = 0, last_heard_ = 0, last_data_ = 0, last_new_ = 0, pass_started_ = 0, next_open_ = 0;
   std::int64_t open_backoff_ = 250 * kMs, last_progress_ = 0;
   std::int64_t meta_at_ = 0;  // for -v: where the time went (handshake, transfer, hash wait)
+  std::int64_t received_at_ = 0;
+  std::uint64_t hashed_then_ = 0;
   std::uint32_t highest_seq_ = 0;
   double gap_ns_ = 0;  // smoothed time between DATA datagrams
   // Mid-pass repairs: holes behind what this pass already delivered are asked for at once
@@ -386,6 +390,7 @@ void Client::process(std::span<const std::uint8_t> d) {
   Packet p;
   if (*decode(d, p)) return;  // corrupt or foreign: the per-datagram checksum caught it
   if (p.session != sid_) return;
+  if (phase_ != Phase::opening && phase_ != Phase::transferring) return;  // all here already
   last_heard_ = mono_ns();
   switch (p.type) {
     case Type::data: {
@@ -583,11 +588,23 @@ void Client::finish() {
   phase_ = Phase::finished;
   for (int i = 0; i < 2; ++i) send(encode_stop(ctl_.data(), sid_, StopReason::done));
   show_progress(true);
-  std::string check = "no whole-payload check (--range)";
-  std::int64_t received_at = mono_ns();
-  std::uint64_t hashed_then = hasher_ ? hasher_->hashed() : 0;
+  received_at_ = mono_ns();
+  hashed_then_ = hasher_ ? hasher_->hashed() : 0;
   if (whole_) {
-    auto h = hasher_->finish(st_.size);
+    // The hash (and -o -'s reader, for as long as it likes) may still lag: wait for it in
+    // the reactor, so that signals and the deadline are still heard meanwhile.
+    phase_ = Phase::hashing;
+    hasher_->notify_when(st_.size, [this] { r_.wake(); });
+    return;
+  }
+  verified();
+}
+
+void Client::verified() {
+  phase_ = Phase::finished;
+  std::string check = "no whole-payload check (--range)";
+  if (whole_) {
+    auto h = hasher_->finish(st_.size);  // done: notify_when() said so
     if (!h) {
       stop_with(fail(h.error()));
       return;
@@ -604,8 +621,8 @@ void Client::finish() {
     }
     check = fmt::format("sha256 ok ({:.0f}% hashed from the receive buffers; finishing took {:.0f} ms more, for the last {})",
                         st_.size ? 100.0 * static_cast<double>(hasher_->hashed_from_buffers()) / static_cast<double>(st_.size) : 0.0,
-                        static_cast<double>(mono_ns() - received_at) * 1e-6,
-                        human_bytes(static_cast<double>(st_.size - std::min(hashed_then, st_.size))));
+                        static_cast<double>(mono_ns() - received_at_) * 1e-6,
+                        human_bytes(static_cast<double>(st_.size - std::min(hashed_then_, st_.size))));
   }
   double secs = static_cast<double>(mono_ns() - started_) * 1e-9;  // the hash check included
   if (out_.valid() && !to_stdout_) ::fsync(out_.get());
@@ -617,7 +634,7 @@ void Client::finish() {
                     human_rate(static_cast<double>(new_bytes_), std::max(secs, 1e-9)), pass_,
                     pass_ == 1 ? "" : "es", new_bytes_, dup_bytes_, check,
                     static_cast<double>(meta_at_ - started_) * 1e-6,
-                    static_cast<double>(received_at - std::max(meta_at_, started_)) * 1e-6));
+                    static_cast<double>(received_at_ - std::max(meta_at_, started_)) * 1e-6));
   }
   stop_with(kExitOk);
 }
@@ -753,6 +770,9 @@ int Client::run() {
     incomplete(signo == SIGINT ? "interrupted" : "terminated", true);
   });
   r_.watch(sock_.fd.get(), POLLIN, [this](short) { on_readable(); });
+  r_.on_wake([this] {
+    if (phase_ == Phase::hashing && result_ < 0 && (hasher_->hashed() >= st_.size || hasher_->failure())) verified();
+  });
   tick_timer_ = std::make_unique<Timer>(r_, [this] { tick(); });
   save_timer_ = std::make_unique<Timer>(r_, [this] {
     if (dirty_ && phase_ == Phase::transferring) save(false);
@@ -761,7 +781,8 @@ int Client::run() {
   save_timer_->arm(deadline_after(Clock::now(), o_.save_interval_s));
   if (o_.deadline_s >= 0) {
     deadline_timer_ = std::make_unique<Timer>(r_, [this] {
-      if (phase_ != Phase::finished) incomplete("deadline reached", false);
+      // The deadline is the transfer's: a hash still catching up (or -o -'s reader) is not.
+      if (phase_ == Phase::opening || phase_ == Phase::transferring) incomplete("deadline reached", false);
     });
     deadline_timer_->arm(deadline_after(Clock::now(), o_.deadline_s));
   }

@@ -1,0 +1,378 @@
+#!/usr/bin/python3
+"""dtpserve/dtpget against adversaries, each while a real transfer runs: strangers replaying a
+session's captured datagrams, floods of OPENs and of REQUESTs packed with ranges, either peer
+stopped (SIGSTOP) or killed and restarted mid-stream, the payload truncated or grown while it
+is served, a stdout reader that stalls or leaves, deadlines and damaged session files.
+
+Binaries: $DTPSERVE / $DTPGET (run_py_test.sh sets them), else bazel-bin/tools/<tool>/<tool>.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dltest  # noqa: E402
+from dltest import MiB, t  # noqa: E402
+from test_dtp import DtpCase, EXIT_INCOMPLETE, session_received  # noqa: E402
+
+DTP_DATA = 4
+
+
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+class Recorder(threading.Thread):
+    """A UDP relay between one dtpget and a dtpserve that keeps a copy of every datagram the
+    client sends (for strangers to replay), and can replay each one itself a little later
+    (the same source address as the client, from the server's view)."""
+
+    def __init__(self, server, replay_own=False):
+        super().__init__(daemon=True)
+        self.server, self.replay_own = server, replay_own
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(server)
+        for s in (self.front, self.back):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.client = None
+        self.captured = []
+        self.lock = threading.Lock()
+        self.stop = False
+        self.start()
+
+    def run(self):
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(self.front, selectors.EVENT_READ)
+        sel.register(self.back, selectors.EVENT_READ)
+        later = []
+        while not self.stop:
+            for key, _ in sel.select(0.02):
+                try:
+                    if key.fileobj is self.front:
+                        data, self.client = self.front.recvfrom(65536)
+                        with self.lock:
+                            if len(self.captured) < 20000:
+                                self.captured.append(data)
+                        self.back.send(data)
+                        if self.replay_own:
+                            later.append((time.monotonic() + 0.2, data))
+                    else:
+                        data = self.back.recv(65536)
+                        if self.client:
+                            self.front.sendto(data, self.client)
+                except OSError:
+                    pass
+            now = time.monotonic()
+            while later and later[0][0] <= now:
+                try:
+                    self.back.send(later.pop(0)[1])
+                except OSError:
+                    pass
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.captured)
+
+    def close(self):
+        self.stop = True
+        self.join(5)
+        self.front.close()
+        self.back.close()
+
+
+class DtpAdversaryTest(DtpCase):
+    def wait_session(self, path, fraction=0.0, size=1, timeout=15):
+        def there():
+            try:
+                got = session_received(path)
+            except FileNotFoundError:
+                return False
+            return got is not None and got >= fraction * size
+        dltest.wait_until(there, timeout, "%s at %d%%" % (path, fraction * 100))
+
+    # -- strangers
+    def test_stranger_replaying_a_sessions_datagrams(self):
+        # A real transfer through a recording relay; a stranger replays everything the client
+        # sent (OPEN, REQUESTs with the cookie, REPORTs, STOP) from its own address, over and
+        # over. It must get no DATA nor META (no reflection, no hijack) and the transfer must
+        # not notice; the relay also replays each datagram itself 200 ms later (duplicated
+        # control traffic from the genuine address).
+        src = self.random_file("r.bin", 12 * MiB)
+        srv, addr = self.serve()
+        host, port = addr.rsplit(":", 1)
+        relay = Recorder((host, int(port)), replay_own=True)
+        self.addCleanup(relay.close)
+        out = self.path("r.out")
+        p = self.get("127.0.0.1:%d" % relay.port, "r.bin", "-o", out, "--rate", "60M")
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(stranger.close)
+        stranger.bind(("127.0.0.1", 0))
+        stranger.setblocking(False)
+        got_types = {}
+        deadline = time.monotonic() + t(40)
+        while p.running and time.monotonic() < deadline:
+            for d in relay.snapshot()[-200:]:
+                try:
+                    stranger.sendto(d, (host, int(port)))
+                except OSError:
+                    pass
+            try:
+                while True:
+                    d = stranger.recv(65536)
+                    if len(d) >= 4:
+                        got_types[d[3]] = got_types.get(d[3], 0) + 1
+            except OSError:
+                pass
+            time.sleep(0.01)
+        self.assertExited(p, 10, 0)
+        self.assertSameFile(src, out)
+        # (Its replayed OPEN gets a session of its own once the real one ended: META with a
+        # cookie of its own, so its replayed REQUESTs, with the old cookie, still get nothing.)
+        self.assertNotIn(DTP_DATA, got_types, "the stranger was sent payload: %r" % got_types)
+        self.assertTrue(srv.running, srv.describe())
+        self.assertNoCrash(srv)
+
+    def test_open_flood_does_not_lock_out_a_real_client(self):
+        # A stranger opens far more sessions than --max-sessions and never follows up (it has
+        # no use for them, or spoofs its source). Sessions that never proved they receive at
+        # their address (no REQUEST with META's cookie) must not keep real clients out.
+        src = self.random_file("f.bin", 2 * MiB)
+        srv, addr = self.serve("--max-sessions", "8")
+        self.fetch(addr, "f.bin", "-o", self.path("warm.out"))  # the hash is cached from now on
+        craft = self.craft_path()
+        r = subprocess.run([craft, addr, "open-flood", "f.bin", "50"], capture_output=True, timeout=t(20))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout.decode(), r"^opened \d+ busy \d+")
+        # The flood's sessions are still there (idle timeout 10 s); a real client gets in.
+        out = self.path("f.out")
+        self.fetch(addr, "f.bin", "-o", out, timeout=20)
+        self.assertSameFile(src, out)
+        # And a transfer in progress is never pushed out by a flood.
+        big = self.random_file("g.bin", 12 * MiB)
+        out2 = self.path("g.out")
+        p = self.get(addr, "g.bin", "-o", out2, "--rate", "60M")
+        self.wait_session(out2 + ".dtp-session")
+        r = subprocess.run([craft, addr, "open-flood", "f.bin", "50"], capture_output=True, timeout=t(20))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertExited(p, 40, 0)
+        self.assertSameFile(big, out2)
+        self.assertNoCrash(srv)
+
+    def test_request_flood_with_huge_range_lists(self):
+        # A client with a real session (it has the cookie) floods REQUESTs packed with 1-byte
+        # ranges, every part of pass after pass. The server's plan is bounded: its memory must
+        # stay bounded, and a real transfer alongside must finish.
+        src = self.random_file("h.bin", 8 * MiB)
+        srv, addr = self.serve()
+        out = self.path("h.out")
+        p = self.get(addr, "h.bin", "-o", out, "--rate", "40M")
+        self.wait_session(out + ".dtp-session")
+        rss0 = vm_rss_kib(srv.pid)
+        r = subprocess.run([self.craft_path(), addr, "request-flood", "h.bin", "2"], capture_output=True,
+                           timeout=t(30))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout.decode(), r"^requests [1-9]")
+        rss1 = vm_rss_kib(srv.pid)
+        self.assertLess(rss1 - rss0, 64 * 1024, "dtpserve grew from %d to %d KiB" % (rss0, rss1))
+        self.assertExited(p, 60, 0)
+        self.assertSameFile(src, out)
+        self.assertTrue(srv.running, srv.describe())
+
+    # -- peers stopped, killed, restarted
+    def test_client_stopped_mid_transfer_then_continued(self):
+        # SIGSTOP dtpget for longer than the server's stall and idle timeouts: the server
+        # forgets the session; after SIGCONT the client must learn so, open again and finish.
+        size = 12 * MiB
+        src = self.random_file("c.bin", size)
+        srv, addr = self.serve("--idle-timeout", "1.5")
+        out = self.path("c.out")
+        p = self.get(addr, "c.bin", "-o", out, "--rate", "60M", "-t", "5", "--save-interval", "0.1")
+        self.wait_session(out + ".dtp-session", 0.2, size)
+        p.signal(signal.SIGSTOP)
+        try:
+            dltest.wait_until(lambda: "client silent" in srv.stderr(), 10, "the server to expire the session")
+        finally:
+            p.signal(signal.SIGCONT)
+        self.assertExited(p, 40, 0)
+        self.assertSameFile(src, out)
+
+    def test_server_stopped_mid_transfer(self):
+        # A server stopped for less than the client's --timeout: the transfer carries on.
+        # Stopped for longer: the client saves its session and exits 9, and it resumes.
+        size = 12 * MiB
+        src = self.random_file("s.bin", size)
+        srv, addr = self.serve()
+        out = self.path("s.out")
+        p = self.get(addr, "s.bin", "-o", out, "--rate", "60M", "-t", "4", "--save-interval", "0.1")
+        self.wait_session(out + ".dtp-session", 0.1, size)
+        srv.signal(signal.SIGSTOP)
+        time.sleep(1.5)  # the fault itself (a pause), not synchronisation
+        srv.signal(signal.SIGCONT)
+        self.assertExited(p, 40, 0)
+        self.assertSameFile(src, out)
+        out2 = self.path("s2.out")
+        p = self.get(addr, "s.bin", "-o", out2, "--rate", "60M", "-t", "1", "--save-interval", "0.1")
+        self.wait_session(out2 + ".dtp-session", 0.1, size)
+        srv.signal(signal.SIGSTOP)
+        try:
+            self.assertExited(p, 15, EXIT_INCOMPLETE)
+        finally:
+            srv.signal(signal.SIGCONT)
+        self.assertIn("--resume", p.stderr())
+        self.fetch("--resume", out2 + ".dtp-session")
+        self.assertSameFile(src, out2)
+
+    def test_server_restarted_with_a_changed_payload(self):
+        size = 12 * MiB
+        src = self.random_file("p.bin", size)
+        srv, addr = self.serve()
+        out = self.path("p.out")
+        sess = out + ".dtp-session"
+        p = self.get(addr, "p.bin", "-o", out, "--rate", "60M", "--save-interval", "0.1")
+        self.wait_session(sess, 0.1, size)
+        srv.kill()
+        srv.wait(5)
+        dltest.make_random_file(src, size)  # same size, other bytes
+        port = addr.rsplit(":", 1)[1]
+        self.P.start([self.SERVE, "-l", "127.0.0.1:" + port, "--root", self.path("root")], name="dtpserve-again")
+        self.assertExited(p, 30, dltest.EXIT_PROTOCOL)
+        self.assertOneLineError(p, "dtpget", "changed", "--restart")
+        self.assertTrue(os.path.exists(sess), "the session is kept for --info")
+        # The same command again refuses likewise; --restart fetches the new payload.
+        self.fetch(addr, "p.bin", "-o", out, code=dltest.EXIT_PROTOCOL, timeout=20)
+        self.fetch(addr, "p.bin", "-o", out, "--restart")
+        self.assertSameFile(src, out)
+
+    # -- the payload changes under the server
+    def test_payload_truncated_while_served(self):
+        size = 12 * MiB
+        src = self.random_file("t.bin", size)
+        other = self.random_file("u.bin", 3 * MiB)
+        srv, addr = self.serve()
+        out = self.path("t.out")
+        p = self.get(addr, "t.bin", "-o", out, "--rate", "40M")
+        self.wait_session(out + ".dtp-session", 0.05, size)
+        os.truncate(src, size // 4)
+        self.assertExited(p, 30)
+        self.assertNotEqual(p.returncode, 0, "a truncated payload arrived whole?")
+        self.assertIn(p.returncode, (dltest.EXIT_IO, dltest.EXIT_PROTOCOL), p.describe())
+        self.assertOneLineError(p, "dtpget")
+        self.assertRegex(p.stderr(), "changed|cannot be read")
+        # The server carries on for others.
+        self.fetch(addr, "u.bin", "-o", self.path("u.out"))
+        self.assertSameFile(other, self.path("u.out"))
+        self.assertNoCrash(srv)
+
+    def test_payload_grown_while_served(self):
+        # Bytes appended to the payload after META change nothing in [0, size): the client
+        # receives the payload as announced, hash-checked.
+        size = 8 * MiB
+        src = self.random_file("g.bin", size)
+        with open(src, "rb") as f:
+            original = dltest.sha256_bytes(f.read())
+        srv, addr = self.serve()
+        out = self.path("g.out")
+        p = self.get(addr, "g.bin", "-o", out, "--rate", "40M")
+        self.wait_session(out + ".dtp-session", 0.05, size)
+        with open(src, "ab") as f:
+            f.write(os.urandom(MiB))
+        self.assertExited(p, 30, 0)
+        self.assertEqual(dltest.sha256_file(out), original)
+
+    # -- -o - and its reader
+    def test_stdout_reader_that_stalls_then_sigterm(self):
+        # The reader of -o - stops reading. The transfer may wait for it (backpressure), but
+        # SIGTERM must still end dtpget at once (130: nothing to resume), not leave it hanging.
+        self.random_file("o.bin", 24 * MiB)
+        srv, addr = self.serve()
+        p = self.get(addr, "o.bin", "-o", "-", "--rate", "400M", stdout=subprocess.PIPE)
+        p.popen.stdout.read(200000)  # some, then not another byte
+        time.sleep(1)  # the fault: the reader stalls while the transfer goes on
+        self.assertTrue(p.running, p.describe())
+        p.signal(signal.SIGTERM)
+        self.assertExited(p, 5, dltest.EXIT_INTERRUPTED)
+        self.assertOneLineError(p, "dtpget", "terminated")
+
+    def test_stdout_reader_that_pauses_then_reads_on(self):
+        src = self.random_file("w.bin", 12 * MiB)
+        srv, addr = self.serve()
+        p = self.get(addr, "w.bin", "-o", "-", "--rate", "200M", stdout=subprocess.PIPE)
+        first = p.popen.stdout.read(100000)
+        time.sleep(2)  # the reader pauses (the fault), longer than a pass
+        rest = p.popen.stdout.read()
+        self.assertExited(p, 30, 0)
+        with open(src, "rb") as f:
+            self.assertEqual(first + rest, f.read())
+
+    def test_stdout_reader_that_leaves(self):
+        self.random_file("l.bin", 24 * MiB)
+        srv, addr = self.serve()
+        p = self.get(addr, "l.bin", "-o", "-", "--rate", "200M", stdout=subprocess.PIPE)
+        p.popen.stdout.read(100000)
+        p.popen.stdout.close()
+        self.assertExited(p, 10, dltest.EXIT_IO)
+        self.assertOneLineError(p, "dtpget", "stdout")
+        self.assertTrue(srv.running)
+
+    def test_stdout_deadline_has_nothing_to_resume(self):
+        self.random_file("d.bin", 8 * MiB)
+        srv, addr = self.serve()
+        out = self.path("d.out")
+        p = self.fetch(addr, "d.bin", "-o", "-", "--rate", "20M", "-w", "0.5", code=dltest.EXIT_TIMEOUT,
+                       stdout=out, timeout=15)
+        self.assertOneLineError(p, "dtpget", "deadline", "nothing to resume")
+
+    # -- session files
+    def test_info_on_damaged_session_files(self):
+        self.random_file("i.bin", 4 * MiB)
+        srv, addr = self.serve()
+        out = self.path("i.out")
+        sess = out + ".dtp-session"
+        self.fetch(addr, "i.bin", "-o", out, "--rate", "10M", "-w", "0.5", code=EXIT_INCOMPLETE)
+        with open(sess, "rb") as f:
+            good = f.read()
+        info = subprocess.run([self.GET, "--info", sess], capture_output=True, timeout=t(10))
+        self.assertEqual(info.returncode, 0, info.stderr)
+        cases = {
+            "empty": b"",
+            "magic only": good[:8],
+            "truncated": good[:len(good) // 2],
+            "one byte short": good[:-1],
+            "one byte more": good + b"\0",
+            "noise": os.urandom(len(good)),
+            "flipped": good[:40] + bytes([good[40] ^ 1]) + good[41:],
+        }
+        for what, data in cases.items():
+            bad = self.path("bad.session")
+            with open(bad, "wb") as f:
+                f.write(data)
+            for flag in ("--info", "--resume"):
+                r = subprocess.run([self.GET, flag, bad], capture_output=True, timeout=t(10))
+                err = r.stderr.decode()
+                self.assertEqual(r.returncode, dltest.EXIT_PROTOCOL, "%s %s: %s" % (flag, what, err))
+                self.assertTrue(err.startswith("dtpget: ") and err.count("\n") == 1, "%s %s: %r" % (flag, what, err))
+                self.assertEqual(r.stdout, b"", what)
+        for what, path in (("missing", self.path("nope.session")), ("a directory", self.path("root"))):
+            r = subprocess.run([self.GET, "--info", path], capture_output=True, timeout=t(10))
+            err = r.stderr.decode()
+            self.assertEqual(r.returncode, dltest.EXIT_IO, "%s: %s" % (what, err))
+            self.assertTrue(err.startswith("dtpget: ") and err.count("\n") == 1, "%s: %r" % (what, err))
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main(testRunner=dltest.SummaryRunner(verbosity=2))
