@@ -305,7 +305,14 @@ class DtpTest(DtpCase):
         src = self.random_file("q.bin", 4 * MiB)
         srv, addr = self.serve("--max-sessions", "1")
         first = self.get(addr, "q.bin", "-o", self.path("q1.out"), "--rate", "8M")
-        dltest.wait_until(lambda: os.path.exists(self.path("q1.out.dtp-session")), 10, "first session")
+        # Under way (data arrived, so it sent a REQUEST with the cookie): an unanswered
+        # session would give way to the new one instead.
+        def under_way():
+            try:
+                return (session_received(self.path("q1.out.dtp-session")) or 0) > 0
+            except FileNotFoundError:
+                return False
+        dltest.wait_until(under_way, 10, "first session")
         p = self.fetch(addr, "q.bin", "-o", self.path("q2.out"), code=dltest.EXIT_CONNECT, timeout=15)
         self.assertIn("busy", p.stderr())
         self.assertExited(first, 30, 0)

@@ -127,6 +127,7 @@ struct Session {
   std::uint16_t chunk = 0;
   std::uint64_t cookie = 0;  // sent in META only: a REQUEST echoing it comes from the real peer
   bool ready = false;
+  bool proven = false;       // a REQUEST echoed the cookie: the peer receives at its address
   // The pass being sent.
   std::uint32_t pass = 0;
   std::bitset<kMaxParts> parts;  // REQUEST parts of this pass already taken
@@ -178,6 +179,7 @@ class Server {
   void send_ctl(std::size_t n, const SocketAddress& to);
   void reply_error(std::uint64_t session, const SocketAddress& to, ErrorCode c, const std::string& text);
   void end_session(std::uint64_t id, const char* why);
+  bool evict_unproven();
   void pump();
   bool flush_batch();
   std::size_t fill_slot(Session& s, std::size_t max_segs, std::int64_t now);
@@ -205,6 +207,7 @@ class Server {
   Coin coin_;
   TokenBucket error_budget_;
   std::uint64_t malformed_ = 0;
+  std::uint64_t evicted_ = 0;  // unproven sessions that made room for new ones
 };
 
 Result<Fd> Server::open_payload(const std::string& name, ErrorCode& code, std::string& why) {
@@ -271,6 +274,22 @@ void Server::end_session(std::uint64_t id, const char* why) {
   sessions_.erase(it);
 }
 
+// Full: a session whose peer never echoed its cookie (OPENs from a flood, forged sources, or
+// a client still in its handshake) gives way to a new one, the one heard from longest ago
+// first. Otherwise anyone able to send 64 OPENs (spoofed, even) kept every real client out
+// until the idle timeout, over and over. Sessions that proved themselves are never evicted.
+bool Server::evict_unproven() {
+  Session* victim = nullptr;
+  for (auto& [id, s] : sessions_) {
+    if (!s->proven && (!victim || s->last_heard < victim->last_heard)) victim = s.get();
+  }
+  if (!victim) return false;
+  send_ctl(encode_stop(ctl_.data(), victim->id, StopReason::expired), victim->peer);
+  ++evicted_;
+  sessions_.erase(victim->id);  // no log line: a flood would write one per datagram
+  return true;
+}
+
 void Server::make_ready(Session& s) {
   s.ready = true;
   send_ctl(encode_meta(ctl_.data(), s.id, s.size, s.sha, s.chunk, s.mtime_ns, s.cookie), s.peer);
@@ -286,7 +305,7 @@ void Server::on_open(const Packet& p, const SocketAddress& from) {
     return;
   }
   std::string name(p.open.name);
-  if (sessions_.size() >= o_.max_sessions) {
+  if (sessions_.size() >= o_.max_sessions && !evict_unproven()) {
     reply_error(p.session, from, ErrorCode::busy, fmt::format("busy: {} sessions already", sessions_.size()));
     return;
   }
@@ -359,6 +378,7 @@ void Server::on_request(Session& s, const Packet& p) {
   // Only a client that saw META sends data our way: a forged source address never gets
   // a payload reflected at it.
   if (q.cookie != s.cookie) return;
+  s.proven = true;
   if (q.pass < s.pass) return;  // stale
   if (q.pass > s.pass) {
     s.pass = q.pass;
@@ -710,8 +730,8 @@ int Server::run() {
   r_.on_wake([this] { hashed(); });
   SignalWatcher sig(r_, [this](int signo) {
     if (signo == SIGUSR1) {
-      ctx_.say(fmt::format("{}: {} sessions, {} malformed datagrams ignored", ctx_.program,
-                           sessions_.size(), malformed_));
+      ctx_.say(fmt::format("{}: {} sessions, {} malformed datagrams ignored, {} unanswered sessions evicted",
+                           ctx_.program, sessions_.size(), malformed_, evicted_));
       return;
     }
     stopping_ = true;
