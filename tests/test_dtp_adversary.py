@@ -336,7 +336,35 @@ class DtpAdversaryTest(DtpCase):
                        stdout=out, timeout=15)
         self.assertOneLineError(p, "dtpget", "deadline", "nothing to resume")
 
-    # -- session files
+    # -- outputs and session files
+    def test_outputs_that_are_not_regular_files(self):
+        # Refused at once with a line naming the problem, before anything is sent: not as
+        # "Illegal seek" or a failed read-back after the whole payload arrived.
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        s.setblocking(False)
+        fifo = self.path("fifo")
+        os.mkfifo(fifo)
+        for out, needle in (("/dev/null", "not a regular file"), (fifo, "not a regular file"),
+                            (self.path("root"), "directory")):
+            os.makedirs(self.path("root"), exist_ok=True)
+            p = self.fetch("127.0.0.1:%d" % s.getsockname()[1], "x.bin", "-o", out, code=dltest.EXIT_IO, timeout=10)
+            self.assertOneLineError(p, "dtpget", needle, "output " + out)
+            self.assertFalse(os.path.exists(out + ".dtp-session"))
+        with self.assertRaises(OSError):
+            s.recv(100)  # nothing was sent
+
+    def test_an_unwritable_session_file_is_said_once(self):
+        src = self.random_file("w.bin", 4 * MiB)
+        srv, addr = self.serve()
+        out = self.path("w.out")
+        p = self.fetch(addr, "w.bin", "-o", out, "--session", self.path("nodir/w.session"), "--rate", "24M",
+                       "--save-interval", "0.05")
+        self.assertSameFile(src, out)
+        self.assertEqual(p.stderr().count("w.session"), 1, p.stderr())
+        self.assertIn("cannot be resumed", p.stderr())
+
     def test_info_on_damaged_session_files(self):
         self.random_file("i.bin", 4 * MiB)
         srv, addr = self.serve()

@@ -120,7 +120,7 @@ class Client {
   std::uint16_t chunk_ = 0;
   Phase phase_ = Phase::opening;
   std::uint32_t pass_ = 0;
-  bool end_seen_ = false, dirty_ = false;
+  bool end_seen_ = false, dirty_ = false, save_failed_ = false;
   std::int64_t started_ = 0, last_heard_ = 0, last_data_ = 0, last_new_ = 0, pass_started_ = 0, next_open_ = 0;
   std::int64_t open_backoff_ = 250 * kMs, last_progress_ = 0;
   std::int64_t meta_at_ = 0;  // for -v: where the time went (handshake, transfer, hash wait)
@@ -166,7 +166,12 @@ void Client::save(bool durable) {
   if (to_stdout_ || !have_meta_) return;
   if (durable && out_.valid()) ::fdatasync(out_.get());
   if (auto s = save_session(session_path_, st_, durable); !s) {
-    say(s.error().message());
+    // Said once: the transfer goes on (only resuming is at stake), and a line per
+    // --save-interval would bury everything else.
+    if (!save_failed_) say(s.error().message() + " (the transfer goes on, but cannot be resumed from it)");
+    save_failed_ = true;
+  } else {
+    save_failed_ = false;
   }
   dirty_ = false;
 }
@@ -679,6 +684,18 @@ void print_info(const SessionState& s, const std::string& path, ToolContext& ctx
   write_all(ctx.stdout_fd, reinterpret_cast<const std::uint8_t*>(out.data()), out.size());
 }
 
+// Chunks are written at their offsets and read back for the hash: only a regular file will
+// do. Said before any datagram leaves (and before a session beside it is looked at), not as
+// "Illegal seek" or a failed read-back halfway.
+Status check_output(const std::string& path) {
+  struct stat sb;
+  if (path == "-" || ::stat(path.c_str(), &sb) != 0 || S_ISREG(sb.st_mode)) return ok_status();
+  return make_error(ErrorKind::io, "output " + path,
+                    S_ISDIR(sb.st_mode) ? "is a directory"
+                                        : "not a regular file (chunks are written at their offsets; -o - streams "
+                                          "to a pipe or device)");
+}
+
 int Client::run() {
   if (!o_.info.empty()) {
     auto s = load_session(o_.info);
@@ -700,6 +717,7 @@ int Client::run() {
                              "the session is for payload " + st_.name + ", not " + name_));
     }
     if (output_ == "-") return fail(make_error(ErrorKind::usage, "--resume", "a streamed (-o -) transfer cannot be resumed"));
+    if (auto st = check_output(output_); !st) return fail(st.error());
   } else {
     server_ = o_.server;
     name_ = o_.name;
@@ -709,6 +727,7 @@ int Client::run() {
     }
     to_stdout_ = out == "-";
     output_ = to_stdout_ ? "-" : absolute(out);
+    if (auto st = check_output(output_); !st) return fail(st.error());
     session_path_ = o_.session.empty() ? output_ + ".dtp-session" : o_.session;
     if (!to_stdout_ && !o_.restart && ::access(session_path_.c_str(), F_OK) == 0) {
       // Running the same command again continues where it stopped.
