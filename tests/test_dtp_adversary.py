@@ -257,6 +257,82 @@ class DtpAdversaryTest(DtpCase):
         self.fetch(addr, "p.bin", "-o", out, "--restart")
         self.assertSameFile(src, out)
 
+    def test_server_shut_down_mid_transfer(self):
+        # SIGTERM at the server: it tells its clients (STOP shutdown) and exits 130 (its hashing
+        # thread once took the signal's default action and died silently); the client
+        # saves its session and exits 9 at once (not after --timeout), and resumes later.
+        size = 12 * MiB
+        src = self.random_file("q.bin", size)
+        srv, addr = self.serve()
+        out = self.path("q.out")
+        p = self.get(addr, "q.bin", "-o", out, "--rate", "60M", "-t", "30", "--save-interval", "0.1")
+        self.wait_session(out + ".dtp-session", 0.1, size)
+        srv.signal(signal.SIGUSR1)  # its figures, and on (not SIGUSR1's default: death)
+        dltest.wait_until(lambda: "1 sessions" in srv.stderr(), 10, "the SIGUSR1 line")
+        self.assertTrue(srv.running)
+        srv.signal(signal.SIGTERM)
+        self.assertExited(srv, 10, dltest.EXIT_INTERRUPTED)
+        self.assertIn("server shutting down", srv.stderr())
+        t0 = time.monotonic()
+        self.assertExited(p, 10, EXIT_INCOMPLETE)
+        self.assertLess(time.monotonic() - t0, 5, "the client waited for its timeout")
+        self.assertIn("shut down", p.stderr())
+        port = addr.rsplit(":", 1)[1]
+        pf = self.path("port-again")
+        again = self.P.start([self.SERVE, "-l", "127.0.0.1:" + port, "--root", self.path("root"), "--port-file", pf],
+                             name="dtpserve-again")
+        dltest.wait_port_file(pf, again)
+        self.fetch(addr, "q.bin", "-o", out)
+        self.assertSameFile(src, out)
+
+    def test_interrupted_before_the_server_answered(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        p = self.get("127.0.0.1:%d" % s.getsockname()[1], "x.bin", "-o", self.path("x.out"))
+        s.settimeout(t(10))
+        s.recv(65536)  # its OPEN: it is waiting for an answer
+        p.signal(signal.SIGINT)
+        self.assertExited(p, 5, dltest.EXIT_INTERRUPTED)
+        self.assertOneLineError(p, "dtpget", "interrupted")
+        self.assertFalse(os.path.exists(self.path("x.out.dtp-session")))
+
+    def test_a_server_that_answers_garbage(self):
+        # Whatever comes back to dtpget's OPEN (noise, its own OPEN echoed, truncated or
+        # flipped copies) is not DTP from the server: dtpget keeps asking, then times out
+        # (exit 7) with one line, never crashes.
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        stop = threading.Event()
+
+        def answer():
+            s.settimeout(0.05)
+            i = 0
+            while not stop.is_set():
+                try:
+                    d, peer = s.recvfrom(65536)
+                except OSError:
+                    continue
+                i += 1
+                flipped = bytearray(d)
+                flipped[i % len(d)] ^= 0x10
+                for junk in (d, d[:16], d[:-1], bytes(flipped), os.urandom(1400), b"DT\x01\x02" + os.urandom(120),
+                             b"DT\x01\x09" + bytes(12) + d[8:16] + os.urandom(40)):
+                    try:
+                        s.sendto(junk, peer)
+                    except OSError:
+                        pass
+        th = threading.Thread(target=answer, daemon=True)
+        th.start()
+        try:
+            p = self.fetch("127.0.0.1:%d" % s.getsockname()[1], "x.bin", "-o", self.path("x.out"), "-t", "1.5",
+                           code=dltest.EXIT_TIMEOUT, timeout=15)
+        finally:
+            stop.set()
+            th.join(5)
+        self.assertOneLineError(p, "dtpget", "no answer")
+
     # -- the payload changes under the server
     def test_payload_truncated_while_served(self):
         size = 12 * MiB

@@ -726,8 +726,9 @@ int Server::run() {
                          sock_.local.to_string(), sock_.gso ? "on" : "off"));
   }
   error_budget_.configure(200, 50);
-  hasher_ = std::make_unique<Hasher>(r_);
-  r_.on_wake([this] { hashed(); });
+  // The watcher first: it blocks the signals in this thread, and the hasher's thread inherits
+  // that mask. Started before, that thread took SIGTERM's default action and killed the
+  // server without telling its clients (STOP shutdown) or logging their sessions.
   SignalWatcher sig(r_, [this](int signo) {
     if (signo == SIGUSR1) {
       ctx_.say(fmt::format("{}: {} sessions, {} malformed datagrams ignored, {} unanswered sessions evicted",
@@ -736,6 +737,8 @@ int Server::run() {
     }
     stopping_ = true;
   });
+  hasher_ = std::make_unique<Hasher>(r_);
+  r_.on_wake([this] { hashed(); });
   sock_watch_ = r_.watch(sock_.fd.get(), POLLIN, [this](short ev) {
     if (ev & POLLOUT) {
       waiting_pollout_ = false;
