@@ -348,6 +348,9 @@ class DtpAdversaryTest(DtpCase):
         self.assertIn(p.returncode, (dltest.EXIT_IO, dltest.EXIT_PROTOCOL), p.describe())
         self.assertOneLineError(p, "dtpget")
         self.assertRegex(p.stderr(), "changed|cannot be read")
+        # The server ended that session at once (not after its idle timeout, file held open).
+        dltest.wait_until(lambda: "ended: the payload changed or cannot be read" in srv.stderr(), 5,
+                          "the server to end the session")
         # The server carries on for others.
         self.fetch(addr, "u.bin", "-o", self.path("u.out"))
         self.assertSameFile(other, self.path("u.out"))

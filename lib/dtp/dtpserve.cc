@@ -128,6 +128,7 @@ struct Session {
   std::uint64_t cookie = 0;  // sent in META only: a REQUEST echoing it comes from the real peer
   bool ready = false;
   bool proven = false;       // a REQUEST echoed the cookie: the peer receives at its address
+  bool unreadable = false;   // the payload shrank or cannot be read: told ERROR io, to end
   // The pass being sent.
   std::uint32_t pass = 0;
   std::bitset<kMaxParts> parts;  // REQUEST parts of this pass already taken
@@ -580,6 +581,7 @@ std::size_t Server::fill_slot(Session& s, std::size_t max_segs, std::int64_t now
       s.pass_done = true;
       s.end_pending = false;
       s.ready = false;
+      s.unreadable = true;  // pump() ends it: nothing more can come of it
       return 0;
     }
     a = b;
@@ -658,6 +660,12 @@ void Server::pump() {
         next = next < 0 ? w : std::min(next, w);
       }
     }
+  }
+  // A session whose payload cannot be read any more ends now (it was told ERROR io), not
+  // after the idle timeout with its file held open. The batch holds copies of addresses.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    Session& s = *(it++)->second;  // end_session() erases its node; `it` moved on already
+    if (s.unreadable) end_session(s.id, "ended: the payload changed or cannot be read");
   }
   if (!flush_batch()) return;
   // END only after the pass's last data left, so it does not overtake them.
