@@ -434,6 +434,24 @@ class DtpAdversaryTest(DtpCase):
         with self.assertRaises(OSError):
             s.recv(100)  # nothing was sent
 
+    def test_output_cut_short_before_resume(self):
+        # The output was truncated between the runs: what lay beyond the cut is fetched again
+        # (it used to be taken as received, and the whole-payload hash failed at the very end).
+        size = 12 * MiB
+        src = self.random_file("k.bin", size)
+        srv, addr = self.serve()
+        out = self.path("k.out")
+        sess = out + ".dtp-session"
+        self.fetch(addr, "k.bin", "-o", out, "--rate", "40M", "-w", "1", code=EXIT_INCOMPLETE)
+        saved = session_received(sess)
+        self.assertGreater(saved, 2 * MiB)
+        os.truncate(out, MiB)
+        r = self.fetch("--resume", sess, "-v")
+        self.assertSameFile(src, out)
+        self.assertIn("is %d bytes now" % MiB, r.stderr())
+        new, dup = self.summary(r)
+        self.assertEqual(new, size - MiB)
+
     def test_an_unwritable_session_file_is_said_once(self):
         src = self.random_file("w.bin", 4 * MiB)
         srv, addr = self.serve()

@@ -204,6 +204,21 @@ void Client::on_meta(const Packet& p) {
       stop_with(fail(errno_error(ErrorKind::io, "output " + output_ + " (use --restart to start over)", errno)));
       return;
     }
+    // Cut short since the session was saved (truncated, or rewritten shorter): what lay
+    // beyond is gone, so it is fetched again rather than found missing by the hash at the end.
+    struct stat now;
+    if (::fstat(out_.get(), &now) == 0 && static_cast<std::uint64_t>(now.st_size) < st_.size) {
+      std::uint64_t cut = static_cast<std::uint64_t>(now.st_size);
+      RangeSet kept;
+      for (const auto& r : st_.received.ranges()) {
+        if (r.start < cut) kept.add(r.start, std::min(r.end, cut));
+      }
+      if (kept.total() < st_.received.total()) {
+        say(fmt::format("output {} is {} bytes now, not {}: fetching the {} received beyond that again", output_,
+                        cut, st_.size, human_bytes(static_cast<double>(st_.received.total() - kept.total()))));
+      }
+      st_.received = std::move(kept);
+    }
   } else {
     st_.server = server_;
     st_.name = name_;
