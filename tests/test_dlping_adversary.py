@@ -250,6 +250,33 @@ class DlpingAdversaryTest(dltest.DlTestCase):
         self.assertEqual(self.summary_json(c)["phases"][0]["received"], 5)
         self.assertTrue(r.running)
 
+    def test_out_of_descriptors_at_the_responder(self):
+        # More strangers connect than the responder has descriptors for: it must pause
+        # accepting (the backlog holds them), say so once, not spin, and serve a real client
+        # once descriptors are free again.
+        pf = self.path("emfile-port")
+        out = self.path("emfile.out")
+        r = self.P.start(["/bin/sh", "-c", 'ulimit -n 24 && exec "$0" "$@"', self.DLPING, "-l", "127.0.0.1:0",
+                          "--port-file", pf], stdout=out)
+        port = wait_port_file(pf, r)
+        crowd = []
+        try:
+            for _ in range(40):
+                crowd.append(socket.create_connection(("127.0.0.1", port), timeout=t(5)))
+            wait_until(lambda: "Too many open files" in r.stderr(), 10, "the responder to run short")
+            cpu0 = cpu_seconds(r.pid)
+            time.sleep(1)  # the shortage goes on
+            self.assertLess(cpu_seconds(r.pid) - cpu0, 0.3, "the responder spun on its listener")
+            self.assertLessEqual(r.stderr().count("Too many open files"), 2, r.stderr()[:2000])
+        finally:
+            for s in crowd:
+                s.close()
+        c = self.start_client("--json", "-c", "3", "-i", "10ms", "127.0.0.1:%d" % port)
+        self.assertExited(c, 20, 0)
+        self.assertEqual(self.summary_json(c)["phases"][0]["received"], 3)
+        self.assertTrue(r.running)
+        self.assertNoCrash(r)
+
     # -- fastSocket servers that break the format
     def test_fastsocket_server_breaking_the_format(self):
         cases = [

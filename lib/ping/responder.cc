@@ -17,6 +17,7 @@
 #include "lib/codec/fastsocket.h"
 #include "lib/codec/frame.h"
 #include "lib/codec/ping_payload.h"
+#include "lib/net/acceptor.h"
 #include "lib/net/net.h"
 #include "lib/net/refusal_log.h"
 #include "lib/net/tls_gate.h"
@@ -45,7 +46,7 @@ struct Responder::Impl {
   ToolContext& ctx;
   Reactor& r;
   Target t;
-  Listener listener;
+  std::unique_ptr<Acceptor> acceptor;  // TCP and unix: pauses when out of descriptors
   Fd udp;
   Reactor::Id listen_watch = 0;
   std::string bound;  // the address answered on, as announced
@@ -138,10 +139,15 @@ struct Responder::Impl {
     } else {
       auto l = listen_on(t.endpoint);
       if (!l) return l.error();
-      listener = std::move(*l);
-      port = port_of(listener.local);
-      where = listener.local.to_string();
-      listen_watch = r.watch(listener.fd.get(), POLLIN, [this](short) { on_accept(); });
+      port = port_of(l->local);
+      where = l->local.to_string();
+      // The family's Acceptor, not accept(2) on a readable listener: out of descriptors, that
+      // spun at 100% CPU writing "accept: Too many open files" a million times a second.
+      acceptor = std::make_unique<Acceptor>(
+          r, std::move(*l), AcceptorOptions{}, [this](Accepted a) { on_accept(std::move(a.fd), a.peer); },
+          [this](const Error& e, const SocketAddress*) {
+            if (!o.verbosity.quiet) ctx.say(ctx.program + ": " + e.message());
+          });
     }
     bound = where;
     if (!o.port_file.empty()) {
@@ -155,26 +161,17 @@ struct Responder::Impl {
   }
 
   // ---- streams
-  void on_accept() {
-    for (int k = 0; k < 16; ++k) {
-      SocketAddress peer;
-      auto f = accept_one(listener.fd.get(), &peer);
-      if (!f) {
-        if (!o.verbosity.quiet) ctx.say(ctx.program + ": " + f.error().message());
-        return;
-      }
-      if (!f->valid()) return;
-      if (gate) {
-        gate->admit(std::move(*f), peer);  // a session once it proved its keys
-        continue;
-      }
-      // Blocking mode, but every call except the single-client wait passes MSG_DONTWAIT.
-      int flags = ::fcntl(f->get(), F_GETFL);
-      if (flags >= 0) ::fcntl(f->get(), F_SETFL, flags & ~O_NONBLOCK);
-      timeval tv{0, 20000};
-      ::setsockopt(f->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      open_session(std::make_unique<TlsSocket>(std::move(*f)), peer);
+  void on_accept(Fd f, const SocketAddress& peer) {
+    if (gate) {
+      gate->admit(std::move(f), peer);  // a session once it proved its keys
+      return;
     }
+    // Blocking mode, but every call except the single-client wait passes MSG_DONTWAIT.
+    int flags = ::fcntl(f.get(), F_GETFL);
+    if (flags >= 0) ::fcntl(f.get(), F_SETFL, flags & ~O_NONBLOCK);
+    timeval tv{0, 20000};
+    ::setsockopt(f.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    open_session(std::make_unique<TlsSocket>(std::move(f)), peer);
   }
 
   std::string peer_name(const SocketAddress& peer) const {
