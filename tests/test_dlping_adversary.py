@@ -316,6 +316,27 @@ class DlpingAdversaryTest(dltest.DlTestCase):
                 self.assertIsNotNone(m, self.text(c))
                 self.assertGreaterEqual(int(m.group(1)), 8)
 
+    def test_deadlines_at_both_ends(self):
+        # Client -w: it stops sending at the deadline, then waits for the replies still out
+        # (held 300 ms by the responder), which count as received, not lost.
+        r, port = self.responder("--reply-delay", "300ms")
+        t0 = time.monotonic()
+        c = self.start_client("--json", "-w", "0.5", "-i", "100ms", "127.0.0.1:%d" % port)
+        self.assertExited(c, 10, 0)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.65)  # the last probe (0.4 s) + 0.3 s
+        ph = self.summary_json(c)["phases"][0]
+        self.check_consistent(ph)
+        self.assertGreaterEqual(ph["sent"], 4)
+        self.assertEqual(ph["received"], ph["sent"], ph)
+        # Responder -w: it ends at its deadline with exit 0 and its session's figures, even with
+        # a client mid-measurement (which then sees the connection close: exit 5).
+        r2, port2 = self.responder("-w", "1", "-v")
+        c2 = self.start_client("-i", "20ms", "127.0.0.1:%d" % port2)
+        self.assertExited(r2, 10, 0)
+        self.assertIn("probes answered", self.text(r2))
+        self.assertExited(c2, 10, dltest.EXIT_DISCONNECTED)
+        self.assertIn("dlping statistics", self.text(c2))
+
     def test_deadline_with_nobody_there_over_udp(self):
         port = dltest.reserved_port(socket.AF_INET)
         c = self.start_client("-w", "0.5", "-i", "50ms", "--timeout", "200ms", "udp:127.0.0.1:%d" % port)
