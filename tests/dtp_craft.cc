@@ -8,6 +8,8 @@
 // Floods, for the adversarial tests (a hostile peer that never takes part in a transfer):
 //   open-flood NAME N      N OPENs with distinct session ids from one socket, never answered;
 //                          prints "opened <sessions that got META or KEEPALIVE> busy <refusals>"
+//   open-each NAME N       one OPEN each for NAME0 .. NAME<N-1>, never answered (a payload
+//                          hash for each, if the server starts them); prints like open-flood
 //   request-flood NAME S   one real session (META, cookie), then for S seconds REQUESTs packed
 //                          with 1-byte ranges, every part of pass after pass, never reading;
 //                          prints "requests <count>"
@@ -109,9 +111,12 @@ int main(int argc, char** argv) {
     send_n(n);
   } else if (kind == "stranger-request") {
     send_n(encode_request(buf.data(), kMaxDatagram, sid, 1, 0, 0, 1, one, 0, next));
-  } else if (kind == "open-flood") {
+  } else if (kind == "open-flood" || kind == "open-each") {
     long n = argc > 4 ? std::atol(argv[4]) : 100;
-    for (long i = 1; i <= n; ++i) send_n(encode_open(buf.data(), sid + static_cast<std::uint64_t>(i) * 0x100000000ull, 1400, name));
+    for (long i = 1; i <= n; ++i) {
+      std::string nm = kind == "open-each" ? name + std::to_string(i - 1) : name;
+      send_n(encode_open(buf.data(), sid + static_cast<std::uint64_t>(i) * 0x100000000ull, 1400, nm));
+    }
     long opened = 0, busy = 0;
     std::vector<std::uint64_t> seen;
     while (next_reply(p, false)) {

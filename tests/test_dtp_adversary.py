@@ -172,6 +172,27 @@ class DtpAdversaryTest(DtpCase):
         self.assertSameFile(big, out2)
         self.assertNoCrash(srv)
 
+    def test_opens_for_big_payloads_do_not_queue_hashing_ahead_of_real_clients(self):
+        # One burst of OPENs for 30 big payloads (sparse, 20 GiB each: minutes of SHA-256 apiece),
+        # never repeated. Hashing those for nobody once kept a real client's small payload
+        # waiting behind all of them (it hung, kept alive by KEEPALIVEs); now sessions that
+        # stop asking end after a few seconds, and their hash jobs with them.
+        root = self.path("root")
+        os.makedirs(root, exist_ok=True)
+        for i in range(30):
+            with open(os.path.join(root, "big%d" % i), "wb") as f:
+                f.truncate(20 << 30)
+        src = self.random_file("small.bin", 100000)
+        srv, addr = self.serve()
+        r = subprocess.run([self.craft_path(), addr, "open-each", "big", "30"], capture_output=True, timeout=t(20))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t0 = time.monotonic()
+        out = self.path("small.out")
+        self.fetch(addr, "small.bin", "-o", out, "-t", "5", timeout=25)
+        self.assertSameFile(src, out)
+        self.assertLess(time.monotonic() - t0, 15)
+        self.assertLess(len(os.listdir("/proc/%d/fd" % srv.pid)), 30, "hash jobs still hold their files")
+
     def test_request_flood_with_huge_range_lists(self):
         # A client with a real session (it has the cookie) floods REQUESTs packed with 1-byte
         # ranges, every part of pass after pass. The server's plan is bounded: its memory must

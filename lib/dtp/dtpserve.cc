@@ -46,6 +46,11 @@ constexpr double kStartRate = 125e6;             // bytes/s: 1 Gbit/s until repo
 constexpr double kMinRate = 64e3;
 constexpr double kUnlimited = 12.5e9;            // 100 Gbit/s stands for "no cap"
 constexpr std::int64_t kSliceNs = 200000;        // aim: one slot of datagrams per 200 us
+// A session waiting for its payload's hash whose client stopped asking (dtpget repeats OPEN
+// at least every 2 s while it waits) ends after this long, and with it the hash nobody
+// wants: OPENs that are never repeated (a flood, forged sources) must not queue hours of
+// hashing in front of real clients.
+constexpr std::int64_t kHashWaitIdleNs = 5000 * kMs;
 
 struct FileId {
   dev_t dev = 0;
@@ -70,6 +75,7 @@ class Hasher {
     {
       std::lock_guard<std::mutex> g(m_);
       stop_ = true;
+      cancel_current_ = true;
     }
     cv_.notify_all();
     worker_.join();
@@ -80,6 +86,13 @@ class Hasher {
       jobs_.push_back({id, Fd(::dup(fd)), size});
     }
     cv_.notify_one();
+  }
+  // Nobody waits for this payload's hash any more: drop its job, or abandon it if under way
+  // (its result then comes back as an error of kind cancelled).
+  void cancel(const FileId& id) {
+    std::lock_guard<std::mutex> g(m_);
+    std::erase_if(jobs_, [&](const Job& j) { return j.id == id; });
+    if (has_current_ && current_ == id) cancel_current_ = true;
   }
   std::vector<std::pair<FileId, Result<Digest>>> take() {
     std::lock_guard<std::mutex> g(m_);
@@ -99,9 +112,13 @@ class Hasher {
       if (stop_) return;
       Job j = std::move(jobs_.front());
       jobs_.pop_front();
+      current_ = j.id;
+      has_current_ = true;
+      cancel_current_ = false;
       lk.unlock();
-      auto d = sha256_fd(j.fd.get(), j.size, &stop_);
+      auto d = sha256_fd(j.fd.get(), j.size, &cancel_current_);
       lk.lock();
+      has_current_ = false;
       done_.emplace_back(j.id, std::move(d));
       r_.wake();
     }
@@ -111,7 +128,10 @@ class Hasher {
   std::condition_variable cv_;
   std::deque<Job> jobs_;
   std::vector<std::pair<FileId, Result<Digest>>> done_;
-  std::atomic<bool> stop_{false};
+  FileId current_;
+  bool has_current_ = false;
+  std::atomic<bool> cancel_current_{false};
+  bool stop_ = false;
   std::thread worker_;
 };
 
@@ -181,6 +201,7 @@ class Server {
   void reply_error(std::uint64_t session, const SocketAddress& to, ErrorCode c, const std::string& text);
   void end_session(std::uint64_t id, const char* why);
   bool evict_unproven();
+  void drop_unwanted_hash(const FileId& fid);
   void pump();
   bool flush_batch();
   std::size_t fill_slot(Session& s, std::size_t max_segs, std::int64_t now);
@@ -272,7 +293,19 @@ void Server::end_session(std::uint64_t id, const char* why) {
                   s.peer_text, s.name, s.id, human_bytes(static_cast<double>(s.bytes)), s.datagrams,
                   human_duration(secs), human_rate(static_cast<double>(s.bytes), std::max(secs, 1e-9)),
                   s.passes, s.passes == 1 ? "" : "es", why));
+  FileId fid = s.fid;
+  bool waited = !s.ready;
   sessions_.erase(it);
+  if (waited) drop_unwanted_hash(fid);
+}
+
+void Server::drop_unwanted_hash(const FileId& fid) {
+  if (!hashing_.count(fid)) return;
+  for (auto& [id, other] : sessions_) {
+    if (!other->ready && other->fid == fid) return;  // still wanted
+  }
+  hasher_->cancel(fid);
+  hashing_.erase(fid);
 }
 
 // Full: a session whose peer never echoed its cookie (OPENs from a flood, forged sources, or
@@ -287,7 +320,10 @@ bool Server::evict_unproven() {
   if (!victim) return false;
   send_ctl(encode_stop(ctl_.data(), victim->id, StopReason::expired), victim->peer);
   ++evicted_;
+  FileId fid = victim->fid;
+  bool waited = !victim->ready;
   sessions_.erase(victim->id);  // no log line: a flood would write one per datagram
+  if (waited) drop_unwanted_hash(fid);
   return true;
 }
 
@@ -301,6 +337,7 @@ void Server::on_open(const Packet& p, const SocketAddress& from) {
   if (it != sessions_.end()) {
     Session& s = *it->second;
     if (!same_peer(s.peer, from)) return;  // someone else's id: ignore
+    s.last_heard = mono_ns();  // a client waiting for the hash repeats its OPEN
     if (s.ready) make_ready(s);
     else send_ctl(encode_keepalive(ctl_.data(), s.id, 1), from);
     return;
@@ -353,6 +390,18 @@ void Server::on_open(const Packet& p, const SocketAddress& from) {
 
 void Server::hashed() {
   for (auto& [fid, digest] : hasher_->take()) {
+    if (!digest && digest.error().kind == ErrorKind::cancelled) {
+      // Dropped for want of takers; one may have come since: start over for it.
+      if (hashing_.count(fid)) continue;  // already resubmitted
+      for (auto& [id, s] : sessions_) {
+        if (!s->ready && s->fid == fid) {
+          hashing_[fid] = true;
+          hasher_->submit(fid, s->file.get(), s->size);
+          break;
+        }
+      }
+      continue;
+    }
     hashing_.erase(fid);
     if (digest) {
       if (hashes_.size() >= 1024) hashes_.clear();  // files that keep changing: bound the cache
@@ -684,6 +733,7 @@ void Server::housekeeping() {
   bool stalled_resume = false;
   for (auto& [id, s] : sessions_) {
     if (o_.idle_timeout_s < 9e9 && now - s->last_heard > static_cast<std::int64_t>(o_.idle_timeout_s * 1e9)) expired.push_back(id);
+    else if (!s->ready && now - s->last_heard > kHashWaitIdleNs) expired.push_back(id);
     else if (s->ready && !s->pass_done) stalled_resume = true;
   }
   for (auto id : expired) {
