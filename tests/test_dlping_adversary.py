@@ -20,38 +20,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dltest  # noqa: E402
 from dltest import t, wait_port_file, wait_until  # noqa: E402
+from test_dlping import DlpingCase, RawFastSocketServer  # noqa: E402
 
 
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class DlpingAdversaryTest(dltest.DlTestCase):
-    need_binaries = False
-
-    @classmethod
-    def setUpClass(cls):
-        cls.DLPING = dltest.dlping_path()
-        if not (os.path.isfile(cls.DLPING) and os.access(cls.DLPING, os.X_OK)):
-            raise AssertionError("dlping not built: %s" % cls.DLPING)
-
-    def responder(self, *args, endpoint="127.0.0.1:0", port_file=None):
-        pf = port_file or self.path("port-%d" % len(self.P.procs))
-        out = self.path("responder-%d.out" % len(self.P.procs))
-        p = self.P.start([self.DLPING, "-l", endpoint, "--port-file", pf] + list(args), stdout=out)
-        p.out_path = out
-        return p, wait_port_file(pf, p)
-
+class DlpingAdversaryTest(DlpingCase):
     def start_client(self, *args):
         out = self.path("client-%d.out" % len(self.P.procs))
         p = self.P.start([self.DLPING] + list(args), stdout=out)
@@ -60,20 +32,16 @@ class DlpingAdversaryTest(dltest.DlTestCase):
 
     def wait_acks(self, r, n):
         """Until responder `r` (run with -v) counted n ACK3s: the measurement is under way."""
-        wait_until(lambda: self.text(r).count("ack3 from") >= n, 10, "%d acknowledged probes" % n)
-
-    def text(self, p):
-        with open(p.out_path, "rb") as f:
-            return f.read().decode()
+        wait_until(lambda: self.read_out(r).count("ack3 from") >= n, 10, "%d acknowledged probes" % n)
 
     def replies(self, p):
-        return self.text(p).count(" bytes from ")
+        return self.read_out(p).count(" bytes from ")
 
     def summary_json(self, p):
         try:
-            return json.loads(self.text(p))
+            return json.loads(self.read_out(p))
         except ValueError as e:
-            self.fail("--json output does not parse (%s):\n%s" % (e, self.text(p)))
+            self.fail("--json output does not parse (%s):\n%s" % (e, self.read_out(p)))
 
     def check_consistent(self, ph):
         self.assertEqual(ph["received"] + ph["lost"], ph["sent"], ph)
@@ -112,13 +80,13 @@ class DlpingAdversaryTest(dltest.DlTestCase):
                 r, port = self.responder("-q")
                 c = self.start_client("--json", "-c", "200", "-s", "1M", "--timeout", "20ms", *mode,
                                       "127.0.0.1:%d" % port)
-                wait_until(lambda: vm_rss_kib(c.pid), 5, "the client")
+                wait_until(lambda: dltest.vm_rss_kib(c.pid), 5, "the client")
                 r.signal(signal.SIGSTOP)
                 try:
                     time.sleep(0.3)  # the socket buffers fill
-                    cpu0, rss0 = cpu_seconds(c.pid), vm_rss_kib(c.pid)
+                    cpu0, rss0 = dltest.cpu_seconds(c.pid), dltest.vm_rss_kib(c.pid)
                     time.sleep(1.5)  # the fault goes on: 75 timeouts' worth
-                    cpu1, rss1 = cpu_seconds(c.pid), vm_rss_kib(c.pid)
+                    cpu1, rss1 = dltest.cpu_seconds(c.pid), dltest.vm_rss_kib(c.pid)
                 finally:
                     r.signal(signal.SIGCONT)
                 self.assertLess(rss1 - rss0, 8 * 1024, "client RSS %d -> %d KiB" % (rss0, rss1))
@@ -148,8 +116,8 @@ class DlpingAdversaryTest(dltest.DlTestCase):
         c.signal(signal.SIGINT)
         self.assertExited(c, 10, 0)
         self.assertEqual(c.stderr().count("refused"), 1, c.stderr())
-        m = re.search(r"(\d+) sent, (\d+) received, (\d+) lost", self.text(c))
-        self.assertIsNotNone(m, self.text(c))
+        m = re.search(r"(\d+) sent, (\d+) received, (\d+) lost", self.read_out(c))
+        self.assertIsNotNone(m, self.read_out(c))
         sent, received, lost = map(int, m.groups())
         self.assertEqual(received + lost, sent)
         self.assertGreater(lost, 0)
@@ -243,7 +211,7 @@ class DlpingAdversaryTest(dltest.DlTestCase):
             except socket.timeout:
                 break  # the responder stopped reading us: its buffer and ours are full
         self.assertLess(time.monotonic(), deadline, "the responder took %d bytes and kept reading" % sent)
-        rss = vm_rss_kib(r.pid)
+        rss = dltest.vm_rss_kib(r.pid)
         self.assertLess(rss, 64 * 1024, "responder RSS %d KiB after %d bytes unread" % (rss, sent))
         c = self.start_client("--json", "-c", "5", "-i", "10ms", "127.0.0.1:%d" % port)
         self.assertExited(c, 20, 0)
@@ -264,9 +232,9 @@ class DlpingAdversaryTest(dltest.DlTestCase):
             for _ in range(40):
                 crowd.append(socket.create_connection(("127.0.0.1", port), timeout=t(5)))
             wait_until(lambda: "Too many open files" in r.stderr(), 10, "the responder to run short")
-            cpu0 = cpu_seconds(r.pid)
+            cpu0 = dltest.cpu_seconds(r.pid)
             time.sleep(1)  # the shortage goes on
-            self.assertLess(cpu_seconds(r.pid) - cpu0, 0.3, "the responder spun on its listener")
+            self.assertLess(dltest.cpu_seconds(r.pid) - cpu0, 0.3, "the responder spun on its listener")
             self.assertLessEqual(r.stderr().count("Too many open files"), 2, r.stderr()[:2000])
         finally:
             for s in crowd:
@@ -312,8 +280,8 @@ class DlpingAdversaryTest(dltest.DlTestCase):
                 self.assertExited(c, 10, dltest.EXIT_TIMEOUT)
                 self.assertLess(time.monotonic() - t0, t(4), "the deadline was not kept")
                 self.assertOneLineError(c, "dlping", "no reply")
-                m = re.search(r"(\d+) sent, 0 received", self.text(c))
-                self.assertIsNotNone(m, self.text(c))
+                m = re.search(r"(\d+) sent, 0 received", self.read_out(c))
+                self.assertIsNotNone(m, self.read_out(c))
                 self.assertGreaterEqual(int(m.group(1)), 8)
 
     def test_deadlines_at_both_ends(self):
@@ -333,9 +301,9 @@ class DlpingAdversaryTest(dltest.DlTestCase):
         r2, port2 = self.responder("-w", "1", "-v")
         c2 = self.start_client("-i", "20ms", "127.0.0.1:%d" % port2)
         self.assertExited(r2, 10, 0)
-        self.assertIn("probes answered", self.text(r2))
+        self.assertIn("probes answered", self.read_out(r2))
         self.assertExited(c2, 10, dltest.EXIT_DISCONNECTED)
-        self.assertIn("dlping statistics", self.text(c2))
+        self.assertIn("dlping statistics", self.read_out(c2))
 
     def test_deadline_with_nobody_there_over_udp(self):
         port = dltest.reserved_port(socket.AF_INET)
@@ -371,19 +339,13 @@ def capture_probe(dlping, size, workdir):
     return frame
 
 
-class BadFastSocketServer(threading.Thread):
+class BadFastSocketServer(RawFastSocketServer):
     """Accepts one client, reads its first message and answers with `reply` (with the
     message's id put in at %s), then keeps the connection open until closed."""
 
     def __init__(self, reply):
-        super().__init__(daemon=True)
         self.reply = reply
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1)
-        self.port = self.sock.getsockname()[1]
-        self.conn = None
-        self.start()
+        super().__init__()
 
     def run(self):
         try:
@@ -396,11 +358,6 @@ class BadFastSocketServer(threading.Thread):
                 pass
         except (OSError, ValueError):
             pass
-
-    def close(self):
-        self.sock.close()
-        if self.conn:
-            self.conn.close()
 
 
 if __name__ == "__main__":

@@ -24,74 +24,37 @@ from test_dtp import DtpCase, EXIT_INCOMPLETE, session_received  # noqa: E402
 DTP_DATA = 4
 
 
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
-
-
-class Recorder(threading.Thread):
+class Recorder(dltest.UdpRelay):
     """A UDP relay between one dtpget and a dtpserve that keeps a copy of every datagram the
-    client sends (for strangers to replay), and can replay each one itself a little later
-    (the same source address as the client, from the server's view)."""
+    client sends (for strangers to replay), and can replay each one itself 200 ms later (the
+    same source address as the client, from the server's view)."""
 
     def __init__(self, server, replay_own=False):
-        super().__init__(daemon=True)
-        self.server, self.replay_own = server, replay_own
-        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.front.bind(("127.0.0.1", 0))
-        self.port = self.front.getsockname()[1]
-        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.back.connect(server)
-        for s in (self.front, self.back):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.client = None
-        self.captured = []
+        super().__init__(server, rcvbuf=8 << 20)
+        self.replay_own = replay_own
+        self.captured, self.later = [], []
         self.lock = threading.Lock()
-        self.stop = False
         self.start()
 
-    def run(self):
-        import selectors
-        sel = selectors.DefaultSelector()
-        sel.register(self.front, selectors.EVENT_READ)
-        sel.register(self.back, selectors.EVENT_READ)
-        later = []
-        while not self.stop:
-            for key, _ in sel.select(0.02):
-                try:
-                    if key.fileobj is self.front:
-                        data, self.client = self.front.recvfrom(65536)
-                        with self.lock:
-                            if len(self.captured) < 20000:
-                                self.captured.append(data)
-                        self.back.send(data)
-                        if self.replay_own:
-                            later.append((time.monotonic() + 0.2, data))
-                    else:
-                        data = self.back.recv(65536)
-                        if self.client:
-                            self.front.sendto(data, self.client)
-                except OSError:
-                    pass
-            now = time.monotonic()
-            while later and later[0][0] <= now:
-                try:
-                    self.back.send(later.pop(0)[1])
-                except OSError:
-                    pass
+    def client_datagram(self, data):
+        with self.lock:
+            if len(self.captured) < 20000:
+                self.captured.append(data)
+        if self.replay_own:
+            self.later.append((time.monotonic() + 0.2, data))
+        return [data]
+
+    def tick(self):
+        now = time.monotonic()
+        while self.later and self.later[0][0] <= now:
+            try:
+                self.back.send(self.later.pop(0)[1])
+            except OSError:
+                pass
 
     def snapshot(self):
         with self.lock:
             return list(self.captured)
-
-    def close(self):
-        self.stop = True
-        self.join(5)
-        self.front.close()
-        self.back.close()
 
 
 class DtpAdversaryTest(DtpCase):
@@ -202,12 +165,12 @@ class DtpAdversaryTest(DtpCase):
         out = self.path("h.out")
         p = self.get(addr, "h.bin", "-o", out, "--rate", "40M")
         self.wait_session(out + ".dtp-session")
-        rss0 = vm_rss_kib(srv.pid)
+        rss0 = dltest.vm_rss_kib(srv.pid)
         r = subprocess.run([self.craft_path(), addr, "request-flood", "h.bin", "2"], capture_output=True,
                            timeout=t(30))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout.decode(), r"^requests [1-9]")
-        rss1 = vm_rss_kib(srv.pid)
+        rss1 = dltest.vm_rss_kib(srv.pid)
         self.assertLess(rss1 - rss0, 64 * 1024, "dtpserve grew from %d to %d KiB" % (rss0, rss1))
         self.assertExited(p, 60, 0)
         self.assertSameFile(src, out)
