@@ -418,6 +418,25 @@ class DtpAdversaryTest(DtpCase):
         with self.assertRaises(OSError):
             s.recv(100)  # nothing was sent
 
+    def test_names_beyond_the_protocols_limits(self):
+        # A NAME longer than dtp(7)'s 1024 bytes once overran dtpget's datagram buffer and
+        # aborted it ("double free or corruption"); now a usage error before anything is sent.
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        self.addCleanup(s.close)
+        for n in (1025, 100000):
+            p = self.fetch("127.0.0.1:%d" % s.getsockname()[1], "a" * n, "-o", self.path("n.out"),
+                           code=dltest.EXIT_USAGE, timeout=10)
+            self.assertOneLineError(p, "dtpget", "NAME", "1024")
+            self.assertLess(len(p.stderr()), 200, "the name is not echoed back whole")
+        with self.assertRaises(OSError):
+            s.recv(100)  # nothing was sent
+        srv, addr = self.serve()
+        p = self.fetch(addr, "a" * 1024, "-o", self.path("n.out"), code=dltest.EXIT_IO, timeout=10)
+        self.assertRegex(p.stderr(), "no such payload|File name too long")  # the server's answer
+        self.assertTrue(srv.running)
+
     def test_output_cut_short_before_resume(self):
         # The output was truncated between the runs: what lay beyond the cut is fetched again
         # (it used to be taken as received, and the whole-payload hash failed at the very end).

@@ -761,6 +761,13 @@ int Client::run() {
       return fail(make_error(ErrorKind::usage, "--range", "cannot stream ranges to stdout; give -o FILE"));
     }
   }
+  // The protocol's limits on a name (dtp(7)): checked here, since the encoder trusts its
+  // caller, and a longer one (argv takes 128 KiB; a session file, 64 KiB) overran the
+  // datagram buffer and crashed dtpget.
+  if (name_.empty() || name_.size() > kMaxName || name_.find('\0') != std::string::npos) {
+    return fail(make_error(ErrorKind::usage, "NAME", fmt::format("must be 1 to {} bytes without NUL (this one has {})",
+                                                                 kMaxName, name_.size())));
+  }
   if (resumed_ && !o_.ranges.empty()) {
     RangeSet asked;
     for (const auto& r : o_.ranges) asked.add(r.start, std::min(r.end, st_.size));
