@@ -263,6 +263,19 @@ class DlpingAdversaryTest(DlpingCase):
                 self.assertOneLineError(c, "dlping", needle)
                 self.assertEqual(len(c.stderr().strip().splitlines()), 1, c.stderr())
 
+    def test_fastsocket_probes_must_fit_its_lines(self):
+        # fastSocket readers drop a connection on a line over 64 KiB: a bigger probe used to
+        # end in "Connection reset by peer" (exit 5); now it is a usage error up front.
+        r, port = self.responder("--proto", "fastsocket", "-q")
+        for args in (["-s", "100K"], ["-s", "65456"], ["--sweep", "64,64K"]):
+            c = self.start_client("--proto", "fastsocket", "-c", "2", *args, "127.0.0.1:%d" % port)
+            self.assertExited(c, 10, dltest.EXIT_USAGE)
+            self.assertOneLineError(c, "dlping", "--size", "64 KiB")
+        c = self.start_client("--json", "--proto", "fastsocket", "-c", "2", "-i", "10ms", "-s", "65455",
+                              "127.0.0.1:%d" % port)
+        self.assertExited(c, 10, 0)  # the largest that fits: answered
+        self.assertEqual(self.summary_json(c)["phases"][0]["received"], 2)
+
     # -- deadlines with nobody, or a silent peer, at the other end
     def test_deadline_with_a_silent_peer(self):
         # udp: a bound socket that never answers; TCP: a listener that accepts and says nothing.
