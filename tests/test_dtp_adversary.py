@@ -176,6 +176,25 @@ class DtpAdversaryTest(DtpCase):
         self.assertSameFile(src, out)
         self.assertTrue(srv.running, srv.describe())
 
+    def test_both_directions_at_full_speed_at_once(self):
+        # Two hosts each serving and fetching at once, no rate cap, one way lossy: both
+        # payloads arrive byte-exact and neither server notices the other's traffic.
+        a = self.random_file("x/a.bin", 24 * MiB)
+        b_root = self.path("root-b")
+        os.makedirs(b_root)
+        b = os.path.join(b_root, "b.bin")
+        dltest.make_random_file(b, 24 * MiB)
+        srv_a, addr_a = self.serve()
+        srv_b, addr_b = self.serve(root=b_root)
+        pa = self.get(addr_a, "x/a.bin", "-o", self.path("a.out"), "--drop", "5%", name="get-from-a")
+        pb = self.get(addr_b, "b.bin", "-o", self.path("b.out"), name="get-from-b")
+        self.assertExitCodes(60, (pa, 0), (pb, 0))
+        self.assertSameFile(a, self.path("a.out"))
+        self.assertSameFile(b, self.path("b.out"))
+        for s in (srv_a, srv_b):
+            self.assertTrue(s.running)
+            self.assertNoCrash(s)
+
     # -- peers stopped, killed, restarted
     def test_client_stopped_mid_transfer_then_continued(self):
         # SIGSTOP dtpget for longer than the server's stall and idle timeouts: the server
