@@ -134,6 +134,26 @@ class DlpingAdversaryTest(DlpingCase):
         self.assertGreater(ph["lost"], 10, ph)
         self.assertEqual(ph["timeouts"], ph["lost"], ph)
 
+    def test_clients_killed_mid_flood(self):
+        # kill -9 a flooding client (small probes, then 1 MiB ones four in flight): the
+        # responder ends that session with its figures and one line naming the peer once,
+        # and answers the next client.
+        r, port = self.responder()
+        for args in (["--flood", "--every", "100"], ["--flood", "--every", "10", "-s", "1M", "--window", "4"]):
+            c = self.start_client(*args, "127.0.0.1:%d" % port)
+            wait_until(lambda: self.replies(c) >= 2, 10, "the flood under way")
+            c.kill()
+            c.wait(5)
+        wait_until(lambda: self.read_out(r).count(" ended: ") >= 2, 10, "both sessions' figures")
+        for line in r.stderr().splitlines():
+            peer = line.split(": ")[1] if ": " in line else ""
+            self.assertEqual(line.count(peer), 1, "the peer named twice: %r" % line)
+        c = self.start_client("--json", "-c", "3", "-i", "10ms", "127.0.0.1:%d" % port)
+        self.assertExited(c, 10, 0)
+        self.assertEqual(self.summary_json(c)["phases"][0]["received"], 3)
+        self.assertTrue(r.running)
+        self.assertNoCrash(r)
+
     def test_client_stopped_mid_measurement(self):
         # The client itself stopped longer than --timeout: when it continues, its probes are
         # timed out by its clock and the replies waiting in its socket count as late; no

@@ -208,7 +208,10 @@ struct Responder::Impl {
     auto it = sessions.find(id);
     if (it == sessions.end()) return;
     Session& s = *it->second;
-    if (why && !o.verbosity.quiet) ctx.say(ctx.program + ": " + s.name + ": " + why->message());
+    if (why && !o.verbosity.quiet) {
+      std::string m = why->message();  // named after the session already, or not
+      ctx.say(ctx.program + ": " + (m.rfind(s.name, 0) == 0 ? m : s.name + ": " + m));
+    }
     if (!s.refused) summary(s);
     r.unwatch(s.watch);
     sessions.erase(it);
