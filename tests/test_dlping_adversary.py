@@ -338,6 +338,28 @@ class DlpingAdversaryTest(DlpingCase):
         self.assertExited(c2, 10, dltest.EXIT_DISCONNECTED)
         self.assertIn("dlping statistics", self.read_out(c2))
 
+    def test_deadline_bounds_the_connection_attempt(self):
+        # A listener whose backlog is full drops our SYNs: -w 1 must not wait out the 10 s
+        # connect timeout (it did).
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(0)
+        self.addCleanup(lst.close)
+        port = lst.getsockname()[1]
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            self.addCleanup(s.close)
+            try:
+                s.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+        t0 = time.monotonic()
+        c = self.start_client("-w", "1", "127.0.0.1:%d" % port)
+        self.assertExited(c, 10, dltest.EXIT_TIMEOUT)
+        self.assertLess(time.monotonic() - t0, t(4))
+        self.assertOneLineError(c, "dlping", "connect", "no answer within")
+
     def test_deadline_with_nobody_there_over_udp(self):
         port = dltest.reserved_port(socket.AF_INET)
         c = self.start_client("-w", "0.5", "-i", "50ms", "--timeout", "200ms", "udp:127.0.0.1:%d" % port)

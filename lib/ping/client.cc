@@ -129,7 +129,10 @@ struct Client::Impl {
     auto addrs = resolve(t.endpoint, false);
     if (!addrs) return fail(addrs.error()), false;
     std::optional<Error> last;
-    auto give_up = deadline_after(Clock::now(), o.connect_timeout_s);
+    // -w bounds the connection attempt too: `dlping -w 1` at a host that drops SYNs must not
+    // take the 10 s connect timeout.
+    double wait_s = std::min(o.connect_timeout_s, o.deadline_s);
+    auto give_up = deadline_after(Clock::now(), wait_s);
     for (const SocketAddress& a : *addrs) {
       t0 = mono_ns();
       auto f = start_connect(a);
@@ -168,7 +171,7 @@ struct Client::Impl {
         return true;
       }
       if (stopping) return false;
-      if (done == 0) last = make_error(ErrorKind::timeout, "connect " + a.to_string(), "no answer within " + human_duration(o.connect_timeout_s));
+      if (done == 0) last = make_error(ErrorKind::timeout, "connect " + a.to_string(), "no answer within " + human_duration(wait_s));
     }
     fail(last ? *last : make_error(ErrorKind::connect, "connect " + t.text, "no address"));
     return false;
