@@ -211,6 +211,36 @@ class DlpingAdversaryTest(DlpingCase):
         self.assertTrue(r.running, r.describe())
         self.assertNoCrash(r)
 
+    def test_udp_flood_at_a_responder_that_holds_replies(self):
+        # udp: cannot be stopped from sending. With --reply-delay, every probe of a flood was
+        # held (some 450 MB a second of them); the hold is bounded now, the rest is dropped
+        # (and counted), and a real client is answered once the flood is over.
+        r, port = self.responder("--reply-delay", "1s", endpoint="udp:127.0.0.1:0")
+        cap = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        cap.bind(("127.0.0.1", 0))
+        cap.settimeout(t(5))
+        self.addCleanup(cap.close)
+        g = self.start_client("-c", "1", "-s", "60000", "udp:127.0.0.1:%d" % cap.getsockname()[1])
+        probe, _ = cap.recvfrom(65536)
+        g.kill()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(s.close)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5:
+            try:
+                s.sendto(probe, ("127.0.0.1", port))
+            except OSError:
+                pass
+        rss = dltest.vm_rss_kib(r.pid)
+        self.assertLess(rss, 128 * 1024, "responder RSS %d KiB after a 1.5 s flood" % rss)
+        time.sleep(1.2)  # the held replies go out (the delay is the responder's, on purpose)
+        c = self.start_client("--json", "-c", "3", "-i", "10ms", "--timeout", "3s", "udp:127.0.0.1:%d" % port)
+        self.assertExited(c, 15, 0)
+        self.assertEqual(self.summary_json(c)["phases"][0]["received"], 3)
+        r.signal(signal.SIGINT)
+        self.assertExited(r, 10, dltest.EXIT_INTERRUPTED)
+        self.assertRegex(self.read_out(r), r"\d+ probes dropped")
+
     def test_a_client_that_never_reads_its_replies(self):
         # A stranger pours PINGs in and reads nothing back: the responder stops reading it
         # (backpressure) instead of buffering replies without bound, and still answers a real

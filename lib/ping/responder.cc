@@ -29,6 +29,7 @@ namespace dl::ping {
 namespace {
 constexpr std::uint32_t kMaxProbe = 16u << 20;   // the largest -s a client may use, plus slack
 constexpr std::size_t kMaxHeld = 4096;            // delayed replies per session before we stop reading
+constexpr std::size_t kMaxHeldBytes = 32u << 20;  // ... and their bytes (udp: beyond, probes drop)
 constexpr std::size_t kMaxPendingIds = 1 << 16;   // fastSocket messages awaiting their client ack
 constexpr std::size_t kMaxPendingBytes = 16 << 20; // ... and the bytes of their ids
 std::int64_t to_ns(double s) { return static_cast<std::int64_t>(s * 1e9); }
@@ -73,6 +74,8 @@ struct Responder::Impl {
     OutBuffer out;
     bool want_write = false, reading = true, eof = false;
     std::deque<Held> held;
+    std::size_t held_bytes = 0;
+    std::uint64_t dropped = 0;  // udp probes not held: the hold was full (a flood)
     std::unique_ptr<Timer> timer;
     // Figures.
     std::uint64_t pings = 0, acks = 0;
@@ -222,6 +225,7 @@ struct Responder::Impl {
     const char* state = so_far ? "so far" : "ended";
     if (o.proto == Proto::native) {
       out_line(fmt::format("session {} {}: {} probes answered, {} acknowledged", s.name, state, s.pings, s.acks));
+      if (s.dropped) out_line(fmt::format("  {} probes dropped: more were held back (--reply-delay, --turnaround) than it holds", s.dropped));
       if (s.acks > 0) {
         out_line("  " + brief("rtt the client measured (our turnaround removed)", s.client_rtt));
         out_line("  " + brief("rtt seen from here (pong to ack3, the client's turnaround removed)", s.own_rtt));
@@ -308,7 +312,7 @@ struct Responder::Impl {
     }
     bool need = !s.out.drained(*s.sock);
     // Backpressure: a client that does not read its pongs is not read from either.
-    bool read = !s.eof && s.out.size() < (4u << 20) && s.held.size() < kMaxHeld;
+    bool read = !s.eof && s.out.size() < (4u << 20) && can_hold(s);
     if (need != s.want_write || read != s.reading) {
       s.want_write = need;
       s.reading = read;
@@ -346,6 +350,11 @@ struct Responder::Impl {
       Error e = st.error();
       e.context = s.name;
       return e;
+    }
+    bool delayed = o.reply_delay_s > 0 || (st->kind == Kind::ping && o.turnaround_s > 0);
+    if (delayed && peer && !can_hold(s)) {
+      ++s.dropped;
+      return std::nullopt;
     }
     if (st->kind == Kind::ping) {
       ++s.pings;
@@ -408,6 +417,11 @@ struct Responder::Impl {
   }
 
   // ---- delays
+  // A stream stops being read when its hold is full; udp cannot be stopped, so what comes on
+  // is dropped (lost, as a full queue on the path would): a flood of probes at a responder
+  // with --reply-delay once held every one of them, some 450 MB a second.
+  bool can_hold(const Session& s) const { return s.held.size() < kMaxHeld && s.held_bytes < kMaxHeldBytes; }
+
   void hold(Session& s, std::vector<std::uint8_t> bytes, std::int64_t t_in, const SocketAddress* peer,
             bool ack = false) {
     Held h;
@@ -422,6 +436,7 @@ struct Responder::Impl {
       h.due = t_in + to_ns(o.turnaround_s);
     }
     if (peer) h.peer = *peer;
+    s.held_bytes += h.bytes.size();
     s.held.push_back(std::move(h));
     arm(s);
   }
@@ -453,9 +468,11 @@ struct Responder::Impl {
     while (!s.held.empty()) {
       Held h = std::move(s.held.front());
       s.held.pop_front();
+      bool due = h.stage == 1 && h.due <= mono_ns();
+      if (h.stage == 2 || due) s.held_bytes -= h.bytes.size();
       if (h.stage == 2) {
         on_held_ack(s, h);
-      } else if (h.stage == 1 && h.due <= mono_ns()) {
+      } else if (due) {
         const SocketAddress* peer = s.sock ? nullptr : &h.peer;
         if (o.proto == Proto::native) {
           std::uint8_t* f = h.bytes.data();
