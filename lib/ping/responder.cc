@@ -385,11 +385,11 @@ struct Responder::Impl {
       std::int64_t own = responder_rtt(*st, t_in);
       s.client_rtt.add(st->rtt);
       s.own_rtt.add(own);
-      s.turnaround.add(st->t2 - st->t1);
+      s.turnaround.add(stamp_sub(st->t2, st->t1));
       if (o.verbosity.verbose) {
         out_line(fmt::format("ack3 from {}: seq={} client rtt={} our rtt={} our turnaround={}", s.name, st->seq,
                              fmt_ns(static_cast<double>(st->rtt)), fmt_ns(static_cast<double>(own)),
-                             fmt_ns(static_cast<double>(st->t2 - st->t1))));
+                             fmt_ns(static_cast<double>(stamp_sub(st->t2, st->t1)))));
       }
     }
   }
@@ -579,7 +579,7 @@ struct Responder::Impl {
     }
     ++s.acks;
     std::int64_t t1 = f.send_and_ack_time_ns, t2 = s5 - sent.s1;
-    std::int64_t formula = t1 - t2 / 2, corrected = t1 - (sent.s2 - sent.s1);
+    std::int64_t formula = stamp_sub(t1, t2 / 2), corrected = stamp_sub(t1, sent.s2 - sent.s1);  // t1: the peer's
     s.t1.add(t1);
     s.corrected.add(corrected);
     s.formula.add(formula);
