@@ -405,6 +405,75 @@ def wait_until(predicate, timeout, what, interval=0.01):
         time.sleep(interval)
 
 
+def cpu_seconds(pid):
+    """User + system CPU time a running process has used so far (seconds)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vm_rss_kib(pid):
+    """A running process's resident set size now (KiB), or None."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+class UdpRelay(threading.Thread):
+    """Forwards datagrams between one client (whoever last sent to `port`) and `target`.
+    Subclasses decide what each client datagram becomes (client_datagram: the list to
+    forward) and may send more on their own (tick, every 20 ms at most, via self.back);
+    they call start() at the end of their __init__."""
+
+    def __init__(self, target, rcvbuf=None):
+        super().__init__(daemon=True)
+        self.target = target
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.connect(target)
+        if rcvbuf:
+            for s in (self.front, self.back):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.client = None
+        self.stop = False
+
+    def client_datagram(self, data):
+        return [data]
+
+    def tick(self):
+        pass
+
+    def run(self):
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(self.front, selectors.EVENT_READ)
+        sel.register(self.back, selectors.EVENT_READ)
+        while not self.stop:
+            for key, _ in sel.select(0.02):
+                try:
+                    if key.fileobj is self.front:
+                        data, self.client = self.front.recvfrom(65536)
+                        for d in self.client_datagram(data):
+                            self.back.send(d)
+                    else:
+                        data = self.back.recv(65536)
+                        if self.client:
+                            self.front.sendto(data, self.client)
+                except OSError:
+                    pass
+            self.tick()
+
+    def close(self):
+        self.stop = True
+        self.join(5)
+        self.front.close()
+        self.back.close()
+
+
 class Feeder(threading.Thread):
     """Writes an iterable of byte blocks to a pipe (e.g. a child's stdin), then closes it.
     Keeps a sha256 and count of what was written. Broken pipes end it quietly (recorded)."""

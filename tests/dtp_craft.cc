@@ -1,14 +1,25 @@
 // dtp_craft: sends one hand-made DTP exchange to a dtpserve and prints what came back, for
 // tests/test_dtp.py (checksums need the real codec, which Python's stdlib lacks).
-//   dtp_craft HOST:PORT KIND [NAME]
+//   dtp_craft HOST:PORT KIND [NAME [N]]
 // KIND: bad-chunk | nul-name | version2 | unknown-type | stranger-request | beyond-end |
 //       bad-cookie | good
 // Prints one line: "META <size>", "ERROR <code>: <text>", "STOP <reason>", "DATA", "KEEPALIVE"
 // or "none" (nothing within a second). Exit 0 unless the arguments are wrong.
+// Floods, for the adversarial tests (a hostile peer that never takes part in a transfer):
+//   open-flood NAME N      N OPENs with distinct session ids from one socket, never answered;
+//                          prints "opened <sessions that got META or KEEPALIVE> busy <refusals>"
+//   open-each NAME N       one OPEN each for NAME0 .. NAME<N-1>, never answered (a payload
+//                          hash for each, if the server starts them); prints like open-flood
+//   request-flood NAME S   one real session (META, cookie), then for S seconds REQUESTs packed
+//                          with 1-byte ranges, every part of pass after pass, never reading;
+//                          prints "requests <count>"
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -63,7 +74,7 @@ void print(const Packet& p) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: dtp_craft HOST:PORT KIND [NAME]\n");
+    std::fprintf(stderr, "usage: dtp_craft HOST:PORT KIND [NAME [N]]\n");
     return 2;
   }
   std::string kind = argv[2], name = argc > 3 ? argv[3] : "x.bin";
@@ -100,6 +111,51 @@ int main(int argc, char** argv) {
     send_n(n);
   } else if (kind == "stranger-request") {
     send_n(encode_request(buf.data(), kMaxDatagram, sid, 1, 0, 0, 1, one, 0, next));
+  } else if (kind == "open-flood" || kind == "open-each") {
+    long n = argc > 4 ? std::atol(argv[4]) : 100;
+    for (long i = 1; i <= n; ++i) {
+      std::string nm = kind == "open-each" ? name + std::to_string(i - 1) : name;
+      send_n(encode_open(buf.data(), sid + static_cast<std::uint64_t>(i) * 0x100000000ull, 1400, nm));
+    }
+    long opened = 0, busy = 0;
+    std::vector<std::uint64_t> seen;
+    while (next_reply(p, false)) {
+      if (p.type == Type::error && p.error.code == ErrorCode::busy) ++busy;
+      if ((p.type == Type::meta || p.type == Type::keepalive) &&
+          std::find(seen.begin(), seen.end(), p.session) == seen.end()) {
+        seen.push_back(p.session);
+        ++opened;
+      }
+    }
+    std::printf("opened %ld busy %ld\n", opened, busy);
+    return 0;
+  } else if (kind == "request-flood") {
+    double secs = argc > 4 ? std::atof(argv[4]) : 2;
+    send_n(encode_open(buf.data(), sid, 1400, name));
+    Packet m;
+    while (next_reply(m, false) && m.type == Type::keepalive) send_n(encode_open(buf.data(), sid, 1400, name));
+    if (m.type != Type::meta || m.meta.size < 4) {
+      print(m);
+      return 0;
+    }
+    // As many 1-byte ranges as one datagram holds: the most work and plan entries per byte.
+    std::vector<ByteRange> tiny;
+    for (std::uint64_t a = 0; a + 1 < m.meta.size && tiny.size() < 40000; a += 2) tiny.push_back({a, a + 1});
+    std::uint64_t requests = 0;
+    timespec t0, t;
+    ::clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (std::uint32_t pass = 1;; ++pass) {
+      for (std::uint16_t part = 0; part < kMaxParts; ++part) {
+        std::size_t from = (static_cast<std::size_t>(part) * 997) % tiny.size();
+        send_n(encode_request(buf.data(), kMaxDatagram, sid, pass, part, 0, m.meta.cookie, tiny, from, next));
+        ++requests;
+      }
+      ::clock_gettime(CLOCK_MONOTONIC, &t);
+      if (static_cast<double>(t.tv_sec - t0.tv_sec) + static_cast<double>(t.tv_nsec - t0.tv_nsec) * 1e-9 > secs) break;
+    }
+    send_n(encode_stop(buf.data(), sid, StopReason::cancelled));
+    std::printf("requests %llu\n", static_cast<unsigned long long>(requests));
+    return 0;
   } else if (kind == "beyond-end" || kind == "bad-cookie" || kind == "good") {
     send_n(encode_open(buf.data(), sid, 1400, name));
     Packet m;

@@ -24,10 +24,7 @@ from fault_relay import FaultRelay  # noqa: E402
 IDLE = 500
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+cpu_seconds = dltest.cpu_seconds
 
 
 class PeakRss(threading.Thread):

@@ -30,7 +30,8 @@ from dltest import t, wait_port_file, wait_until  # noqa: E402
 SLACK = 0.030 * dltest.SCALE
 
 
-class DlpingTest(dltest.DlTestCase):
+class DlpingCase(dltest.DlTestCase):
+    """The helpers, without tests (test_dlping_adversary.py builds on them too)."""
     need_binaries = False
 
     @classmethod
@@ -40,8 +41,8 @@ class DlpingTest(dltest.DlTestCase):
             raise AssertionError("dlping not built: %s (bazel build //tools/dlping or set DLPING)" % cls.DLPING)
 
     # -- helpers
-    def responder(self, *args, endpoint="127.0.0.1:0", stdout=None):
-        pf = self.path("port-%d" % len(self.P.procs))
+    def responder(self, *args, endpoint="127.0.0.1:0", stdout=None, port_file=None):
+        pf = port_file or self.path("port-%d" % len(self.P.procs))
         out = stdout or self.path("responder-%d.out" % len(self.P.procs))
         p = self.P.start([self.DLPING, "-l", endpoint, "--port-file", pf] + list(args), stdout=out)
         p.out_path = out
@@ -74,6 +75,8 @@ class DlpingTest(dltest.DlTestCase):
         with open(proc.out_path, "rb") as f:
             return f.read().decode()
 
+
+class DlpingTest(DlpingCase):
     # -- the native exchange
     def test_counts_and_rtt_reflect_a_reply_delay(self):
         delay = 0.020
@@ -467,53 +470,25 @@ class RawFastSocketServer(threading.Thread):
             self.conn.close()
 
 
-class UdpRelay(threading.Thread):
+class UdpRelay(dltest.UdpRelay):
     """Forwards datagrams between one client and a target, dropping every Nth probe of
     `ping_size` bytes (client -> target) and sending the probes numbered in `duplicate` twice."""
 
     def __init__(self, target, ping_size, drop_every, duplicate=()):
-        super().__init__(daemon=True)
-        self.target, self.ping_size, self.drop_every, self.duplicate = target, ping_size, drop_every, set(duplicate)
-        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.front.bind(("127.0.0.1", 0))
-        self.port = self.front.getsockname()[1]
-        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.back.connect(target)
-        self.client = None
+        super().__init__(target)
+        self.ping_size, self.drop_every, self.duplicate = ping_size, drop_every, set(duplicate)
         self.pings = self.dropped = 0
-        self.stop = False
         self.start()
 
-    def run(self):
-        import selectors
-        sel = selectors.DefaultSelector()
-        sel.register(self.front, selectors.EVENT_READ)
-        sel.register(self.back, selectors.EVENT_READ)
-        while not self.stop:
-            for key, _ in sel.select(0.1):
-                try:
-                    if key.fileobj is self.front:
-                        data, self.client = self.front.recvfrom(65536)
-                        if len(data) == self.ping_size:
-                            self.pings += 1
-                            if self.pings % self.drop_every == 0:
-                                self.dropped += 1
-                                continue
-                            if self.pings in self.duplicate:
-                                self.back.send(data)
-                        self.back.send(data)
-                    else:
-                        data = self.back.recv(65536)
-                        if self.client:
-                            self.front.sendto(data, self.client)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.stop = True
-        self.join(5)
-        self.front.close()
-        self.back.close()
+    def client_datagram(self, data):
+        if len(data) == self.ping_size:
+            self.pings += 1
+            if self.pings % self.drop_every == 0:
+                self.dropped += 1
+                return []
+            if self.pings in self.duplicate:
+                return [data, data]
+        return [data]
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def session_received(path):
     return struct.unpack(">Q", data[-16:-8])[0]
 
 
-class DtpTest(dltest.DlTestCase):
+class DtpCase(dltest.DlTestCase):
+    """The helpers, without tests (test_dtp_adversary.py builds on them too)."""
     need_binaries = False
 
     @classmethod
@@ -73,11 +74,24 @@ class DtpTest(dltest.DlTestCase):
         dltest.make_random_file(path, size)
         return path
 
+    def craft_path(self):
+        """tests/dtp_craft: hand-made datagrams with valid checksums."""
+        craft = dltest._find_binary("dtp_craft")
+        if not os.access(craft, os.X_OK):
+            for cand in (os.path.join(dltest.REPO, "bazel-bin", "tests", "dtp_craft"),
+                         os.path.join(dltest.REPO, "tests", "dtp_craft")):
+                if os.access(cand, os.X_OK):
+                    craft = cand
+        self.assertTrue(os.access(craft, os.X_OK), "dtp_craft not built")
+        return craft
+
     def summary(self, proc):
         m = re.search(r"received (\d+) new bytes \((\d+) duplicate\)", proc.stderr())
         self.assertTrue(m, "no summary line\n%s" % proc.describe())
         return int(m.group(1)), int(m.group(2))
 
+
+class DtpTest(DtpCase):
     # -- whole transfers
     def test_50mib_no_loss(self):
         src = self.random_file("a.bin", 50 * MiB)
@@ -291,7 +305,14 @@ class DtpTest(dltest.DlTestCase):
         src = self.random_file("q.bin", 4 * MiB)
         srv, addr = self.serve("--max-sessions", "1")
         first = self.get(addr, "q.bin", "-o", self.path("q1.out"), "--rate", "8M")
-        dltest.wait_until(lambda: os.path.exists(self.path("q1.out.dtp-session")), 10, "first session")
+        # Under way (data arrived, so it sent a REQUEST with the cookie): an unanswered
+        # session would give way to the new one instead.
+        def under_way():
+            try:
+                return (session_received(self.path("q1.out.dtp-session")) or 0) > 0
+            except FileNotFoundError:
+                return False
+        dltest.wait_until(under_way, 10, "first session")
         p = self.fetch(addr, "q.bin", "-o", self.path("q2.out"), code=dltest.EXIT_CONNECT, timeout=15)
         self.assertIn("busy", p.stderr())
         self.assertExited(first, 30, 0)
@@ -403,13 +424,7 @@ class DtpTest(dltest.DlTestCase):
         self.assertNoCrash(srv)
 
     def test_every_bad_field_is_answered_and_forged_requests_get_nothing(self):
-        craft = dltest._find_binary("dtp_craft")
-        if not os.access(craft, os.X_OK):
-            for cand in (os.path.join(dltest.REPO, "bazel-bin", "tests", "dtp_craft"),
-                         os.path.join(dltest.REPO, "tests", "dtp_craft")):
-                if os.access(cand, os.X_OK):
-                    craft = cand
-        self.assertTrue(os.access(craft, os.X_OK), "dtp_craft not built")
+        craft = self.craft_path()
         src = self.random_file("v.bin", 8 * MiB)
         srv, addr = self.serve()
         # A real session runs throughout; it must not notice any of this.

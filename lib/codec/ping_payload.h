@@ -53,18 +53,26 @@ void turn_into_pong(std::uint8_t* payload, std::int64_t t1, std::int64_t t2);
 struct ClientView {
   std::int64_t raw = 0, turnaround = 0, rtt = 0;
 };
+// a - b, clamped to the int64 range: the stamps come from the peer, and a hostile one must
+// not make the arithmetic overflow (undefined behaviour), only its own figures absurd.
+inline std::int64_t stamp_sub(std::int64_t a, std::int64_t b) {
+  std::int64_t r;
+  if (!__builtin_sub_overflow(a, b, &r)) return r;
+  return b < 0 ? INT64_MAX : INT64_MIN;
+}
+
 inline ClientView client_view(const Stamps& pong, std::int64_t t3) {
   ClientView v;
-  v.raw = t3 - pong.t0;
-  v.turnaround = pong.t2 - pong.t1;
-  v.rtt = v.raw - v.turnaround;
+  v.raw = stamp_sub(t3, pong.t0);
+  v.turnaround = stamp_sub(pong.t2, pong.t1);
+  v.rtt = stamp_sub(v.raw, v.turnaround);
   return v;
 }
 
 // The responder's own round trip from an ACK3 that arrived at r3 (its clock): pong sent to
 // ack3 received, minus the client's turnaround (t4 - t3).
 inline std::int64_t responder_rtt(const Stamps& ack3, std::int64_t r3) {
-  return (r3 - ack3.t2) - (ack3.t4 - ack3.t3);
+  return stamp_sub(stamp_sub(r3, ack3.t2), stamp_sub(ack3.t4, ack3.t3));
 }
 
 }  // namespace dl::ping

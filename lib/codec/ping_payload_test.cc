@@ -88,3 +88,23 @@ TEST_CASE("a probe is a DATA frame whose payload is the stamps block") {
   REQUIRE(d.status == dl::frame::Status::frame);
   CHECK(decode_stamps(payload)->t0 == 42);
 }
+
+TEST_CASE("figures from a hostile peer's stamps saturate instead of overflowing") {
+  CHECK(stamp_sub(5, 3) == 2);
+  CHECK(stamp_sub(INT64_MIN, 1) == INT64_MIN);
+  CHECK(stamp_sub(INT64_MAX, -1) == INT64_MAX);
+  CHECK(stamp_sub(0, INT64_MIN) == INT64_MAX);
+  Stamps pong;
+  pong.t0 = INT64_MIN;
+  pong.t1 = INT64_MAX;
+  pong.t2 = INT64_MIN;
+  ClientView v = client_view(pong, INT64_MAX);
+  CHECK(v.raw == INT64_MAX);
+  CHECK(v.turnaround == INT64_MIN);
+  CHECK(v.rtt == INT64_MAX);
+  Stamps ack3;
+  ack3.t2 = INT64_MAX;
+  ack3.t3 = INT64_MAX;
+  ack3.t4 = INT64_MIN;
+  CHECK(responder_rtt(ack3, INT64_MIN) == 0);  // (MIN - MAX) - (MIN - MAX), each part clamped to MIN
+}

@@ -68,7 +68,8 @@ class Client {
   int run();
 
  private:
-  enum class Phase { opening, transferring, finished };
+  // hashing: everything is here; waiting for the hash (and -o -'s reader) to catch up.
+  enum class Phase { opening, transferring, hashing, finished };
   void say(const std::string& s) {
     if (!o_.verbosity.quiet) ctx_.say(ctx_.program + ": " + s);
   }
@@ -90,6 +91,7 @@ class Client {
   void flush_writes();
   void tick();
   void finish();
+  void verified();
   void incomplete(const std::string& why, bool cancelled);
   void save(bool durable);
   void show_progress(bool final);
@@ -118,10 +120,12 @@ class Client {
   std::uint16_t chunk_ = 0;
   Phase phase_ = Phase::opening;
   std::uint32_t pass_ = 0;
-  bool end_seen_ = false, dirty_ = false;
+  bool end_seen_ = false, dirty_ = false, save_failed_ = false;
   std::int64_t started_ = 0, last_heard_ = 0, last_data_ = 0, last_new_ = 0, pass_started_ = 0, next_open_ = 0;
   std::int64_t open_backoff_ = 250 * kMs, last_progress_ = 0;
   std::int64_t meta_at_ = 0;  // for -v: where the time went (handshake, transfer, hash wait)
+  std::int64_t received_at_ = 0;
+  std::uint64_t hashed_then_ = 0;
   std::uint32_t highest_seq_ = 0;
   double gap_ns_ = 0;  // smoothed time between DATA datagrams
   // Mid-pass repairs: holes behind what this pass already delivered are asked for at once
@@ -162,7 +166,12 @@ void Client::save(bool durable) {
   if (to_stdout_ || !have_meta_) return;
   if (durable && out_.valid()) ::fdatasync(out_.get());
   if (auto s = save_session(session_path_, st_, durable); !s) {
-    say(s.error().message());
+    // Said once: the transfer goes on (only resuming is at stake), and a line per
+    // --save-interval would bury everything else.
+    if (!save_failed_) say(s.error().message() + " (the transfer goes on, but cannot be resumed from it)");
+    save_failed_ = true;
+  } else {
+    save_failed_ = false;
   }
   dirty_ = false;
 }
@@ -194,6 +203,21 @@ void Client::on_meta(const Packet& p) {
     if (!out_.valid()) {
       stop_with(fail(errno_error(ErrorKind::io, "output " + output_ + " (use --restart to start over)", errno)));
       return;
+    }
+    // Cut short since the session was saved (truncated, or rewritten shorter): what lay
+    // beyond is gone, so it is fetched again rather than found missing by the hash at the end.
+    struct stat now;
+    if (::fstat(out_.get(), &now) == 0 && static_cast<std::uint64_t>(now.st_size) < st_.size) {
+      std::uint64_t cut = static_cast<std::uint64_t>(now.st_size);
+      RangeSet kept;
+      for (const auto& r : st_.received.ranges()) {
+        if (r.start < cut) kept.add(r.start, std::min(r.end, cut));
+      }
+      if (kept.total() < st_.received.total()) {
+        say(fmt::format("output {} is {} bytes now, not {}: fetching the {} received beyond that again", output_,
+                        cut, st_.size, human_bytes(static_cast<double>(st_.received.total() - kept.total()))));
+      }
+      st_.received = std::move(kept);
     }
   } else {
     st_.server = server_;
@@ -386,6 +410,7 @@ void Client::process(std::span<const std::uint8_t> d) {
   Packet p;
   if (*decode(d, p)) return;  // corrupt or foreign: the per-datagram checksum caught it
   if (p.session != sid_) return;
+  if (phase_ != Phase::opening && phase_ != Phase::transferring) return;  // all here already
   last_heard_ = mono_ns();
   switch (p.type) {
     case Type::data: {
@@ -583,11 +608,23 @@ void Client::finish() {
   phase_ = Phase::finished;
   for (int i = 0; i < 2; ++i) send(encode_stop(ctl_.data(), sid_, StopReason::done));
   show_progress(true);
-  std::string check = "no whole-payload check (--range)";
-  std::int64_t received_at = mono_ns();
-  std::uint64_t hashed_then = hasher_ ? hasher_->hashed() : 0;
+  received_at_ = mono_ns();
+  hashed_then_ = hasher_ ? hasher_->hashed() : 0;
   if (whole_) {
-    auto h = hasher_->finish(st_.size);
+    // The hash (and -o -'s reader, for as long as it likes) may still lag: wait for it in
+    // the reactor, so that signals and the deadline are still heard meanwhile.
+    phase_ = Phase::hashing;
+    hasher_->notify_when(st_.size, [this] { r_.wake(); });
+    return;
+  }
+  verified();
+}
+
+void Client::verified() {
+  phase_ = Phase::finished;
+  std::string check = "no whole-payload check (--range)";
+  if (whole_) {
+    auto h = hasher_->finish(st_.size);  // done: notify_when() said so
     if (!h) {
       stop_with(fail(h.error()));
       return;
@@ -604,8 +641,8 @@ void Client::finish() {
     }
     check = fmt::format("sha256 ok ({:.0f}% hashed from the receive buffers; finishing took {:.0f} ms more, for the last {})",
                         st_.size ? 100.0 * static_cast<double>(hasher_->hashed_from_buffers()) / static_cast<double>(st_.size) : 0.0,
-                        static_cast<double>(mono_ns() - received_at) * 1e-6,
-                        human_bytes(static_cast<double>(st_.size - std::min(hashed_then, st_.size))));
+                        static_cast<double>(mono_ns() - received_at_) * 1e-6,
+                        human_bytes(static_cast<double>(st_.size - std::min(hashed_then_, st_.size))));
   }
   double secs = static_cast<double>(mono_ns() - started_) * 1e-9;  // the hash check included
   if (out_.valid() && !to_stdout_) ::fsync(out_.get());
@@ -617,7 +654,7 @@ void Client::finish() {
                     human_rate(static_cast<double>(new_bytes_), std::max(secs, 1e-9)), pass_,
                     pass_ == 1 ? "" : "es", new_bytes_, dup_bytes_, check,
                     static_cast<double>(meta_at_ - started_) * 1e-6,
-                    static_cast<double>(received_at - std::max(meta_at_, started_)) * 1e-6));
+                    static_cast<double>(received_at_ - std::max(meta_at_, started_)) * 1e-6));
   }
   stop_with(kExitOk);
 }
@@ -662,6 +699,18 @@ void print_info(const SessionState& s, const std::string& path, ToolContext& ctx
   write_all(ctx.stdout_fd, reinterpret_cast<const std::uint8_t*>(out.data()), out.size());
 }
 
+// Chunks are written at their offsets and read back for the hash: only a regular file will
+// do. Said before any datagram leaves (and before a session beside it is looked at), not as
+// "Illegal seek" or a failed read-back halfway.
+Status check_output(const std::string& path) {
+  struct stat sb;
+  if (path == "-" || ::stat(path.c_str(), &sb) != 0 || S_ISREG(sb.st_mode)) return ok_status();
+  return make_error(ErrorKind::io, "output " + path,
+                    S_ISDIR(sb.st_mode) ? "is a directory"
+                                        : "not a regular file (chunks are written at their offsets; -o - streams "
+                                          "to a pipe or device)");
+}
+
 int Client::run() {
   if (!o_.info.empty()) {
     auto s = load_session(o_.info);
@@ -683,6 +732,7 @@ int Client::run() {
                              "the session is for payload " + st_.name + ", not " + name_));
     }
     if (output_ == "-") return fail(make_error(ErrorKind::usage, "--resume", "a streamed (-o -) transfer cannot be resumed"));
+    if (auto st = check_output(output_); !st) return fail(st.error());
   } else {
     server_ = o_.server;
     name_ = o_.name;
@@ -692,6 +742,7 @@ int Client::run() {
     }
     to_stdout_ = out == "-";
     output_ = to_stdout_ ? "-" : absolute(out);
+    if (auto st = check_output(output_); !st) return fail(st.error());
     session_path_ = o_.session.empty() ? output_ + ".dtp-session" : o_.session;
     if (!to_stdout_ && !o_.restart && ::access(session_path_.c_str(), F_OK) == 0) {
       // Running the same command again continues where it stopped.
@@ -709,6 +760,13 @@ int Client::run() {
     if (to_stdout_ && !o_.ranges.empty()) {
       return fail(make_error(ErrorKind::usage, "--range", "cannot stream ranges to stdout; give -o FILE"));
     }
+  }
+  // The protocol's limits on a name (dtp(7)): checked here, since the encoder trusts its
+  // caller, and a longer one (argv takes 128 KiB; a session file, 64 KiB) overran the
+  // datagram buffer and crashed dtpget.
+  if (name_.empty() || name_.size() > kMaxName || name_.find('\0') != std::string::npos) {
+    return fail(make_error(ErrorKind::usage, "NAME", fmt::format("must be 1 to {} bytes without NUL (this one has {})",
+                                                                 kMaxName, name_.size())));
   }
   if (resumed_ && !o_.ranges.empty()) {
     RangeSet asked;
@@ -753,6 +811,9 @@ int Client::run() {
     incomplete(signo == SIGINT ? "interrupted" : "terminated", true);
   });
   r_.watch(sock_.fd.get(), POLLIN, [this](short) { on_readable(); });
+  r_.on_wake([this] {
+    if (phase_ == Phase::hashing && result_ < 0 && (hasher_->hashed() >= st_.size || hasher_->failure())) verified();
+  });
   tick_timer_ = std::make_unique<Timer>(r_, [this] { tick(); });
   save_timer_ = std::make_unique<Timer>(r_, [this] {
     if (dirty_ && phase_ == Phase::transferring) save(false);
@@ -761,7 +822,8 @@ int Client::run() {
   save_timer_->arm(deadline_after(Clock::now(), o_.save_interval_s));
   if (o_.deadline_s >= 0) {
     deadline_timer_ = std::make_unique<Timer>(r_, [this] {
-      if (phase_ != Phase::finished) incomplete("deadline reached", false);
+      // The deadline is the transfer's: a hash still catching up (or -o -'s reader) is not.
+      if (phase_ == Phase::opening || phase_ == Phase::transferring) incomplete("deadline reached", false);
     });
     deadline_timer_->arm(deadline_after(Clock::now(), o_.deadline_s));
   }

@@ -46,6 +46,11 @@ constexpr double kStartRate = 125e6;             // bytes/s: 1 Gbit/s until repo
 constexpr double kMinRate = 64e3;
 constexpr double kUnlimited = 12.5e9;            // 100 Gbit/s stands for "no cap"
 constexpr std::int64_t kSliceNs = 200000;        // aim: one slot of datagrams per 200 us
+// A session waiting for its payload's hash whose client stopped asking (dtpget repeats OPEN
+// at least every 2 s while it waits) ends after this long, and with it the hash nobody
+// wants: OPENs that are never repeated (a flood, forged sources) must not queue hours of
+// hashing in front of real clients.
+constexpr std::int64_t kHashWaitIdleNs = 5000 * kMs;
 
 struct FileId {
   dev_t dev = 0;
@@ -70,6 +75,7 @@ class Hasher {
     {
       std::lock_guard<std::mutex> g(m_);
       stop_ = true;
+      cancel_current_ = true;
     }
     cv_.notify_all();
     worker_.join();
@@ -80,6 +86,13 @@ class Hasher {
       jobs_.push_back({id, Fd(::dup(fd)), size});
     }
     cv_.notify_one();
+  }
+  // Nobody waits for this payload's hash any more: drop its job, or abandon it if under way
+  // (its result then comes back as an error of kind cancelled).
+  void cancel(const FileId& id) {
+    std::lock_guard<std::mutex> g(m_);
+    std::erase_if(jobs_, [&](const Job& j) { return j.id == id; });
+    if (has_current_ && current_ == id) cancel_current_ = true;
   }
   std::vector<std::pair<FileId, Result<Digest>>> take() {
     std::lock_guard<std::mutex> g(m_);
@@ -99,9 +112,13 @@ class Hasher {
       if (stop_) return;
       Job j = std::move(jobs_.front());
       jobs_.pop_front();
+      current_ = j.id;
+      has_current_ = true;
+      cancel_current_ = false;
       lk.unlock();
-      auto d = sha256_fd(j.fd.get(), j.size, &stop_);
+      auto d = sha256_fd(j.fd.get(), j.size, &cancel_current_);
       lk.lock();
+      has_current_ = false;
       done_.emplace_back(j.id, std::move(d));
       r_.wake();
     }
@@ -111,7 +128,10 @@ class Hasher {
   std::condition_variable cv_;
   std::deque<Job> jobs_;
   std::vector<std::pair<FileId, Result<Digest>>> done_;
-  std::atomic<bool> stop_{false};
+  FileId current_;
+  bool has_current_ = false;
+  std::atomic<bool> cancel_current_{false};
+  bool stop_ = false;
   std::thread worker_;
 };
 
@@ -127,6 +147,8 @@ struct Session {
   std::uint16_t chunk = 0;
   std::uint64_t cookie = 0;  // sent in META only: a REQUEST echoing it comes from the real peer
   bool ready = false;
+  bool proven = false;       // a REQUEST echoed the cookie: the peer receives at its address
+  bool unreadable = false;   // the payload shrank or cannot be read: told ERROR io, to end
   // The pass being sent.
   std::uint32_t pass = 0;
   std::bitset<kMaxParts> parts;  // REQUEST parts of this pass already taken
@@ -178,6 +200,8 @@ class Server {
   void send_ctl(std::size_t n, const SocketAddress& to);
   void reply_error(std::uint64_t session, const SocketAddress& to, ErrorCode c, const std::string& text);
   void end_session(std::uint64_t id, const char* why);
+  bool evict_unproven();
+  void drop_unwanted_hash(const FileId& fid);
   void pump();
   bool flush_batch();
   std::size_t fill_slot(Session& s, std::size_t max_segs, std::int64_t now);
@@ -205,6 +229,7 @@ class Server {
   Coin coin_;
   TokenBucket error_budget_;
   std::uint64_t malformed_ = 0;
+  std::uint64_t evicted_ = 0;  // unproven sessions that made room for new ones
 };
 
 Result<Fd> Server::open_payload(const std::string& name, ErrorCode& code, std::string& why) {
@@ -268,7 +293,38 @@ void Server::end_session(std::uint64_t id, const char* why) {
                   s.peer_text, s.name, s.id, human_bytes(static_cast<double>(s.bytes)), s.datagrams,
                   human_duration(secs), human_rate(static_cast<double>(s.bytes), std::max(secs, 1e-9)),
                   s.passes, s.passes == 1 ? "" : "es", why));
+  FileId fid = s.fid;
+  bool waited = !s.ready;
   sessions_.erase(it);
+  if (waited) drop_unwanted_hash(fid);
+}
+
+void Server::drop_unwanted_hash(const FileId& fid) {
+  if (!hashing_.count(fid)) return;
+  for (auto& [id, other] : sessions_) {
+    if (!other->ready && other->fid == fid) return;  // still wanted
+  }
+  hasher_->cancel(fid);
+  hashing_.erase(fid);
+}
+
+// Full: a session whose peer never echoed its cookie (OPENs from a flood, forged sources, or
+// a client still in its handshake) gives way to a new one, the one heard from longest ago
+// first. Otherwise anyone able to send 64 OPENs (spoofed, even) kept every real client out
+// until the idle timeout, over and over. Sessions that proved themselves are never evicted.
+bool Server::evict_unproven() {
+  Session* victim = nullptr;
+  for (auto& [id, s] : sessions_) {
+    if (!s->proven && (!victim || s->last_heard < victim->last_heard)) victim = s.get();
+  }
+  if (!victim) return false;
+  send_ctl(encode_stop(ctl_.data(), victim->id, StopReason::expired), victim->peer);
+  ++evicted_;
+  FileId fid = victim->fid;
+  bool waited = !victim->ready;
+  sessions_.erase(victim->id);  // no log line: a flood would write one per datagram
+  if (waited) drop_unwanted_hash(fid);
+  return true;
 }
 
 void Server::make_ready(Session& s) {
@@ -281,12 +337,13 @@ void Server::on_open(const Packet& p, const SocketAddress& from) {
   if (it != sessions_.end()) {
     Session& s = *it->second;
     if (!same_peer(s.peer, from)) return;  // someone else's id: ignore
+    s.last_heard = mono_ns();  // a client waiting for the hash repeats its OPEN
     if (s.ready) make_ready(s);
     else send_ctl(encode_keepalive(ctl_.data(), s.id, 1), from);
     return;
   }
   std::string name(p.open.name);
-  if (sessions_.size() >= o_.max_sessions) {
+  if (sessions_.size() >= o_.max_sessions && !evict_unproven()) {
     reply_error(p.session, from, ErrorCode::busy, fmt::format("busy: {} sessions already", sessions_.size()));
     return;
   }
@@ -333,6 +390,18 @@ void Server::on_open(const Packet& p, const SocketAddress& from) {
 
 void Server::hashed() {
   for (auto& [fid, digest] : hasher_->take()) {
+    if (!digest && digest.error().kind == ErrorKind::cancelled) {
+      // Dropped for want of takers; one may have come since: start over for it.
+      if (hashing_.count(fid)) continue;  // already resubmitted
+      for (auto& [id, s] : sessions_) {
+        if (!s->ready && s->fid == fid) {
+          hashing_[fid] = true;
+          hasher_->submit(fid, s->file.get(), s->size);
+          break;
+        }
+      }
+      continue;
+    }
     hashing_.erase(fid);
     if (digest) {
       if (hashes_.size() >= 1024) hashes_.clear();  // files that keep changing: bound the cache
@@ -359,6 +428,7 @@ void Server::on_request(Session& s, const Packet& p) {
   // Only a client that saw META sends data our way: a forged source address never gets
   // a payload reflected at it.
   if (q.cookie != s.cookie) return;
+  s.proven = true;
   if (q.pass < s.pass) return;  // stale
   if (q.pass > s.pass) {
     s.pass = q.pass;
@@ -560,6 +630,7 @@ std::size_t Server::fill_slot(Session& s, std::size_t max_segs, std::int64_t now
       s.pass_done = true;
       s.end_pending = false;
       s.ready = false;
+      s.unreadable = true;  // pump() ends it: nothing more can come of it
       return 0;
     }
     a = b;
@@ -639,6 +710,12 @@ void Server::pump() {
       }
     }
   }
+  // A session whose payload cannot be read any more ends now (it was told ERROR io), not
+  // after the idle timeout with its file held open. The batch holds copies of addresses.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    Session& s = *(it++)->second;  // end_session() erases its node; `it` moved on already
+    if (s.unreadable) end_session(s.id, "ended: the payload changed or cannot be read");
+  }
   if (!flush_batch()) return;
   // END only after the pass's last data left, so it does not overtake them.
   for (auto& [id, s] : sessions_) {
@@ -656,6 +733,7 @@ void Server::housekeeping() {
   bool stalled_resume = false;
   for (auto& [id, s] : sessions_) {
     if (o_.idle_timeout_s < 9e9 && now - s->last_heard > static_cast<std::int64_t>(o_.idle_timeout_s * 1e9)) expired.push_back(id);
+    else if (!s->ready && now - s->last_heard > kHashWaitIdleNs) expired.push_back(id);
     else if (s->ready && !s->pass_done) stalled_resume = true;
   }
   for (auto id : expired) {
@@ -706,16 +784,19 @@ int Server::run() {
                          sock_.local.to_string(), sock_.gso ? "on" : "off"));
   }
   error_budget_.configure(200, 50);
-  hasher_ = std::make_unique<Hasher>(r_);
-  r_.on_wake([this] { hashed(); });
+  // The watcher first: it blocks the signals in this thread, and the hasher's thread inherits
+  // that mask. Started before, that thread took SIGTERM's default action and killed the
+  // server without telling its clients (STOP shutdown) or logging their sessions.
   SignalWatcher sig(r_, [this](int signo) {
     if (signo == SIGUSR1) {
-      ctx_.say(fmt::format("{}: {} sessions, {} malformed datagrams ignored", ctx_.program,
-                           sessions_.size(), malformed_));
+      ctx_.say(fmt::format("{}: {} sessions, {} malformed datagrams ignored, {} unanswered sessions evicted",
+                           ctx_.program, sessions_.size(), malformed_, evicted_));
       return;
     }
     stopping_ = true;
   });
+  hasher_ = std::make_unique<Hasher>(r_);
+  r_.on_wake([this] { hashed(); });
   sock_watch_ = r_.watch(sock_.fd.get(), POLLIN, [this](short ev) {
     if (ev & POLLOUT) {
       waiting_pollout_ = false;

@@ -1,14 +1,34 @@
 #include "lib/dtp/prefix_hasher.h"
 
+#include <limits.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace dl::dtp {
 
+namespace {
+int stream_kind(int fd) {
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0) return 0;
+  return S_ISFIFO(st.st_mode) ? 1 : S_ISSOCK(st.st_mode) ? 2 : 0;
+}
+}  // namespace
+
 PrefixHasher::PrefixHasher(int file_fd, int stream_fd)
-    : fd_(file_fd), stream_fd_(stream_fd), buf_(1 << 20), worker_([this] { loop(); }) {}
+    : fd_(file_fd),
+      stream_fd_(stream_fd),
+      stream_kind_(static_cast<StreamKind>(stream_kind(stream_fd))),
+      wake_fd_(stream_fd >= 0 ? ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1),
+      buf_(1 << 20),
+      worker_([this] { loop(); }) {}
 
 PrefixHasher::~PrefixHasher() {
   {
@@ -16,7 +36,12 @@ PrefixHasher::~PrefixHasher() {
     stop_ = true;
   }
   cv_.notify_all();
+  if (wake_fd_ >= 0) {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
   worker_.join();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 void PrefixHasher::advance(std::uint64_t end) {
@@ -50,9 +75,51 @@ void PrefixHasher::reclaim(unsigned buffer) {
 
 bool PrefixHasher::consume(std::span<const std::uint8_t> bytes, Error& err) {
   hash_.update(bytes);
-  for (std::size_t off = 0; stream_fd_ >= 0 && off < bytes.size();) {
-    ssize_t w = ::write(stream_fd_, bytes.data() + off, bytes.size() - off);
-    if (w < 0 && errno == EINTR) continue;
+  return stream_fd_ < 0 || write_stream(bytes, err);
+}
+
+// Writes all of `bytes` to the stream. A pipe or socket is only asked for what it takes at
+// once (RWF_NOWAIT, MSG_DONTWAIT); when it is full the worker waits in poll(2), together with
+// the destructor's wake-up: a reader that stops reading must not hold the worker in write(2)
+// for good (the destructor joins it). Regular files and terminals are written plainly.
+bool PrefixHasher::write_stream(std::span<const std::uint8_t> bytes, Error& err) {
+  bool nowait = true;  // pwritev2(RWF_NOWAIT) on pipes: Linux 5.8 and later
+  for (std::size_t off = 0; off < bytes.size();) {
+    if (stop_.load()) {
+      err = make_error(ErrorKind::cancelled, "stdout", "stopped");
+      return false;
+    }
+    const std::uint8_t* p = bytes.data() + off;
+    std::size_t n = bytes.size() - off;
+    ssize_t w;
+    bool wait_first = false;
+    if (stream_kind_ == StreamKind::socket) {
+      w = ::send(stream_fd_, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else if (stream_kind_ == StreamKind::pipe && nowait) {
+      iovec v{const_cast<std::uint8_t*>(p), n};
+      w = ::pwritev2(stream_fd_, &v, 1, -1, RWF_NOWAIT);
+      if (w < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) {
+        nowait = false;
+        continue;
+      }
+    } else if (stream_kind_ == StreamKind::pipe) {
+      // Without RWF_NOWAIT: a pipe with room (POLLOUT: a free page) takes PIPE_BUF at once.
+      wait_first = true;
+      w = 0;
+    } else {
+      w = ::write(stream_fd_, p, n);
+    }
+    if (wait_first || (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+      pollfd q[2] = {{stream_fd_, POLLOUT, 0}, {wake_fd_, POLLIN, 0}};
+      int r = ::poll(q, wake_fd_ >= 0 ? 2 : 1, -1);
+      if (r < 0 && errno != EINTR) {
+        err = errno_error(ErrorKind::io, "stdout", errno);
+        return false;
+      }
+      if (!wait_first || r <= 0 || stop_.load()) continue;
+      w = ::write(stream_fd_, p, std::min<std::size_t>(n, PIPE_BUF));
+    }
+    if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (w <= 0) {
       err = errno_error(ErrorKind::io, "stdout", w < 0 ? errno : EIO);
       return false;
@@ -84,27 +151,40 @@ void PrefixHasher::loop() {
         // Hash from the caller's buffer: a run of spans of one buffer, each continuing the
         // last, up to the target. The buffer is marked busy so reclaim() waits for us.
         unsigned buffer = lent_.front().buffer;
+        // With a stream, the run is copied out first (at most buf_'s size) and the buffer
+        // given back before writing: a stalled reader must not hold the caller in reclaim().
+        const std::uint64_t limit = stream_fd_ >= 0 ? std::min<std::uint64_t>(target, at + buf_.size()) : target;
         std::uint64_t next = at;
         for (const Lent& l : lent_) {
-          if (k == kBatch || l.buffer != buffer || l.span.offset > next || next >= target) break;
+          if (k == kBatch || l.buffer != buffer || l.span.offset > next || next >= limit) break;
           std::uint64_t from = std::max(next, l.span.offset);
-          std::uint64_t to = std::min(l.span.offset + l.span.len, target);
+          std::uint64_t to = std::min(l.span.offset + l.span.len, limit);
           batch[k++] = {from, l.span.bytes + (from - l.span.offset), static_cast<std::size_t>(to - from)};
           next = to;
         }
         busy_ = static_cast<int>(buffer);
         lk.unlock();
         std::uint64_t n = 0;
-        for (std::size_t i = 0; i < k && !bad; ++i) {
-          bad = !consume({batch[i].bytes, batch[i].len}, err);
+        for (std::size_t i = 0; i < k; ++i) {
+          if (stream_fd_ >= 0) {
+            std::memcpy(buf_.data() + n, batch[i].bytes, batch[i].len);
+          } else {
+            hash_.update({batch[i].bytes, batch[i].len});
+          }
           n += batch[i].len;
         }
-        from_buffers_.fetch_add(n, std::memory_order_relaxed);
-        at += n;
-        done_.store(at);
+        if (stream_fd_ < 0) done_.store(at + n);
         lk.lock();
         busy_ = -1;
         busy_cv_.notify_all();
+        if (stream_fd_ >= 0) {
+          lk.unlock();
+          bad = !consume({buf_.data(), static_cast<std::size_t>(n)}, err);
+          if (!bad) done_.store(at + n);
+          lk.lock();
+        }
+        from_buffers_.fetch_add(n, std::memory_order_relaxed);
+        at += n;
         continue;
       }
       // Not lent (arrived out of order, or its buffer was reclaimed): read it back.
@@ -139,10 +219,28 @@ void PrefixHasher::loop() {
       failed_ = true;
       error_ = err;
       done_cv_.notify_all();
+      notify_if_due();
       return;
     }
     done_cv_.notify_all();
+    notify_if_due();
   }
+}
+
+void PrefixHasher::notify_if_due() {
+  if (notify_ && !stop_.load() && (failed_ || done_.load() >= notify_at_)) {
+    auto cb = std::move(notify_);
+    notify_ = nullptr;
+    cb();
+  }
+}
+
+void PrefixHasher::notify_when(std::uint64_t size, std::function<void()> cb) {
+  advance(size);
+  std::lock_guard<std::mutex> g(m_);
+  notify_ = std::move(cb);
+  notify_at_ = size;
+  notify_if_due();
 }
 
 std::optional<Error> PrefixHasher::failure() {

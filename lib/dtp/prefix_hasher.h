@@ -6,12 +6,16 @@
 // worker, which hashes them from there (warm in the cache) instead of reading the file back
 // (a copy out of the page cache: a tenth of the client's CPU); the rest is read back with
 // pread. Not a general thread pool.
+// The stream may stall (a reader that stops reading): the worker then waits in poll(2), never
+// while holding a lent buffer, and destruction wakes it, so a stalled reader never keeps the
+// caller from reclaiming its buffers, handling signals or returning.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <span>
 #include <mutex>
 #include <optional>
@@ -26,6 +30,8 @@ namespace dl::dtp {
 class PrefixHasher {
  public:
   // `file_fd` is read with pread and must outlive this object; `stream_fd` < 0: no stream.
+  // The stream is written without blocking the worker for good (pipes and sockets: only what
+  // they take at once, then poll(2) with a wake-up for the destructor).
   PrefixHasher(int file_fd, int stream_fd);
   ~PrefixHasher();  // stops the worker (abandoning the hash) and joins it
   PrefixHasher(const PrefixHasher&) = delete;
@@ -49,8 +55,13 @@ class PrefixHasher {
   // Bytes hashed from lent buffers rather than read back (for tests and statistics).
   std::uint64_t hashed_from_buffers() const { return from_buffers_.load(std::memory_order_relaxed); }
   // Blocks until `size` bytes are hashed (and streamed). Errors: io (read back or stream
-  // write failed), with what failed as context.
+  // write failed), with what failed as context. A caller that must stay responsive (the
+  // stream may stall for as long as its reader likes) waits for notify_when() first.
   Result<Digest> finish(std::uint64_t size);
+  // Advances to `size` and calls `cb` once, from the worker's thread (or this one, if it is
+  // so already), when `size` bytes are hashed or the worker failed. `cb` must be thread-safe
+  // (Reactor::wake). Not called once destruction began. Never blocks.
+  void notify_when(std::uint64_t size, std::function<void()> cb);
   std::uint64_t hashed() const { return done_.load(std::memory_order_relaxed); }
   // The worker's failure, if any (a closed stdout pipe): the caller may stop early.
   std::optional<Error> failure();
@@ -62,7 +73,13 @@ class PrefixHasher {
   };
   void loop();
   bool consume(std::span<const std::uint8_t> bytes, Error& err);
+  bool write_stream(std::span<const std::uint8_t> bytes, Error& err);
+  void notify_if_due();  // with m_ held
   int fd_, stream_fd_;
+  enum class StreamKind { plain, pipe, socket } stream_kind_ = StreamKind::plain;
+  int wake_fd_ = -1;           // eventfd: the destructor wakes a worker waiting on the stream
+  std::function<void()> notify_;
+  std::uint64_t notify_at_ = 0;
   std::deque<Lent> lent_;      // rising offsets
   std::uint64_t lent_end_ = 0;
   int busy_ = -1;              // the buffer the worker is hashing from, -1: none
@@ -73,7 +90,8 @@ class PrefixHasher {
   std::condition_variable cv_, done_cv_;
   std::uint64_t target_ = 0;
   std::atomic<std::uint64_t> done_{0};
-  bool stop_ = false, failed_ = false;
+  std::atomic<bool> stop_{false};
+  bool failed_ = false;
   Error error_;
   Sha256 hash_;
   std::vector<std::uint8_t> buf_;

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <string>
@@ -140,5 +142,43 @@ TEST_CASE("reclaim waits while the worker hashes from that buffer, and the diges
   auto d = h.finish(data.size());
   REQUIRE(d.ok());
   CHECK(*d == want);
+  ::close(fd);
+}
+
+TEST_CASE("a stream whose reader stops holds neither reclaim(), nor notify_when(), nor the destructor") {
+  // dtpget -o - | a reader that stopped: the worker may wait for it, its caller must not.
+  std::vector<std::uint8_t> data(3 << 20);
+  int fd = temp_file(data);
+  int p[2];
+  REQUIRE(::pipe(p) == 0);  // nobody ever reads p[0]
+  std::atomic<bool> notified{false};
+  {
+    PrefixHasher h(fd, p[1]);
+    PrefixHasher::Span whole{0, data.data(), data.size()};
+    h.lend(0, std::span(&whole, 1));
+    h.notify_when(data.size(), [&] { notified = true; });
+    // The worker fills the pipe (64 KiB) and waits; give it the time to get there.
+    for (int i = 0; i < 100 && h.hashed() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    h.reclaim(0);  // returns: the worker copied the run out of the buffer before writing
+    CHECK(h.hashed() < data.size());
+    CHECK_FALSE(notified.load());
+  }  // and the destructor returns too (the worker is woken out of its wait)
+  CHECK_FALSE(notified.load());
+  ::close(p[0]);
+  ::close(p[1]);
+  ::close(fd);
+}
+
+TEST_CASE("notify_when: called once the prefix is hashed, at once if it already is") {
+  std::vector<std::uint8_t> data((1 << 20) + 5);
+  int fd = temp_file(data);
+  std::atomic<int> calls{0};
+  PrefixHasher h(fd, -1);
+  h.notify_when(data.size(), [&] { ++calls; });
+  for (int i = 0; i < 1000 && calls.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  CHECK(calls.load() == 1);
+  CHECK(h.hashed() == data.size());
+  h.notify_when(data.size(), [&] { ++calls; });  // already there: called from here
+  CHECK(calls.load() == 2);
   ::close(fd);
 }

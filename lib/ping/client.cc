@@ -28,6 +28,10 @@ namespace dl::ping {
 namespace {
 constexpr std::size_t kBookSlots = 1 << 16;
 constexpr std::size_t kMaxPlotPoints = 1 << 20;
+// Probe bytes the socket has not taken yet, beyond which no new probe is sent: a responder
+// that stops reading must not make us queue a probe per interval (or per --timeout, in a
+// flood) without bound. The schedule waits for the socket instead (POLLOUT).
+constexpr std::size_t kMaxQueued = 256 << 10;
 std::int64_t to_ns(double s) { return s >= 9e9 ? INT64_MAX / 4 : static_cast<std::int64_t>(s * 1e9); }
 }  // namespace
 
@@ -125,7 +129,10 @@ struct Client::Impl {
     auto addrs = resolve(t.endpoint, false);
     if (!addrs) return fail(addrs.error()), false;
     std::optional<Error> last;
-    auto give_up = deadline_after(Clock::now(), o.connect_timeout_s);
+    // -w bounds the connection attempt too: `dlping -w 1` at a host that drops SYNs must not
+    // take the 10 s connect timeout.
+    double wait_s = std::min(o.connect_timeout_s, o.deadline_s);
+    auto give_up = deadline_after(Clock::now(), wait_s);
     for (const SocketAddress& a : *addrs) {
       t0 = mono_ns();
       auto f = start_connect(a);
@@ -164,7 +171,7 @@ struct Client::Impl {
         return true;
       }
       if (stopping) return false;
-      if (done == 0) last = make_error(ErrorKind::timeout, "connect " + a.to_string(), "no answer within " + human_duration(o.connect_timeout_s));
+      if (done == 0) last = make_error(ErrorKind::timeout, "connect " + a.to_string(), "no answer within " + human_duration(wait_s));
     }
     fail(last ? *last : make_error(ErrorKind::connect, "connect " + t.text, "no address"));
     return false;
@@ -259,6 +266,9 @@ struct Client::Impl {
     return true;
   }
 
+  // Room for another probe: udp never queues (the kernel drops), a stream only up to kMaxQueued.
+  bool can_send() const { return t.udp || out.size() < kMaxQueued; }
+
   std::uint64_t in_flight_cap() const {
     if (o.flood) return o.window;
     return kBookSlots / 2;  // never let the ring wrap over probes still out
@@ -272,8 +282,8 @@ struct Client::Impl {
     std::uint64_t expired = book->expire(now, to_ns(o.timeout_s));
     if (expired && o.verbosity.verbose) ctx.say(fmt::format("{}: {} probe(s) unanswered after {}", ctx.program, expired, human_duration(o.timeout_s)));
     if (o.flood) {
-      while (may_send_more() && book->outstanding() < in_flight_cap()) send_probe(now);
-    } else if (may_send_more() && now >= next_send && book->outstanding() < in_flight_cap()) {
+      while (may_send_more() && book->outstanding() < in_flight_cap() && can_send()) send_probe(now);
+    } else if (may_send_more() && now >= next_send && book->outstanding() < in_flight_cap() && can_send()) {
       send_probe(now);
       next_send += to_ns(o.interval_s);
       if (next_send < now) next_send = now + to_ns(o.interval_s);  // never burst to catch up
@@ -286,7 +296,9 @@ struct Client::Impl {
       return;
     }
     std::int64_t when = book->next_expiry(to_ns(o.timeout_s));
-    if (sending && !o.flood) when = std::min(when, next_send);
+    // A probe held back by a full socket waits for POLLOUT (on_io), not for a timer that
+    // would fire at once, again and again.
+    if (sending && !o.flood && can_send()) when = std::min(when, next_send);
     when = std::min(when, deadline);
     // A timer armed earlier than needed only costs a wasted wake-up; re-arming it for every
     // probe would cost map operations per round trip. So only ever pull it forward.
@@ -359,7 +371,10 @@ struct Client::Impl {
   // ---- receiving
   void on_io(short ev) {
     if (ev & POLLOUT) flush();
-    if (!(ev & (POLLIN | POLLHUP | POLLERR))) return;
+    if (!(ev & (POLLIN | POLLHUP | POLLERR))) {
+      if (!finished) schedule();  // the socket took what waited: probes held back may go
+      return;
+    }
     for (int rounds = 0; rounds < 64 && !finished; ++rounds) {
       long n = t.udp ? in.read_from(sock->fd(), true) : in.read_from(*sock);
       std::int64_t t3 = mono_ns();

@@ -5,6 +5,7 @@
 
 #include "lib/app/cli.h"
 #include "lib/base/units.h"
+#include "lib/codec/fastsocket.h"
 #include "lib/ping/client.h"
 #include "lib/ping/responder.h"
 
@@ -53,6 +54,19 @@ int run_dlping(const DlpingOptions& o, ToolContext& ctx) {
   if (target->udp && o.proto == Proto::fastsocket)
     return fail(make_error(ErrorKind::usage, "--proto fastsocket", "fastSocket runs over TCP (or unix), not udp:"));
   if (auto st = check_key_flags(o.tls, o.listen, !target->udp); !st) return fail(st.error());
+  if (o.proto == Proto::fastsocket && !o.listen) {
+    // fastSocket's reader drops a connection on a line over 64 KiB (shared/notes): such a
+    // probe would only ever come back as "Connection reset by peer".
+    std::string line;
+    fastsocket::append_message(line, "\"" + std::string(36, '0') + "\"", "\"\"");
+    std::size_t most = fastsocket::kMaxLine - line.size();
+    for (std::uint32_t size : o.sizes) {
+      if (size > most) {
+        return fail(make_error(ErrorKind::usage, "--size " + std::to_string(size),
+                               fmt::format("at most {} with --proto fastsocket (its lines are at most 64 KiB)", most)));
+      }
+    }
+  }
   std::shared_ptr<TlsConfig> tls;
   if (o.tls.any()) {
     auto cfg = TlsConfig::load(o.tls, o.listen ? TlsRole::listener : TlsRole::dialer);

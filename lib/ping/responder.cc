@@ -17,6 +17,7 @@
 #include "lib/codec/fastsocket.h"
 #include "lib/codec/frame.h"
 #include "lib/codec/ping_payload.h"
+#include "lib/net/acceptor.h"
 #include "lib/net/net.h"
 #include "lib/net/refusal_log.h"
 #include "lib/net/tls_gate.h"
@@ -28,6 +29,7 @@ namespace dl::ping {
 namespace {
 constexpr std::uint32_t kMaxProbe = 16u << 20;   // the largest -s a client may use, plus slack
 constexpr std::size_t kMaxHeld = 4096;            // delayed replies per session before we stop reading
+constexpr std::size_t kMaxHeldBytes = 32u << 20;  // ... and their bytes (udp: beyond, probes drop)
 constexpr std::size_t kMaxPendingIds = 1 << 16;   // fastSocket messages awaiting their client ack
 constexpr std::size_t kMaxPendingBytes = 16 << 20; // ... and the bytes of their ids
 std::int64_t to_ns(double s) { return static_cast<std::int64_t>(s * 1e9); }
@@ -45,7 +47,7 @@ struct Responder::Impl {
   ToolContext& ctx;
   Reactor& r;
   Target t;
-  Listener listener;
+  std::unique_ptr<Acceptor> acceptor;  // TCP and unix: pauses when out of descriptors
   Fd udp;
   Reactor::Id listen_watch = 0;
   std::string bound;  // the address answered on, as announced
@@ -72,6 +74,8 @@ struct Responder::Impl {
     OutBuffer out;
     bool want_write = false, reading = true, eof = false;
     std::deque<Held> held;
+    std::size_t held_bytes = 0;
+    std::uint64_t dropped = 0;  // udp probes not held: the hold was full (a flood)
     std::unique_ptr<Timer> timer;
     // Figures.
     std::uint64_t pings = 0, acks = 0;
@@ -138,10 +142,15 @@ struct Responder::Impl {
     } else {
       auto l = listen_on(t.endpoint);
       if (!l) return l.error();
-      listener = std::move(*l);
-      port = port_of(listener.local);
-      where = listener.local.to_string();
-      listen_watch = r.watch(listener.fd.get(), POLLIN, [this](short) { on_accept(); });
+      port = port_of(l->local);
+      where = l->local.to_string();
+      // The family's Acceptor, not accept(2) on a readable listener: out of descriptors, that
+      // spun at 100% CPU writing "accept: Too many open files" a million times a second.
+      acceptor = std::make_unique<Acceptor>(
+          r, std::move(*l), AcceptorOptions{}, [this](Accepted a) { on_accept(std::move(a.fd), a.peer); },
+          [this](const Error& e, const SocketAddress*) {
+            if (!o.verbosity.quiet) ctx.say(ctx.program + ": " + e.message());
+          });
     }
     bound = where;
     if (!o.port_file.empty()) {
@@ -155,26 +164,17 @@ struct Responder::Impl {
   }
 
   // ---- streams
-  void on_accept() {
-    for (int k = 0; k < 16; ++k) {
-      SocketAddress peer;
-      auto f = accept_one(listener.fd.get(), &peer);
-      if (!f) {
-        if (!o.verbosity.quiet) ctx.say(ctx.program + ": " + f.error().message());
-        return;
-      }
-      if (!f->valid()) return;
-      if (gate) {
-        gate->admit(std::move(*f), peer);  // a session once it proved its keys
-        continue;
-      }
-      // Blocking mode, but every call except the single-client wait passes MSG_DONTWAIT.
-      int flags = ::fcntl(f->get(), F_GETFL);
-      if (flags >= 0) ::fcntl(f->get(), F_SETFL, flags & ~O_NONBLOCK);
-      timeval tv{0, 20000};
-      ::setsockopt(f->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      open_session(std::make_unique<TlsSocket>(std::move(*f)), peer);
+  void on_accept(Fd f, const SocketAddress& peer) {
+    if (gate) {
+      gate->admit(std::move(f), peer);  // a session once it proved its keys
+      return;
     }
+    // Blocking mode, but every call except the single-client wait passes MSG_DONTWAIT.
+    int flags = ::fcntl(f.get(), F_GETFL);
+    if (flags >= 0) ::fcntl(f.get(), F_SETFL, flags & ~O_NONBLOCK);
+    timeval tv{0, 20000};
+    ::setsockopt(f.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    open_session(std::make_unique<TlsSocket>(std::move(f)), peer);
   }
 
   std::string peer_name(const SocketAddress& peer) const {
@@ -211,7 +211,10 @@ struct Responder::Impl {
     auto it = sessions.find(id);
     if (it == sessions.end()) return;
     Session& s = *it->second;
-    if (why && !o.verbosity.quiet) ctx.say(ctx.program + ": " + s.name + ": " + why->message());
+    if (why && !o.verbosity.quiet) {
+      std::string m = why->message();  // named after the session already, or not
+      ctx.say(ctx.program + ": " + (m.rfind(s.name, 0) == 0 ? m : s.name + ": " + m));
+    }
     if (!s.refused) summary(s);
     r.unwatch(s.watch);
     sessions.erase(it);
@@ -222,6 +225,7 @@ struct Responder::Impl {
     const char* state = so_far ? "so far" : "ended";
     if (o.proto == Proto::native) {
       out_line(fmt::format("session {} {}: {} probes answered, {} acknowledged", s.name, state, s.pings, s.acks));
+      if (s.dropped) out_line(fmt::format("  {} probes dropped: more were held back (--reply-delay, --turnaround) than it holds", s.dropped));
       if (s.acks > 0) {
         out_line("  " + brief("rtt the client measured (our turnaround removed)", s.client_rtt));
         out_line("  " + brief("rtt seen from here (pong to ack3, the client's turnaround removed)", s.own_rtt));
@@ -308,7 +312,7 @@ struct Responder::Impl {
     }
     bool need = !s.out.drained(*s.sock);
     // Backpressure: a client that does not read its pongs is not read from either.
-    bool read = !s.eof && s.out.size() < (4u << 20) && s.held.size() < kMaxHeld;
+    bool read = !s.eof && s.out.size() < (4u << 20) && can_hold(s);
     if (need != s.want_write || read != s.reading) {
       s.want_write = need;
       s.reading = read;
@@ -347,6 +351,11 @@ struct Responder::Impl {
       e.context = s.name;
       return e;
     }
+    bool delayed = o.reply_delay_s > 0 || (st->kind == Kind::ping && o.turnaround_s > 0);
+    if (delayed && peer && !can_hold(s)) {
+      ++s.dropped;
+      return std::nullopt;
+    }
     if (st->kind == Kind::ping) {
       ++s.pings;
       if (o.reply_delay_s > 0 || o.turnaround_s > 0) {
@@ -376,11 +385,11 @@ struct Responder::Impl {
       std::int64_t own = responder_rtt(*st, t_in);
       s.client_rtt.add(st->rtt);
       s.own_rtt.add(own);
-      s.turnaround.add(st->t2 - st->t1);
+      s.turnaround.add(stamp_sub(st->t2, st->t1));
       if (o.verbosity.verbose) {
         out_line(fmt::format("ack3 from {}: seq={} client rtt={} our rtt={} our turnaround={}", s.name, st->seq,
                              fmt_ns(static_cast<double>(st->rtt)), fmt_ns(static_cast<double>(own)),
-                             fmt_ns(static_cast<double>(st->t2 - st->t1))));
+                             fmt_ns(static_cast<double>(stamp_sub(st->t2, st->t1)))));
       }
     }
   }
@@ -408,6 +417,11 @@ struct Responder::Impl {
   }
 
   // ---- delays
+  // A stream stops being read when its hold is full; udp cannot be stopped, so what comes on
+  // is dropped (lost, as a full queue on the path would): a flood of probes at a responder
+  // with --reply-delay once held every one of them, some 450 MB a second.
+  bool can_hold(const Session& s) const { return s.held.size() < kMaxHeld && s.held_bytes < kMaxHeldBytes; }
+
   void hold(Session& s, std::vector<std::uint8_t> bytes, std::int64_t t_in, const SocketAddress* peer,
             bool ack = false) {
     Held h;
@@ -422,6 +436,7 @@ struct Responder::Impl {
       h.due = t_in + to_ns(o.turnaround_s);
     }
     if (peer) h.peer = *peer;
+    s.held_bytes += h.bytes.size();
     s.held.push_back(std::move(h));
     arm(s);
   }
@@ -453,9 +468,11 @@ struct Responder::Impl {
     while (!s.held.empty()) {
       Held h = std::move(s.held.front());
       s.held.pop_front();
+      bool due = h.stage == 1 && h.due <= mono_ns();
+      if (h.stage == 2 || due) s.held_bytes -= h.bytes.size();
       if (h.stage == 2) {
         on_held_ack(s, h);
-      } else if (h.stage == 1 && h.due <= mono_ns()) {
+      } else if (due) {
         const SocketAddress* peer = s.sock ? nullptr : &h.peer;
         if (o.proto == Proto::native) {
           std::uint8_t* f = h.bytes.data();
@@ -562,7 +579,7 @@ struct Responder::Impl {
     }
     ++s.acks;
     std::int64_t t1 = f.send_and_ack_time_ns, t2 = s5 - sent.s1;
-    std::int64_t formula = t1 - t2 / 2, corrected = t1 - (sent.s2 - sent.s1);
+    std::int64_t formula = stamp_sub(t1, t2 / 2), corrected = stamp_sub(t1, sent.s2 - sent.s1);  // t1: the peer's
     s.t1.add(t1);
     s.corrected.add(corrected);
     s.formula.add(formula);

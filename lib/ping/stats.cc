@@ -26,7 +26,7 @@ double Moments::stddev() const {
 
 void LatencyStats::add(std::int64_t ns) {
   if (m_.count() > 0) {
-    double d = std::abs(static_cast<double>(ns - prev_));
+    double d = std::abs(static_cast<double>(ns) - static_cast<double>(prev_));  // no int64 overflow on wild values
     jitter_ += (d - jitter_) / 16.0;
   }
   prev_ = ns;
