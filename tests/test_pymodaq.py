@@ -533,6 +533,25 @@ class ConnectTest(EmuTest):
         s.expect_command("Quit")  # as PyMoDAQ's own client says when it stops
 
 
+    def test_signal_ends_the_wait_for_a_data_fifo_writer(self):
+        # Opening a FIFO waits for its writer; the signals are the reactor's by then (blocked),
+        # so the wait must end on them itself, or SIGTERM did nothing until a writer came.
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo)
+        g = self.start(["grabber", "127.0.0.1:1", "--data", fifo])
+        bit = 1 << (signal.SIGTERM - 1)
+
+        def routed():  # SIGTERM blocked or caught: the tool's own, not the default action's
+            with open("/proc/%d/status" % g.p.pid) as f:
+                return any(l.startswith(("SigBlk:", "SigCgt:")) and int(l.split()[1], 16) & bit
+                           for l in f)
+        deadline = time.monotonic() + t(10)
+        while not routed() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        g.p.send_signal(signal.SIGTERM)
+        self.assertEqual(g.wait(), 130, g.err())
+
+
 class MemoryTest(EmuTest):
     def test_long_run_of_pushes_keeps_memory_flat(self):
         # 4000 frames of 256x256 float64 (2 GiB) pushed as fast as the server takes them.

@@ -329,7 +329,12 @@ class GrabberRole : public ClientRole {
       if (o_.data == "-") {
         in_ = Stream::from_inherited(r_, ctx_.stdin_fd, false);
       } else {
-        int fd = ::open(o_.data.c_str(), O_RDONLY | O_CLOEXEC);
+        int stopped_by = 0;  // a FIFO waits for its writer: a signal ends that wait as any other
+        int fd = signals_.open(o_.data.c_str(), O_RDONLY | O_CLOEXEC, 0, &stopped_by);
+        if (stopped_by) {
+          end(kCancelled);
+          return;
+        }
         if (fd < 0) {
           fail(errno_error(ErrorKind::io, "--data " + o_.data, errno));
           return;
