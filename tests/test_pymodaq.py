@@ -484,6 +484,33 @@ class BadInputTest(EmuTest):
         x.close()
         y.close()
 
+    def test_a_silent_crowd_cannot_lock_out_a_real_grabber(self):
+        # 80 strangers that never announce a type, against a server allowed 80 descriptors:
+        # they used to hold one each for ever, so the real grabber could not be accepted. Now
+        # at most 64 wait at once (the oldest makes room) and none longer than 5 s.
+        import resource
+        s, port = self.server("grabber", "v4")
+        resource.prlimit(s.p.pid, resource.RLIMIT_NOFILE, (80, 80))
+        trickler = socket.create_connection(("127.0.0.1", port), timeout=t(5))
+        trickler.sendall(b"\x00")  # a slowloris: one byte of the type's length, then nothing
+        crowd = []
+        self.addCleanup(lambda: [c.close() for c in crowd + [trickler]])
+        for _ in range(80):
+            crowd.append(socket.create_connection(("127.0.0.1", port), timeout=t(5)))
+        # Room is made (the oldest goes), or on a slow machine the first 5 s were up already.
+        ev = s.expect(lambda m: m.get("event") == "closed", what="room made for newcomers")
+        self.assertRegex(ev["reason"], "too many clients without a type|within 5 s")
+        g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", "2x2"])
+        s.expect_command("Infos")
+        s.send("grab 2D\n")
+        s.expect_command("Done")
+        # Whoever of the crowd is still there is closed once 5 s have passed without a type.
+        ev = s.expect(lambda m: m.get("event") == "closed" and "within 5 s" in m.get("reason", ""),
+                      timeout=15, what="a silent stranger closed after 5 s")
+        s.send("quit\n")
+        self.assertEqual(g.wait(), EXIT_OK, g.err())
+        self.assertEqual(s.wait(), EXIT_OK, s.err())
+
     def test_wrong_client_type_is_closed(self):
         s, port = self.server("actuator", "v4")
         g = self.start(["grabber", "127.0.0.1:%d" % port])

@@ -16,6 +16,7 @@
 #include "lib/base/clock.h"
 #include "lib/net/acceptor.h"
 #include "lib/net/connector.h"
+#include "lib/net/evict.h"
 #include "lib/net/net.h"
 #include "lib/net/refusal_log.h"
 #include "lib/net/stream.h"
@@ -662,6 +663,7 @@ class ServerRole : public RoleBase {
   ServerRole(const EmuOptions& o, ToolContext& ctx)
       : RoleBase(o, ctx), out_(ctx.stdout_fd), wait_timer_(r_, [this] { no_client(); }),
         linger_timer_(r_, [this] { finish(kExitOk, current()); }),
+        announce_timer_(r_, [this] { drop_silent(); }),
         sleep_timer_(r_, [this] {
           sleeping_ = false;
           pump_stdin();
@@ -671,7 +673,16 @@ class ServerRole : public RoleBase {
   struct Client {
     std::unique_ptr<Connection> conn;
     std::string type;  // "" until announced
+    SocketAddress addr;
+    Clock::time_point since;
+    bool dropped = false;  // closing: no longer counts as a newcomer
   };
+  // A connection is nobody's until it announces its type (PyMoDAQ's clients do so at once).
+  // Strangers that never do are bounded in time and number, as TlsGate bounds handshakes:
+  // otherwise a crowd of silent or trickling connections held descriptors for ever and a
+  // real client could no longer be accepted.
+  static constexpr auto kAnnounceWithin = std::chrono::seconds(5);
+  static constexpr std::size_t kMaxUnannounced = 64;
 
   Connection* current() { return current_ ? current_->conn.get() : nullptr; }
   Connection* connection() override { return current(); }
@@ -729,18 +740,49 @@ class ServerRole : public RoleBase {
       if (!gate_) {
         gate_ = std::make_unique<TlsGate>(
             r_, tls_, TlsGateOptions{},
-            [this](std::unique_ptr<TlsSocket> s, const SocketAddress& p) { open_client(std::move(s), p.to_string()); },
+            [this](std::unique_ptr<TlsSocket> s, const SocketAddress& p) { open_client(std::move(s), p); },
             [this](const Error& e, const SocketAddress& p) { refusals_.refused(p.to_string(), e); });
       }
       gate_->admit(std::move(a.fd), a.peer);
       return;
     }
-    open_client(std::make_unique<TlsSocket>(std::move(a.fd)), a.peer.to_string());
+    open_client(std::make_unique<TlsSocket>(std::move(a.fd)), a.peer);
   }
 
-  void open_client(std::unique_ptr<TlsSocket> sock, std::string name) {
+  std::vector<Client*> unannounced() {
+    std::vector<Client*> v;  // oldest first
+    for (auto& x : clients_)
+      if (x->type.empty() && !x->dropped) v.push_back(x.get());
+    return v;
+  }
+
+  // Drops the newcomers that did not announce within kAnnounceWithin; waits for the next one.
+  void drop_silent() {
+    auto now = Clock::now();
+    for (Client* c : unannounced()) {
+      if (c->since + kAnnounceWithin > now) {
+        announce_timer_.arm(c->since + kAnnounceWithin);
+        return;
+      }
+      info("client " + c->conn->peer() + " did not announce GRABBER or ACTUATOR within 5 s (closed)");
+      drop(c, "no client type within 5 s");
+    }
+  }
+
+  void open_client(std::unique_ptr<TlsSocket> sock, const SocketAddress& addr) {
     if (finishing_) return;
+    std::string name = addr.to_string();
+    if (auto waiting = unannounced(); waiting.size() >= kMaxUnannounced) {
+      std::vector<SocketAddress> peers;
+      for (Client* w : waiting) peers.push_back(w->addr);
+      Client* out = waiting[evictee(peers)];
+      info("client " + out->conn->peer() + " closed to make room: " + std::to_string(kMaxUnannounced) +
+           " connections have not announced their type");
+      drop(out, "too many clients without a type");
+    }
     auto c = std::make_shared<Client>();
+    c->addr = addr;
+    c->since = Clock::now();
     bool plain = sock->tls() == nullptr;
     Client* raw = c.get();
     Connection::Callbacks cb;
@@ -751,6 +793,7 @@ class ServerRole : public RoleBase {
     if (plain) c->conn->notice_tls_peers(false);
     clients_.push_back(c);
     event("connected", name);
+    if (!announce_timer_.armed()) announce_timer_.arm(c->since + kAnnounceWithin);
   }
 
   void on_message(Client* c, Message&& m, std::uint64_t off, std::size_t size) {
@@ -806,6 +849,8 @@ class ServerRole : public RoleBase {
   }
 
   void drop(Client* c, const std::string& why) {
+    if (c->dropped) return;
+    c->dropped = true;
     event("closed", c->conn->peer(), ",\"reason\":\"" + why + "\"");
     auto keep = find(c);
     if (!keep) return;
@@ -1007,7 +1052,7 @@ class ServerRole : public RoleBase {
   std::vector<std::shared_ptr<Client>> clients_, graveyard_;
   std::shared_ptr<Client> current_;
   std::unique_ptr<Timer> bury_timer_;
-  Timer wait_timer_, linger_timer_, sleep_timer_;
+  Timer wait_timer_, linger_timer_, announce_timer_, sleep_timer_;
   std::string units_;
   std::uint64_t awaiting_data_ = 0, awaiting_move_ = 0, awaiting_position_ = 0;
 
