@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import unittest
+import unittest.mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -196,12 +197,29 @@ class InProcess(Base):
 
     def test_read_into_and_too_large(self):
         server, client = self.pair(max_message=1000)
-        with self.assertRaises(DatalinkError):
-            client.write(b"x" * 2000)
-        client.write(b"y" * 1000)
+        for n in (2000, 1001):  # max + 1 is refused, the link stays usable
+            with self.assertRaises(DatalinkError):
+                client.write(b"x" * n)
+        client.write(b"y" * 1000)   # exactly max
+        small = bytearray(999)
+        with self.assertRaises(ValueError):  # does not fit: the message stays
+            server.read_into(small, timeout=5)
         buf = bytearray(1000)
         self.assertEqual(server.read_into(buf, timeout=5)[0], 1000)
         self.assertEqual(bytes(buf), b"y" * 1000)
+
+    def test_the_peers_smaller_limit_is_exact(self):
+        server = self.link(listen="127.0.0.1:0", max_message=1000)
+        client = self.link("127.0.0.1", server.port, max_message=4096)
+        self.assertTrue(wait_until(lambda: server.is_ready() and client.is_ready()))
+        with self.assertRaises(DatalinkError) as cm:
+            client.write(b"x" * 1001)
+        self.assertIn("1000", str(cm.exception))
+        client.write(b"y" * 1000)
+        client.write(b"z")
+        self.assertEqual(server.read(timeout=5), (b"y" * 1000, 1000, unittest.mock.ANY))
+        self.assertEqual(server.read(timeout=5)[0], b"z")
+        self.assertFalse(client.failed() or server.failed())
 
     def test_close_ends_peer_input_and_context_manager(self):
         server = self.link(listen="127.0.0.1:0")
@@ -315,6 +333,30 @@ class WithTools(Base):
         self.assertEqual(b"".join(got), data)
         server.close()  # our END: dlsend completes
         self.assertEqual(send.wait(DEADLINE), 0)
+
+    def test_blocking_read_ends_when_the_peer_is_killed_for_good(self):
+        # read() with no timeout while the peer (dlsend) is killed -9 mid-stream: it returns
+        # None once --reconnect has run out, and the link says why; writes then fail.
+        server = self.link(listen="127.0.0.1:0", timeout=1000, reconnect=1.0)
+        send = subprocess.Popen([DLSEND, "-t", "1s", "127.0.0.1:%d" % server.port],
+                                stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.procs.append(send)
+        send.stdin.write(b"before")
+        send.stdin.flush()
+        self.assertEqual(server.read(timeout=DEADLINE)[0], b"before")
+        result = {}
+        reader = threading.Thread(target=lambda: result.setdefault("r", server.read()))
+        reader.start()
+        send.kill()
+        send.wait(5)
+        send.stdin.close()
+        reader.join(DEADLINE)
+        self.assertFalse(reader.is_alive(), "read() outlived a peer that is gone for good")
+        self.assertIsNone(result["r"])
+        self.assertTrue(server.failed())
+        self.assertIn("gone for 1.0 s", server.last_error() or "")
+        with self.assertRaises(DatalinkError):
+            server.write(b"late")
 
     def test_classic_tools_interop(self):
         # dlsend --proto classic -> Python "auto" server; Python classic client -> dlrecv.
