@@ -490,6 +490,37 @@ class ThreadsAndTypes(Base):
             self.assertEqual(len(payload), size)
             self.assertEqual(payload, b"A" * size)
 
+    def test_both_directions_at_full_speed_at_once(self):
+        # Each side writes 32 MiB while reading the other's: small windows, so both writers
+        # block on backpressure at once; neither may wait for the other for ever.
+        server, client = self.pair(window=256 << 10)
+        n, size = 512, 64 << 10
+        results = {}
+
+        def writer(link, tag):
+            for i in range(n):
+                link.write(bytes([tag]) * size, timestamp=float(i))
+            results[("w", tag)] = link.flush(timeout=DEADLINE)
+
+        def reader(link, tag):
+            count = 0
+            while count < n:
+                m = link.read(timeout=DEADLINE)
+                if m is None or m[1] != size or m[0][:1] != bytes([tag]) or m[2] != float(count):
+                    break
+                count += 1
+            results[("r", tag)] = count
+        threads = [threading.Thread(target=writer, args=(client, 1)),
+                   threading.Thread(target=writer, args=(server, 2)),
+                   threading.Thread(target=reader, args=(server, 1)),
+                   threading.Thread(target=reader, args=(client, 2))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(DEADLINE)
+        self.assertFalse(any(th.is_alive() for th in threads), "a direction stalled: %r" % results)
+        self.assertEqual(results, {("w", 1): True, ("w", 2): True, ("r", 1): n, ("r", 2): n})
+
     def test_classic_server_waits_for_the_next_client(self):
         server = self.link(listen="127.0.0.1:0", proto="classic")
         first = self.link("127.0.0.1", server.port, proto="classic")

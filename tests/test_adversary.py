@@ -5,6 +5,7 @@ at the receiver seen from the sender."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,44 @@ class FifoTest(dltest.DlTestCase):
         self.assertExited(writer, 20)
         self.assertExitCodes(30, (send, 0), (recv, 0))
         self.assertEqual(os.path.getsize(out), 3000000)
+
+
+class HandshakeSignalTest(dltest.DlTestCase):
+    """A signal while the handshake is half done: exit 130 and the summary, at once."""
+
+    def test_dialer_whose_listener_never_answers(self):
+        l = socket.socket()
+        self.addCleanup(l.close)
+        l.bind(("127.0.0.1", 0))
+        l.listen(1)
+        l.settimeout(dltest.t(10))
+        send = self.dlsend("127.0.0.1:%d" % l.getsockname()[1], stdin=subprocess.PIPE)
+        c, _ = l.accept()
+        self.addCleanup(c.close)
+        c.settimeout(dltest.t(10))
+        self.assertTrue(c.recv(1), "no HELLO from dlsend")  # its HELLO, which we never answer
+        send.signal(signal.SIGTERM)
+        self.assertExited(send, 10, dltest.EXIT_INTERRUPTED)
+        self.assertRegex(send.stderr(), r"dlsend: read 0 bytes")
+        self.assertNoCrash(send)
+
+    def test_listener_with_half_a_hello(self):
+        recv, port = self.listen("dlrecv", stdout=self.path("out"))
+
+        def sockets():
+            fds = os.listdir("/proc/%d/fd" % recv.pid)
+            return sum(os.readlink("/proc/%d/fd/%s" % (recv.pid, fd)).startswith("socket:")
+                       for fd in fds)
+        before = sockets()   # the listening socket(s); the accepted one joins them
+        c = socket.create_connection(("127.0.0.1", port), timeout=dltest.t(10))
+        self.addCleanup(c.close)
+        c.sendall(b"\xd7")   # the native first byte, then nothing
+        dltest.wait_until(lambda: sockets() > before or not recv.running, 10,
+                          "dlrecv to accept the stranger")
+        recv.signal(signal.SIGINT)
+        self.assertExited(recv, 10, dltest.EXIT_INTERRUPTED)
+        self.assertRegex(recv.stderr(), r"dlrecv: received 0 bytes")
+        self.assertNoCrash(recv)
 
 
 class StoppedTest(dltest.DlTestCase):
