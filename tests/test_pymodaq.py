@@ -511,6 +511,24 @@ class BadInputTest(EmuTest):
         self.assertEqual(g.wait(), EXIT_OK, g.err())
         self.assertEqual(s.wait(), EXIT_OK, s.err())
 
+    def test_a_stranger_cannot_make_the_server_buffer_max_message(self):
+        # v5 frames the client type by a length: one announcing 200 MiB was buffered whole
+        # (64 of them: 12 GiB). Until a client has announced its type, 64 KiB is the limit;
+        # after that --max-message (the grabber's 512 KiB frames below) as before.
+        s, port = self.server("grabber", "v5")
+        x = socket.create_connection(("127.0.0.1", port), timeout=t(10))
+        self.addCleanup(x.close)
+        x.sendall(struct.pack(">I", 200 << 20) + b"\x00" * 65536)
+        ev = s.expect(lambda m: m.get("event") == "closed", what="the stranger closed")
+        self.assertRegex(ev["reason"], "at byte 0: .*beyond the 65536-byte")
+        g = self.start(["grabber", "127.0.0.1:%d" % port, "--dialect", "v5", "--shape-2d", "256x256"])
+        s.expect_command("Infos")
+        s.send("grab 2D\nquit\n")
+        done = s.expect_command("Done")
+        self.assertEqual(g.wait(), EXIT_OK, g.err())
+        self.assertEqual(s.wait(), EXIT_OK, s.err())
+        self.assertEqual(done["data"][0]["arrays"][0]["shape"], [256, 256])
+
     def test_wrong_client_type_is_closed(self):
         s, port = self.server("actuator", "v4")
         g = self.start(["grabber", "127.0.0.1:%d" % port])

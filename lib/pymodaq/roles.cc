@@ -683,6 +683,9 @@ class ServerRole : public RoleBase {
   // real client could no longer be accepted.
   static constexpr auto kAnnounceWithin = std::chrono::seconds(5);
   static constexpr std::size_t kMaxUnannounced = 64;
+  // Nor may one make us buffer a message of --max-message (v5 frames the type announcement by
+  // a length: 64 strangers announcing 256 MiB each held 16 GiB). PyMoDAQ's is a few bytes.
+  static constexpr std::uint64_t kAnnounceLimit = 64u << 10;
 
   Connection* current() { return current_ ? current_->conn.get() : nullptr; }
   Connection* connection() override { return current(); }
@@ -789,7 +792,9 @@ class ServerRole : public RoleBase {
     cb.on_message = [this, raw](Message&& m, std::uint64_t off, std::size_t size) { on_message(raw, std::move(m), off, size); };
     cb.on_closed = [this, raw](const Error& e) { on_closed(raw, e); };
     cb.on_drained = [this] { pump_stdin(); };
-    c->conn = std::make_unique<Connection>(r_, std::move(sock), name, o_.dialect, o_.limits, cb);
+    Limits first = o_.limits;
+    first.max_message = std::min(first.max_message, kAnnounceLimit);
+    c->conn = std::make_unique<Connection>(r_, std::move(sock), name, o_.dialect, first, cb);
     if (plain) c->conn->notice_tls_peers(false);
     clients_.push_back(c);
     event("connected", name);
@@ -814,6 +819,7 @@ class ServerRole : public RoleBase {
         drop(c, "wrong client type");
         return;
       }
+      c->conn->set_limits(o_.limits);
       // Commands go to the last client of the expected type, as in PyMoDAQ.
       if (current_ && current_.get() != c) drop(current_.get(), "replaced by a newer client");
       for (auto& x : clients_)
