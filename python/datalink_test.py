@@ -12,6 +12,7 @@ DATALINK_LIB/DLSEND/DLRECV, else bazel-bin/...).
 
 import gc
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -357,6 +358,32 @@ class WithTools(Base):
         self.assertIn("gone for 1.0 s", server.last_error() or "")
         with self.assertRaises(DatalinkError):
             server.write(b"late")
+
+    def test_close_that_times_out_still_delivers_what_reached_the_socket(self):
+        # The receiver (dlrecv) is stopped while we write; close() runs out of time with our
+        # messages and END unacknowledged, but already in the socket. When the receiver wakes
+        # it has the whole stream: exit 0, every byte, not a session "stopped" or lost. (So
+        # close() must not send a stop notice behind an END that is on its way.)
+        out = self.path("out")
+        with open(out, "wb") as f:
+            recv = subprocess.Popen([DLRECV, "-l", "127.0.0.1:0", "--port-file", self.path("port")],
+                                    stdout=f, stderr=subprocess.PIPE)
+        self.procs.append(recv)
+        port = wait_port_file(self.path("port"), recv)
+        sender = self.link("127.0.0.1", port, window=1 << 20, close_timeout=0.5)
+        sender.write(b"first")
+        self.assertTrue(sender.flush(timeout=DEADLINE))
+        recv.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: recv.poll() is None and recv.send_signal(signal.SIGCONT))
+        for _ in range(4):  # little enough for the socket buffers
+            sender.write(b"y" * 4096)
+        t0 = time.monotonic()
+        sender.close()
+        self.assertLess(time.monotonic() - t0, 5, "close() outlived its close_timeout")
+        recv.send_signal(signal.SIGCONT)
+        self.assertEqual(recv.wait(DEADLINE), 0, recv.stderr.read().decode())
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"first" + b"y" * 16384)
 
     def test_classic_tools_interop(self):
         # dlsend --proto classic -> Python "auto" server; Python classic client -> dlrecv.
