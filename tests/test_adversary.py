@@ -178,6 +178,33 @@ class StoppedTest(dltest.DlTestCase):
             self.assertNotIn("reconnect", p.stderr().replace("0 reconnects", ""), p.describe())
         self.assertLess(recv.maxrss_kib, 64 * 1024, "dlrecv's peak RSS while its reader stopped")
 
+    def test_interrupted_while_the_output_reader_is_stopped(self):
+        # SIGTERM while dlrecv waits for its output (cat stopped): it leaves at once (130, the
+        # summary) without waiting to write what it holds, and the sender is told (5).
+        pf = self.path("pf")
+        recv = self.dlrecv("-l", "127.0.0.1:0", "--port-file", pf, stdout=subprocess.PIPE)
+        cat = self.P.start(["cat"], stdin=recv.popen.stdout, stdout=subprocess.PIPE, name="cat")
+        recv.popen.stdout.close()
+        port = dltest.wait_port_file(pf, recv)
+        send = self.dlsend("127.0.0.1:%d" % port, stdin=subprocess.PIPE)
+        drain = dltest.Drainer(cat.popen.stdout)
+        drain.start()
+        feed = dltest.Feeder(send.popen.stdin, dltest.pattern_blocks(64 * MiB), close=True)
+        feed.start()
+        dltest.wait_until(lambda: drain.count >= 4 * MiB, 20, "4 MiB through cat")
+        cat.signal(signal.SIGSTOP)
+        self.addCleanup(cat.signal, signal.SIGCONT)
+
+        def stalled():
+            before = feed.count
+            time.sleep(0.3)
+            return feed.count == before
+        dltest.wait_until(stalled, 20, "dlsend to stop reading its input")
+        recv.signal(signal.SIGTERM)
+        self.assertExitCodes(10, (recv, dltest.EXIT_INTERRUPTED), (send, dltest.EXIT_DISCONNECTED))
+        self.assertRegex(recv.stderr(), r"dlrecv: received \d+ bytes")
+        self.assertIn("stopped: dlrecv was interrupted", send.stderr())
+
 
 if __name__ == "__main__":
     unittest.main(testRunner=dltest.SummaryRunner(verbosity=2))
