@@ -529,6 +529,31 @@ class BadInputTest(EmuTest):
         self.assertEqual(s.wait(), EXIT_OK, s.err())
         self.assertEqual(done["data"][0]["arrays"][0]["shape"], [256, 256])
 
+    def test_current_client_killed_mid_reply_the_next_one_is_served(self):
+        # The grabber being commanded dies (reset) half-way through its Done: the server names
+        # the byte, forgets the reply it owed, and commands the next grabber; no exit, no hang.
+        s, port = self.server("grabber", "v4")
+        x = socket.create_connection(("127.0.0.1", port), timeout=t(10))
+        x.sendall(b"\x00\x00\x00\x07GRABBER")
+        s.expect(lambda m: m.get("command") == "GRABBER", what="the first grabber")
+        s.send("grab 2D\n")
+        got = b""
+        while b"Send Data 2D" not in got:
+            chunk = x.recv(4096)
+            self.assertTrue(chunk, "the server closed the first grabber")
+            got += chunk
+        x.sendall(b"\x00\x00\x00\x04Done\x00\x00\x00\x0cDataToExport\x00\x00")
+        x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        x.close()  # a reset: as if killed
+        ev = s.expect(lambda m: m.get("event") == "closed", what="the first grabber closed")
+        self.assertIn("Connection reset by peer", ev["reason"])
+        g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", "2x2"])
+        s.expect_command("Infos")
+        s.send("grab 2D\nquit\n")
+        s.expect_command("Done")
+        self.assertEqual(g.wait(), EXIT_OK, g.err())
+        self.assertEqual(s.wait(), EXIT_OK, s.err())
+
     def test_wrong_client_type_is_closed(self):
         s, port = self.server("actuator", "v4")
         g = self.start(["grabber", "127.0.0.1:%d" % port])
