@@ -171,6 +171,17 @@ class EmuTest(unittest.TestCase):
                         "--dialect", dialect] + list(extra))
         return s, wait_file(pf)
 
+    def assert_grabber_served(self, s, port, *extra, shape="2x2"):
+        """A real grabber connects and is served to the end (grab 2D, quit): both exit 0.
+        Returns the server's line for its Done."""
+        g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", shape] + list(extra))
+        s.expect_command("Infos")
+        s.send("grab 2D\nquit\n")
+        done = s.expect_command("Done")
+        self.assertEqual(g.wait(), EXIT_OK, g.err())
+        self.assertEqual(s.wait(), EXIT_OK, s.err())
+        return done
+
 
 class ServerGrabberTest(EmuTest):
     def test_every_dialect_every_dimension_set_info_quit(self):
@@ -475,12 +486,7 @@ class BadInputTest(EmuTest):
         ev = s.expect(lambda m: m.get("event") == "closed", what="truncated closed")
         self.assertIn("middle of the message at byte 0", ev["reason"])
         # ...and a real grabber still gets served.
-        g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", "2x2"])
-        s.expect_command("Infos")
-        s.send("grab 2D\nquit\n")
-        s.expect_command("Done")
-        self.assertEqual(g.wait(), EXIT_OK)
-        self.assertEqual(s.wait(), EXIT_OK)
+        self.assert_grabber_served(s, port)
         x.close()
         y.close()
 
@@ -521,12 +527,7 @@ class BadInputTest(EmuTest):
         x.sendall(struct.pack(">I", 200 << 20) + b"\x00" * 65536)
         ev = s.expect(lambda m: m.get("event") == "closed", what="the stranger closed")
         self.assertRegex(ev["reason"], "at byte 0: .*beyond the 65536-byte")
-        g = self.start(["grabber", "127.0.0.1:%d" % port, "--dialect", "v5", "--shape-2d", "256x256"])
-        s.expect_command("Infos")
-        s.send("grab 2D\nquit\n")
-        done = s.expect_command("Done")
-        self.assertEqual(g.wait(), EXIT_OK, g.err())
-        self.assertEqual(s.wait(), EXIT_OK, s.err())
+        done = self.assert_grabber_served(s, port, "--dialect", "v5", shape="256x256")
         self.assertEqual(done["data"][0]["arrays"][0]["shape"], [256, 256])
 
     def test_current_client_killed_mid_reply_the_next_one_is_served(self):
@@ -547,12 +548,7 @@ class BadInputTest(EmuTest):
         x.close()  # a reset: as if killed
         ev = s.expect(lambda m: m.get("event") == "closed", what="the first grabber closed")
         self.assertIn("Connection reset by peer", ev["reason"])
-        g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", "2x2"])
-        s.expect_command("Infos")
-        s.send("grab 2D\nquit\n")
-        s.expect_command("Done")
-        self.assertEqual(g.wait(), EXIT_OK, g.err())
-        self.assertEqual(s.wait(), EXIT_OK, s.err())
+        self.assert_grabber_served(s, port)
 
     def test_wrong_client_type_is_closed(self):
         s, port = self.server("actuator", "v4")
