@@ -164,10 +164,11 @@ class StoppedTest(dltest.DlTestCase):
             time.sleep(0.5)
             return feed.count == before
         dltest.wait_until(stalled, 20, "dlsend to stop reading its input")
-        stalled_at = feed.count
         time.sleep(1.5)   # the stop itself: longer than -t 1s (a fault duration)
-        self.assertEqual(feed.count, stalled_at, "dlsend read on while the reader was stopped")
-        self.assertLess(stalled_at - drain.count, 64 * MiB, "far more in flight than the window")
+        # What dlsend took in beyond what came out of cat: the window (8M), pipes and socket
+        # buffers, never the rest of the 128 MiB.
+        self.assertLess(feed.count - drain.count, 40 * MiB, "dlsend read on while the reader "
+                        "was stopped (%d of %d bytes taken)" % (feed.count, total))
         cat.signal(signal.SIGCONT)
         self.assertExitCodes(60, (send, 0), (recv, 0))
         drain.join(10)
