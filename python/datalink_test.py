@@ -12,6 +12,7 @@ DATALINK_LIB/DLSEND/DLRECV, else bazel-bin/...).
 
 import gc
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -20,6 +21,7 @@ import tempfile
 import threading
 import time
 import unittest
+import unittest.mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -196,12 +198,29 @@ class InProcess(Base):
 
     def test_read_into_and_too_large(self):
         server, client = self.pair(max_message=1000)
-        with self.assertRaises(DatalinkError):
-            client.write(b"x" * 2000)
-        client.write(b"y" * 1000)
+        for n in (2000, 1001):  # max + 1 is refused, the link stays usable
+            with self.assertRaises(DatalinkError):
+                client.write(b"x" * n)
+        client.write(b"y" * 1000)   # exactly max
+        small = bytearray(999)
+        with self.assertRaises(ValueError):  # does not fit: the message stays
+            server.read_into(small, timeout=5)
         buf = bytearray(1000)
         self.assertEqual(server.read_into(buf, timeout=5)[0], 1000)
         self.assertEqual(bytes(buf), b"y" * 1000)
+
+    def test_the_peers_smaller_limit_is_exact(self):
+        server = self.link(listen="127.0.0.1:0", max_message=1000)
+        client = self.link("127.0.0.1", server.port, max_message=4096)
+        self.assertTrue(wait_until(lambda: server.is_ready() and client.is_ready()))
+        with self.assertRaises(DatalinkError) as cm:
+            client.write(b"x" * 1001)
+        self.assertIn("1000", str(cm.exception))
+        client.write(b"y" * 1000)
+        client.write(b"z")
+        self.assertEqual(server.read(timeout=5), (b"y" * 1000, 1000, unittest.mock.ANY))
+        self.assertEqual(server.read(timeout=5)[0], b"z")
+        self.assertFalse(client.failed() or server.failed())
 
     def test_close_ends_peer_input_and_context_manager(self):
         server = self.link(listen="127.0.0.1:0")
@@ -315,6 +334,56 @@ class WithTools(Base):
         self.assertEqual(b"".join(got), data)
         server.close()  # our END: dlsend completes
         self.assertEqual(send.wait(DEADLINE), 0)
+
+    def test_blocking_read_ends_when_the_peer_is_killed_for_good(self):
+        # read() with no timeout while the peer (dlsend) is killed -9 mid-stream: it returns
+        # None once --reconnect has run out, and the link says why; writes then fail.
+        server = self.link(listen="127.0.0.1:0", timeout=1000, reconnect=1.0)
+        send = subprocess.Popen([DLSEND, "-t", "1s", "127.0.0.1:%d" % server.port],
+                                stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.procs.append(send)
+        send.stdin.write(b"before")
+        send.stdin.flush()
+        self.assertEqual(server.read(timeout=DEADLINE)[0], b"before")
+        result = {}
+        reader = threading.Thread(target=lambda: result.setdefault("r", server.read()))
+        reader.start()
+        send.kill()
+        send.wait(5)
+        send.stdin.close()
+        reader.join(DEADLINE)
+        self.assertFalse(reader.is_alive(), "read() outlived a peer that is gone for good")
+        self.assertIsNone(result["r"])
+        self.assertTrue(server.failed())
+        self.assertIn("gone for 1.0 s", server.last_error() or "")
+        with self.assertRaises(DatalinkError):
+            server.write(b"late")
+
+    def test_close_that_times_out_still_delivers_what_reached_the_socket(self):
+        # The receiver (dlrecv) is stopped while we write; close() runs out of time with our
+        # messages and END unacknowledged, but already in the socket. When the receiver wakes
+        # it has the whole stream: exit 0, every byte, not a session "stopped" or lost. (So
+        # close() must not send a stop notice behind an END that is on its way.)
+        out = self.path("out")
+        with open(out, "wb") as f:
+            recv = subprocess.Popen([DLRECV, "-l", "127.0.0.1:0", "--port-file", self.path("port")],
+                                    stdout=f, stderr=subprocess.PIPE)
+        self.procs.append(recv)
+        port = wait_port_file(self.path("port"), recv)
+        sender = self.link("127.0.0.1", port, window=1 << 20, close_timeout=0.5)
+        sender.write(b"first")
+        self.assertTrue(sender.flush(timeout=DEADLINE))
+        recv.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: recv.poll() is None and recv.send_signal(signal.SIGCONT))
+        for _ in range(4):  # little enough for the socket buffers
+            sender.write(b"y" * 4096)
+        t0 = time.monotonic()
+        sender.close()
+        self.assertLess(time.monotonic() - t0, 5, "close() outlived its close_timeout")
+        recv.send_signal(signal.SIGCONT)
+        self.assertEqual(recv.wait(DEADLINE), 0, recv.stderr.read().decode())
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"first" + b"y" * 16384)
 
     def test_classic_tools_interop(self):
         # dlsend --proto classic -> Python "auto" server; Python classic client -> dlrecv.
@@ -447,6 +516,37 @@ class ThreadsAndTypes(Base):
         for payload, size, _ in got:
             self.assertEqual(len(payload), size)
             self.assertEqual(payload, b"A" * size)
+
+    def test_both_directions_at_full_speed_at_once(self):
+        # Each side writes 32 MiB while reading the other's: small windows, so both writers
+        # block on backpressure at once; neither may wait for the other for ever.
+        server, client = self.pair(window=256 << 10)
+        n, size = 512, 64 << 10
+        results = {}
+
+        def writer(link, tag):
+            for i in range(n):
+                link.write(bytes([tag]) * size, timestamp=float(i))
+            results[("w", tag)] = link.flush(timeout=DEADLINE)
+
+        def reader(link, tag):
+            count = 0
+            while count < n:
+                m = link.read(timeout=DEADLINE)
+                if m is None or m[1] != size or m[0][:1] != bytes([tag]) or m[2] != float(count):
+                    break
+                count += 1
+            results[("r", tag)] = count
+        threads = [threading.Thread(target=writer, args=(client, 1)),
+                   threading.Thread(target=writer, args=(server, 2)),
+                   threading.Thread(target=reader, args=(server, 1)),
+                   threading.Thread(target=reader, args=(client, 2))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(DEADLINE)
+        self.assertFalse(any(th.is_alive() for th in threads), "a direction stalled: %r" % results)
+        self.assertEqual(results, {("w", 1): True, ("w", 2): True, ("r", 1): n, ("r", 2): n})
 
     def test_classic_server_waits_for_the_next_client(self):
         server = self.link(listen="127.0.0.1:0", proto="classic")

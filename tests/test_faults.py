@@ -258,7 +258,9 @@ class EndpointFaultTest(dltest.DlTestCase):
             send = self.dlsend("127.0.0.1:%d" % port, "-f", src, "--reconnect", "2")
             self.assertExited(recv, 20, code=1)
         self.assertOneLineError(recv, "dlrecv", "No space left on device")
-        send.kill()
+        # The sender never sees success for data that reached no disk: it is told why, at once.
+        self.assertExited(send, 10, code=dltest.EXIT_DISCONNECTED)
+        self.assertOneLineError(send, "dlsend", "stopped", "No space left on device")
 
     def test_port_zero_is_printed(self):
         recv = self.dlrecv("-l", "127.0.0.1:0")

@@ -171,6 +171,17 @@ class EmuTest(unittest.TestCase):
                         "--dialect", dialect] + list(extra))
         return s, wait_file(pf)
 
+    def assert_grabber_served(self, s, port, *extra, shape="2x2"):
+        """A real grabber connects and is served to the end (grab 2D, quit): both exit 0.
+        Returns the server's line for its Done."""
+        g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", shape] + list(extra))
+        s.expect_command("Infos")
+        s.send("grab 2D\nquit\n")
+        done = s.expect_command("Done")
+        self.assertEqual(g.wait(), EXIT_OK, g.err())
+        self.assertEqual(s.wait(), EXIT_OK, s.err())
+        return done
+
 
 class ServerGrabberTest(EmuTest):
     def test_every_dialect_every_dimension_set_info_quit(self):
@@ -475,14 +486,69 @@ class BadInputTest(EmuTest):
         ev = s.expect(lambda m: m.get("event") == "closed", what="truncated closed")
         self.assertIn("middle of the message at byte 0", ev["reason"])
         # ...and a real grabber still gets served.
-        g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", "2x2"])
-        s.expect_command("Infos")
-        s.send("grab 2D\nquit\n")
-        s.expect_command("Done")
-        self.assertEqual(g.wait(), EXIT_OK)
-        self.assertEqual(s.wait(), EXIT_OK)
+        self.assert_grabber_served(s, port)
         x.close()
         y.close()
+
+    def test_a_silent_crowd_cannot_lock_out_a_real_grabber(self):
+        # 80 strangers that never announce a type, against a server allowed 80 descriptors:
+        # they used to hold one each for ever, so the real grabber could not be accepted. Now
+        # at most 64 wait at once (the oldest makes room) and none longer than 5 s.
+        import resource
+        s, port = self.server("grabber", "v4")
+        resource.prlimit(s.p.pid, resource.RLIMIT_NOFILE, (80, 80))
+        trickler = socket.create_connection(("127.0.0.1", port), timeout=t(5))
+        trickler.sendall(b"\x00")  # a slowloris: one byte of the type's length, then nothing
+        crowd = []
+        self.addCleanup(lambda: [c.close() for c in crowd + [trickler]])
+        for _ in range(80):
+            crowd.append(socket.create_connection(("127.0.0.1", port), timeout=t(5)))
+        # Room is made (the oldest goes), or on a slow machine the first 5 s were up already.
+        ev = s.expect(lambda m: m.get("event") == "closed", what="room made for newcomers")
+        self.assertRegex(ev["reason"], "too many clients without a type|within 5 s")
+        g = self.start(["grabber", "127.0.0.1:%d" % port, "--shape-2d", "2x2"])
+        s.expect_command("Infos")
+        s.send("grab 2D\n")
+        s.expect_command("Done")
+        # Whoever of the crowd is still there is closed once 5 s have passed without a type.
+        ev = s.expect(lambda m: m.get("event") == "closed" and "within 5 s" in m.get("reason", ""),
+                      timeout=15, what="a silent stranger closed after 5 s")
+        s.send("quit\n")
+        self.assertEqual(g.wait(), EXIT_OK, g.err())
+        self.assertEqual(s.wait(), EXIT_OK, s.err())
+
+    def test_a_stranger_cannot_make_the_server_buffer_max_message(self):
+        # v5 frames the client type by a length: one announcing 200 MiB was buffered whole
+        # (64 of them: 12 GiB). Until a client has announced its type, 64 KiB is the limit;
+        # after that --max-message (the grabber's 512 KiB frames below) as before.
+        s, port = self.server("grabber", "v5")
+        x = socket.create_connection(("127.0.0.1", port), timeout=t(10))
+        self.addCleanup(x.close)
+        x.sendall(struct.pack(">I", 200 << 20) + b"\x00" * 65536)
+        ev = s.expect(lambda m: m.get("event") == "closed", what="the stranger closed")
+        self.assertRegex(ev["reason"], "at byte 0: .*beyond the 65536-byte")
+        done = self.assert_grabber_served(s, port, "--dialect", "v5", shape="256x256")
+        self.assertEqual(done["data"][0]["arrays"][0]["shape"], [256, 256])
+
+    def test_current_client_killed_mid_reply_the_next_one_is_served(self):
+        # The grabber being commanded dies (reset) half-way through its Done: the server names
+        # the byte, forgets the reply it owed, and commands the next grabber; no exit, no hang.
+        s, port = self.server("grabber", "v4")
+        x = socket.create_connection(("127.0.0.1", port), timeout=t(10))
+        x.sendall(b"\x00\x00\x00\x07GRABBER")
+        s.expect(lambda m: m.get("command") == "GRABBER", what="the first grabber")
+        s.send("grab 2D\n")
+        got = b""
+        while b"Send Data 2D" not in got:
+            chunk = x.recv(4096)
+            self.assertTrue(chunk, "the server closed the first grabber")
+            got += chunk
+        x.sendall(b"\x00\x00\x00\x04Done\x00\x00\x00\x0cDataToExport\x00\x00")
+        x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        x.close()  # a reset: as if killed
+        ev = s.expect(lambda m: m.get("event") == "closed", what="the first grabber closed")
+        self.assertIn("Connection reset by peer", ev["reason"])
+        self.assert_grabber_served(s, port)
 
     def test_wrong_client_type_is_closed(self):
         s, port = self.server("actuator", "v4")
@@ -531,6 +597,25 @@ class ConnectTest(EmuTest):
         g.p.send_signal(signal.SIGTERM)
         self.assertEqual(g.wait(), 130)
         s.expect_command("Quit")  # as PyMoDAQ's own client says when it stops
+
+
+    def test_signal_ends_the_wait_for_a_data_fifo_writer(self):
+        # Opening a FIFO waits for its writer; the signals are the reactor's by then (blocked),
+        # so the wait must end on them itself, or SIGTERM did nothing until a writer came.
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo)
+        g = self.start(["grabber", "127.0.0.1:1", "--data", fifo])
+        bit = 1 << (signal.SIGTERM - 1)
+
+        def routed():  # SIGTERM blocked or caught: the tool's own, not the default action's
+            with open("/proc/%d/status" % g.p.pid) as f:
+                return any(l.startswith(("SigBlk:", "SigCgt:")) and int(l.split()[1], 16) & bit
+                           for l in f)
+        deadline = time.monotonic() + t(10)
+        while not routed() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        g.p.send_signal(signal.SIGTERM)
+        self.assertEqual(g.wait(), 130, g.err())
 
 
 class MemoryTest(EmuTest):

@@ -2,7 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
+#include <optional>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -110,6 +112,47 @@ TEST_CASE("read times out; close ends the peer's input") {
   CHECK_FALSE(p.server->read(3000));  // end of input: returns at once
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1000));
   CHECK(p.server->peer_finished());
+}
+
+TEST_CASE("close() from another thread ends a read() and a write() that block on the same link") {
+  DatalinkOptions o;
+  o.window = 64 << 10;
+  o.close_timeout_ms = 500;
+  Pair p(o);
+  // The client writes into a window nobody drains (the server does not read) until write
+  // blocks; the server blocks in read(-1). close() on each must end both calls at once.
+  std::vector<char> chunk(16 << 10, 'w');
+  std::atomic<int> writes{0};
+  std::atomic<bool> write_ended{false}, read_ended{false};
+  std::optional<Datalink::Received> got;
+  std::thread writer([&] {
+    while (p.client->write(chunk.data(), chunk.size(), 1)) ++writes;
+    write_ended = true;
+  });
+  std::thread reader([&] {
+    // A reader on the client side: nothing ever comes from the server.
+    got = p.client->read(-1);
+    read_ended = true;
+  });
+  // Blocked: the window and the socket buffers are full, so writes stop being counted.
+  int last = -1;
+  REQUIRE(wait_for([&] {
+    int now = writes;
+    bool still = now == last;
+    last = now;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return still && now > 0;
+  }, 20000));
+  CHECK_FALSE(write_ended);
+  CHECK_FALSE(read_ended);
+  auto t0 = std::chrono::steady_clock::now();
+  p.client->close();  // bounded by close_timeout_ms: its data cannot all be acknowledged
+  writer.join();
+  reader.join();
+  CHECK(write_ended);
+  CHECK(read_ended);
+  CHECK_FALSE(got);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(3000));
 }
 
 TEST_CASE("too large messages are refused") {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csetjmp>
 #include <cstdio>
 #include <fmt/format.h>
 
@@ -59,6 +60,50 @@ SignalWatcher::SignalWatcher(Reactor& reactor, std::function<void(int)> on_signa
     signalfd_siginfo si;
     while (::read(fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) cb(static_cast<int>(si.ssi_signo));
   });
+}
+
+namespace {
+// SignalWatcher::open's way out of a blocked open(): the handler jumps back past the call, so
+// no signal can slip in between a check and the system call and be lost.
+sigjmp_buf* open_jump = nullptr;
+volatile sig_atomic_t open_stopped_by = 0;
+extern "C" void end_open(int sig) {
+  open_stopped_by = sig;
+  siglongjmp(*open_jump, 1);
+}
+}  // namespace
+
+int SignalWatcher::open(const char* path, int flags, mode_t mode, int* stopped_by) {
+  const int stops[] = {SIGINT, SIGTERM, SIGHUP};
+  sigset_t set;
+  sigemptyset(&set);
+  struct sigaction jump_out {}, old[3];
+  jump_out.sa_handler = end_open;
+  sigfillset(&jump_out.sa_mask);
+  for (int i = 0; i < 3; ++i) {
+    sigaddset(&set, stops[i]);
+    sigaction(stops[i], &jump_out, &old[i]);
+  }
+  sigjmp_buf jump;
+  open_jump = &jump;
+  open_stopped_by = 0;
+  volatile int fd = -1, err = 0;
+  if (sigsetjmp(jump, /*savemask=*/1) == 0) {  // a jump back restores the mask: signals blocked
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    fd = ::open(path, flags, mode);
+    err = errno;
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  }
+  for (int i = 0; i < 3; ++i) sigaction(stops[i], &old[i], nullptr);
+  open_jump = nullptr;
+  if (open_stopped_by) {
+    if (fd >= 0) ::close(fd);  // opened just before the signal came: we stop all the same
+    *stopped_by = open_stopped_by;
+    errno = EINTR;
+    return -1;
+  }
+  errno = err;
+  return fd;
 }
 
 SignalWatcher::~SignalWatcher() {

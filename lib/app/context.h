@@ -4,6 +4,8 @@
 // The library never prints by itself: it calls ctx.say().
 #pragma once
 
+#include <sys/types.h>
+
 #include <csignal>
 #include <cstdint>
 #include <functional>
@@ -48,6 +50,13 @@ class SignalWatcher {
  public:
   SignalWatcher(Reactor& reactor, std::function<void(int)> on_signal);
   ~SignalWatcher();
+
+  // open(2) for a path the user named. Opening a FIFO blocks until its other end is opened,
+  // and the watched signals are blocked (they wait for the reactor), so a plain open() there
+  // would ignore SIGINT/SIGTERM/SIGHUP until some writer or reader came. Here those signals end
+  // the wait: the result is then -1 with errno EINTR and *stopped_by the signal (taken: it is
+  // not delivered to the callback). Otherwise exactly open()'s result and errno. Blocks.
+  int open(const char* path, int flags, mode_t mode, int* stopped_by);
 
  private:
   Reactor& reactor_;

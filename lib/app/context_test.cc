@@ -1,6 +1,8 @@
 #include "lib/app/context.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -8,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "doctest/doctest.h"
 
@@ -29,6 +32,43 @@ TEST_CASE("a signal is delivered as a reactor callback, not in a handler") {
   auto deadline = Clock::now() + std::chrono::seconds(5);
   while (got == 0 && Clock::now() < deadline) reactor.run_once(std::chrono::milliseconds(100));
   CHECK(got == SIGUSR1);
+}
+
+TEST_CASE("a stop signal ends an open() that waits for a FIFO's other end") {
+  std::string fifo = temp_dir() + "/fifo";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  Reactor reactor;
+  int got = 0;
+  SignalWatcher watch(reactor, [&](int sig) { got = sig; });
+  int stopped_by = 0;
+  SUBCASE("a writer comes: an ordinary open") {
+    std::thread writer([&] { Fd w(::open(fifo.c_str(), O_WRONLY | O_CLOEXEC)); });
+    Fd r(watch.open(fifo.c_str(), O_RDONLY | O_CLOEXEC, 0, &stopped_by));
+    writer.join();
+    CHECK(r.valid());
+    CHECK(stopped_by == 0);
+  }
+  SUBCASE("SIGTERM comes instead (before or during the wait: either way it ends it)") {
+    pthread_t self = pthread_self();
+    std::thread killer([self] { pthread_kill(self, SIGTERM); });  // inherits the blocked mask
+    killer.join();
+    int fd = watch.open(fifo.c_str(), O_RDONLY | O_CLOEXEC, 0, &stopped_by);
+    CHECK(fd == -1);
+    CHECK(errno == EINTR);
+    CHECK(stopped_by == SIGTERM);
+    // Taken by the open: not delivered again, and SIGTERM is routed to the watcher as before.
+    reactor.run_once(std::chrono::milliseconds(0));
+    CHECK(got == 0);
+    REQUIRE(raise(SIGTERM) == 0);
+    auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (got == 0 && Clock::now() < deadline) reactor.run_once(std::chrono::milliseconds(100));
+    CHECK(got == SIGTERM);
+  }
+  SUBCASE("a missing file: open()'s own error") {
+    CHECK(watch.open((fifo + ".none").c_str(), O_RDONLY, 0, &stopped_by) == -1);
+    CHECK(errno == ENOENT);
+    CHECK(stopped_by == 0);
+  }
 }
 
 TEST_CASE("the port file holds the port and a newline, written whole") {

@@ -25,8 +25,10 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
 
   Fd file;
   int out_fd = ctx.stdout_fd;
+  int stopped_by = 0;  // a FIFO waits for its reader: a signal ends that wait as any other
   if (!o.output.empty() && o.output != "-") {
-    file.reset(::open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    file.reset(signals.open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644, &stopped_by));
+    if (stopped_by) return exit_code(ErrorKind::cancelled);
     if (!file.valid()) {
       report.error(errno_error(ErrorKind::io, o.output, errno));
       return exit_code(ErrorKind::io);
@@ -43,7 +45,8 @@ int run_dlrecv(const DlrecvOptions& o, ToolContext& ctx) {
     if (o.timestamps->empty() || *o.timestamps == "-") {
       ts_fd = 2;
     } else {
-      ts_file.reset(::open(o.timestamps->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      ts_file.reset(signals.open(o.timestamps->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644, &stopped_by));
+      if (stopped_by) return exit_code(ErrorKind::cancelled);
       if (!ts_file.valid()) {
         report.error(errno_error(ErrorKind::io, *o.timestamps, errno));
         return exit_code(ErrorKind::io);

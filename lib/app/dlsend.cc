@@ -30,7 +30,9 @@ int run_dlsend(const DlsendOptions& o, ToolContext& ctx) {
   Fd file;
   int in_fd = ctx.stdin_fd;
   if (!o.file.empty() && o.file != "-") {
-    file.reset(::open(o.file.c_str(), O_RDONLY | O_CLOEXEC));
+    int stopped_by = 0;  // a FIFO waits for its writer: a signal ends that wait as any other
+    file.reset(signals.open(o.file.c_str(), O_RDONLY | O_CLOEXEC, 0, &stopped_by));
+    if (stopped_by) return exit_code(ErrorKind::cancelled);
     if (!file.valid()) {
       report.error(errno_error(ErrorKind::io, o.file, errno));
       return exit_code(ErrorKind::io);

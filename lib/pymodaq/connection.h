@@ -82,6 +82,9 @@ class Connection {
   // answers in plain words (which the client's TLS reports as "does not speak TLS") and fails
   // with an auth error. Call before the first bytes arrive.
   void notice_tls_peers(bool dialer) { notice_tls_ = dialer ? 1 : 2; }
+  // Input limits from the next message on (a server keeps a stranger's small until it
+  // announced a client type).
+  void set_limits(const Limits& limits) { limits_ = limits; }
   const std::string& peer() const { return peer_; }
   std::uint64_t bytes_in() const { return in_offset_; }
   std::uint64_t bytes_out() const { return out_total_; }

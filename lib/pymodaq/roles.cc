@@ -16,6 +16,7 @@
 #include "lib/base/clock.h"
 #include "lib/net/acceptor.h"
 #include "lib/net/connector.h"
+#include "lib/net/evict.h"
 #include "lib/net/net.h"
 #include "lib/net/refusal_log.h"
 #include "lib/net/stream.h"
@@ -329,7 +330,12 @@ class GrabberRole : public ClientRole {
       if (o_.data == "-") {
         in_ = Stream::from_inherited(r_, ctx_.stdin_fd, false);
       } else {
-        int fd = ::open(o_.data.c_str(), O_RDONLY | O_CLOEXEC);
+        int stopped_by = 0;  // a FIFO waits for its writer: a signal ends that wait as any other
+        int fd = signals_.open(o_.data.c_str(), O_RDONLY | O_CLOEXEC, 0, &stopped_by);
+        if (stopped_by) {
+          end(kCancelled);
+          return;
+        }
         if (fd < 0) {
           fail(errno_error(ErrorKind::io, "--data " + o_.data, errno));
           return;
@@ -657,6 +663,7 @@ class ServerRole : public RoleBase {
   ServerRole(const EmuOptions& o, ToolContext& ctx)
       : RoleBase(o, ctx), out_(ctx.stdout_fd), wait_timer_(r_, [this] { no_client(); }),
         linger_timer_(r_, [this] { finish(kExitOk, current()); }),
+        announce_timer_(r_, [this] { drop_silent(); }),
         sleep_timer_(r_, [this] {
           sleeping_ = false;
           pump_stdin();
@@ -666,7 +673,19 @@ class ServerRole : public RoleBase {
   struct Client {
     std::unique_ptr<Connection> conn;
     std::string type;  // "" until announced
+    SocketAddress addr;
+    Clock::time_point since;
+    bool dropped = false;  // closing: no longer counts as a newcomer
   };
+  // A connection is nobody's until it announces its type (PyMoDAQ's clients do so at once).
+  // Strangers that never do are bounded in time and number, as TlsGate bounds handshakes:
+  // otherwise a crowd of silent or trickling connections held descriptors for ever and a
+  // real client could no longer be accepted.
+  static constexpr auto kAnnounceWithin = std::chrono::seconds(5);
+  static constexpr std::size_t kMaxUnannounced = 64;
+  // Nor may one make us buffer a message of --max-message (v5 frames the type announcement by
+  // a length: 64 strangers announcing 256 MiB each held 16 GiB). PyMoDAQ's is a few bytes.
+  static constexpr std::uint64_t kAnnounceLimit = 64u << 10;
 
   Connection* current() { return current_ ? current_->conn.get() : nullptr; }
   Connection* connection() override { return current(); }
@@ -724,28 +743,62 @@ class ServerRole : public RoleBase {
       if (!gate_) {
         gate_ = std::make_unique<TlsGate>(
             r_, tls_, TlsGateOptions{},
-            [this](std::unique_ptr<TlsSocket> s, const SocketAddress& p) { open_client(std::move(s), p.to_string()); },
+            [this](std::unique_ptr<TlsSocket> s, const SocketAddress& p) { open_client(std::move(s), p); },
             [this](const Error& e, const SocketAddress& p) { refusals_.refused(p.to_string(), e); });
       }
       gate_->admit(std::move(a.fd), a.peer);
       return;
     }
-    open_client(std::make_unique<TlsSocket>(std::move(a.fd)), a.peer.to_string());
+    open_client(std::make_unique<TlsSocket>(std::move(a.fd)), a.peer);
   }
 
-  void open_client(std::unique_ptr<TlsSocket> sock, std::string name) {
+  std::vector<Client*> unannounced() {
+    std::vector<Client*> v;  // oldest first
+    for (auto& x : clients_)
+      if (x->type.empty() && !x->dropped) v.push_back(x.get());
+    return v;
+  }
+
+  // Drops the newcomers that did not announce within kAnnounceWithin; waits for the next one.
+  void drop_silent() {
+    auto now = Clock::now();
+    for (Client* c : unannounced()) {
+      if (c->since + kAnnounceWithin > now) {
+        announce_timer_.arm(c->since + kAnnounceWithin);
+        return;
+      }
+      info("client " + c->conn->peer() + " did not announce GRABBER or ACTUATOR within 5 s (closed)");
+      drop(c, "no client type within 5 s");
+    }
+  }
+
+  void open_client(std::unique_ptr<TlsSocket> sock, const SocketAddress& addr) {
     if (finishing_) return;
+    std::string name = addr.to_string();
+    if (auto waiting = unannounced(); waiting.size() >= kMaxUnannounced) {
+      std::vector<SocketAddress> peers;
+      for (Client* w : waiting) peers.push_back(w->addr);
+      Client* out = waiting[evictee(peers)];
+      info("client " + out->conn->peer() + " closed to make room: " + std::to_string(kMaxUnannounced) +
+           " connections have not announced their type");
+      drop(out, "too many clients without a type");
+    }
     auto c = std::make_shared<Client>();
+    c->addr = addr;
+    c->since = Clock::now();
     bool plain = sock->tls() == nullptr;
     Client* raw = c.get();
     Connection::Callbacks cb;
     cb.on_message = [this, raw](Message&& m, std::uint64_t off, std::size_t size) { on_message(raw, std::move(m), off, size); };
     cb.on_closed = [this, raw](const Error& e) { on_closed(raw, e); };
     cb.on_drained = [this] { pump_stdin(); };
-    c->conn = std::make_unique<Connection>(r_, std::move(sock), name, o_.dialect, o_.limits, cb);
+    Limits first = o_.limits;
+    first.max_message = std::min(first.max_message, kAnnounceLimit);
+    c->conn = std::make_unique<Connection>(r_, std::move(sock), name, o_.dialect, first, cb);
     if (plain) c->conn->notice_tls_peers(false);
     clients_.push_back(c);
     event("connected", name);
+    if (!announce_timer_.armed()) announce_timer_.arm(c->since + kAnnounceWithin);
   }
 
   void on_message(Client* c, Message&& m, std::uint64_t off, std::size_t size) {
@@ -766,6 +819,7 @@ class ServerRole : public RoleBase {
         drop(c, "wrong client type");
         return;
       }
+      c->conn->set_limits(o_.limits);
       // Commands go to the last client of the expected type, as in PyMoDAQ.
       if (current_ && current_.get() != c) drop(current_.get(), "replaced by a newer client");
       for (auto& x : clients_)
@@ -801,6 +855,8 @@ class ServerRole : public RoleBase {
   }
 
   void drop(Client* c, const std::string& why) {
+    if (c->dropped) return;
+    c->dropped = true;
     event("closed", c->conn->peer(), ",\"reason\":\"" + why + "\"");
     auto keep = find(c);
     if (!keep) return;
@@ -1002,7 +1058,7 @@ class ServerRole : public RoleBase {
   std::vector<std::shared_ptr<Client>> clients_, graveyard_;
   std::shared_ptr<Client> current_;
   std::unique_ptr<Timer> bury_timer_;
-  Timer wait_timer_, linger_timer_, sleep_timer_;
+  Timer wait_timer_, linger_timer_, announce_timer_, sleep_timer_;
   std::string units_;
   std::uint64_t awaiting_data_ = 0, awaiting_move_ = 0, awaiting_position_ = 0;
 
