@@ -10,6 +10,9 @@
 //                          prints "opened <sessions that got META or KEEPALIVE> busy <refusals>"
 //   open-each NAME N       one OPEN each for NAME0 .. NAME<N-1>, never answered (a payload
 //                          hash for each, if the server starts them); prints like open-flood
+//   reflection NAME        OPENs a forged source could send (padded for NAME and for a long
+//                          unknown name, unpadded, another version, a bad chunk), each with its
+//                          own session id; prints "sent <bytes> reply <TYPE> <bytes>" per answer
 //   request-flood NAME S   one real session (META, cookie), then for S seconds REQUESTs packed
 //                          with 1-byte ranges, every part of pass after pass, never reading;
 //                          prints "requests <count>"
@@ -107,6 +110,8 @@ int main(int argc, char** argv) {
   } else if (kind == "unknown-type") {
     std::size_t n = encode_keepalive(buf.data(), sid, 0);
     buf[3] = 42;
+    n = 64;  // room for the ERROR's text: no answer is larger than what it answers
+    std::memset(buf.data() + kHeaderSize, 0, n - kHeaderSize);
     reseal(n);
     send_n(n);
   } else if (kind == "stranger-request") {
@@ -128,6 +133,38 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("opened %ld busy %ld\n", opened, busy);
+    return 0;
+  } else if (kind == "reflection") {
+    std::vector<std::size_t> sent;  // by variant; session id = sid + variant
+    auto open_variant = [&](std::string_view nm) { return encode_open(buf.data(), sid + sent.size(), 1400, nm); };
+    auto go = [&](std::size_t n) {
+      send_n(n);
+      sent.push_back(n);
+    };
+    go(open_variant(name));
+    go(open_variant(std::string(1000, 'x')));     // unknown: the longest error text we could say
+    std::size_t n = open_variant(name);
+    n = kHeaderSize + 4 + name.size();            // as an unpadded (older) client would send it
+    reseal(n);
+    go(n);
+    n = open_variant(name);
+    buf[2] = 2;                                   // another version
+    reseal(n);
+    go(n);
+    n = open_variant(name);
+    put_u16(buf.data() + 16, 10);                 // bad chunk
+    reseal(n);
+    go(n);
+    for (;;) {
+      pollfd q{fd, POLLIN, 0};
+      if (::poll(&q, 1, 1000) <= 0) break;
+      ssize_t got = ::recv(fd, in.data(), in.size(), 0);
+      if (got < static_cast<ssize_t>(kHeaderSize)) continue;
+      std::size_t v = static_cast<std::size_t>(get_u64(in.data() + 8) - sid);
+      Packet r;
+      const char* bad = decode({in.data(), static_cast<std::size_t>(got)}, r);
+      std::printf("sent %zu reply %s %zd\n", v < sent.size() ? sent[v] : 0, *bad ? bad : std::string(type_name(r.type)).c_str(), got);
+    }
     return 0;
   } else if (kind == "request-flood") {
     double secs = argc > 4 ? std::atof(argv[4]) : 2;

@@ -8,6 +8,7 @@ Binaries: $DTPSERVE / $DTPGET (run_py_test.sh sets them), else bazel-bin/tools/<
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -107,6 +108,23 @@ class DtpAdversaryTest(DtpCase):
         # cookie of its own, so its replayed REQUESTs, with the old cookie, still get nothing.)
         self.assertNotIn(DTP_DATA, got_types, "the stranger was sent payload: %r" % got_types)
         self.assertTrue(srv.running, srv.describe())
+        self.assertNoCrash(srv)
+
+    def test_no_answer_to_an_open_is_larger_than_the_open(self):
+        # A forged source address must buy no amplification: OPENs are padded to 256 bytes, and
+        # whatever the server answers an OPEN with (META, KEEPALIVE, an ERROR for an unknown
+        # name, another version, a bad field or an unpadded OPEN) is no larger than it.
+        self.random_file("f.bin", 64 * 1024)
+        srv, addr = self.serve()
+        r = subprocess.run([self.craft_path(), addr, "reflection", "f.bin"], capture_output=True, timeout=t(20))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        replies = re.findall(r"^sent (\d+) reply (\S+) (\d+)$", r.stdout.decode(), re.M)
+        kinds = {k for _, k, _ in replies}
+        self.assertTrue({"ERROR"} <= kinds and kinds & {"META", "KEEPALIVE"}, r.stdout.decode())
+        for sent, kind, got in replies:
+            self.assertGreater(int(sent), 0, r.stdout.decode())
+            self.assertLessEqual(int(got), int(sent), "%s answer larger than the OPEN: %s" % (kind, r.stdout.decode()))
+        self.assertTrue(srv.running)
         self.assertNoCrash(srv)
 
     def test_open_flood_does_not_lock_out_a_real_client(self):

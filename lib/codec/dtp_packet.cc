@@ -1,5 +1,6 @@
 #include "lib/codec/dtp_packet.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "lib/base/byte_order.h"
@@ -73,9 +74,12 @@ const char* decode(std::span<const std::uint8_t> d, Packet& out) {
       if (len < 4) return "bad-length";
       out.open.chunk = get_u16(b);
       std::uint16_t nl = get_u16(b + 2);
-      if (len != 4u + nl) return "bad-length";
+      if (len != std::max<std::size_t>(4u + nl, kMinOpen - kHeaderSize)) return "bad-length";
       if (out.open.chunk < kMinChunk || out.open.chunk > kMaxChunk) return "bad-chunk";
       if (nl == 0 || nl > kMaxName || std::memchr(b + 4, 0, nl)) return "bad-name";
+      for (std::size_t i = 4u + nl; i < len; ++i) {
+        if (b[i] != 0) return "bad-field";  // the padding
+      }
       out.open.name = {reinterpret_cast<const char*>(b + 4), nl};
       return "";
     }
@@ -177,7 +181,9 @@ std::size_t encode_open(std::uint8_t* out, std::uint64_t session, std::uint16_t 
   put_u16(b, chunk);
   put_u16(b + 2, static_cast<std::uint16_t>(name.size()));
   std::memcpy(b + 4, name.data(), name.size());
-  return seal(out, kHeaderSize + 4 + name.size());
+  std::size_t len = std::max(kHeaderSize + 4 + name.size(), kMinOpen);
+  std::memset(b + 4 + name.size(), 0, len - (kHeaderSize + 4 + name.size()));
+  return seal(out, len);
 }
 
 std::size_t encode_meta(std::uint8_t* out, std::uint64_t session, std::uint64_t size,

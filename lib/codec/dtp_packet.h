@@ -25,7 +25,11 @@ inline constexpr std::size_t kMinChunk = 64;
 inline constexpr std::size_t kMaxChunk = kMaxDatagram - kDataHeaderSize;
 inline constexpr std::size_t kMaxName = 1024;
 inline constexpr std::size_t kMaxError = 512;
+inline constexpr std::size_t kErrorOverhead = kHeaderSize + 4;  // an ERROR's bytes besides its text
 inline constexpr std::uint32_t kMaxParts = 1024;  // REQUEST datagrams per pass
+// An OPEN is zero-padded to at least this many bytes, and a server answers an OPEN with
+// nothing larger than it: a forged source address buys no amplification.
+inline constexpr std::size_t kMinOpen = 256;
 
 enum class Type : std::uint8_t {
   open = 1,       // c->s: which payload, and the chunk size the client wants

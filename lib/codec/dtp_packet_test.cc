@@ -73,13 +73,31 @@ TEST_CASE("OPEN round trip and validation") {
   reseal(c, n);
   CHECK(dec(c, n) == "bad-chunk");
   c = b;
-  put_u16(c.data() + 18, 13);
+  put_u16(c.data() + 18, 300);  // longer than the datagram
   reseal(c, n);
   CHECK(dec(c, n) == "bad-length");
   c = b;
   c[22] = 0;  // NUL inside the name
   reseal(c, n);
   CHECK(dec(c, n) == "bad-name");
+  c = b;
+  c[n - 1] = 1;  // the padding must be zero
+  reseal(c, n);
+  CHECK(dec(c, n) == "bad-field");
+  CHECK(n == kMinOpen);  // padded: a reply is never larger than what asked for it
+  c = b;
+  put_u16(c.data() + 18, 12 + 1);  // a name that would run into the padding
+  reseal(c, n);
+  CHECK(dec(c, n) == "bad-name");
+  CHECK(dec(b, kHeaderSize + 4 + 12) == "bad-checksum");  // unpadded (and so resealed below)
+  c = b;
+  reseal(c, kHeaderSize + 4 + 12);
+  CHECK(dec(c, kHeaderSize + 4 + 12) == "bad-length");
+  std::string longest(kMaxName, 'n');
+  n = encode_open(b.data(), 7, 1400, longest);
+  CHECK(n == kHeaderSize + 4 + kMaxName);  // past the minimum: no padding
+  REQUIRE(std::string(decode(view(b, n), p)) == "");
+  CHECK(p.open.name == longest);
   n = encode_open(b.data(), 7, 1400, "");
   CHECK(dec(b, n) == "bad-name");
 }

@@ -192,13 +192,17 @@ class Server {
   }
   void on_readable();
   void handle(std::span<const std::uint8_t> d, const SocketAddress& from);
-  void on_open(const Packet& p, const SocketAddress& from);
+  // `asked`: the OPEN's size in bytes; no answer to it is larger.
+  void on_open(const Packet& p, const SocketAddress& from, std::size_t asked);
   void on_request(Session& s, const Packet& p);
   void on_report(Session& s, const Packet& p);
   void hashed();
   void make_ready(Session& s);
   void send_ctl(std::size_t n, const SocketAddress& to);
-  void reply_error(std::uint64_t session, const SocketAddress& to, ErrorCode c, const std::string& text);
+  // `asked`: the size of the datagram this answers, when its source is not proven (an OPEN,
+  // a malformed datagram): the ERROR is cut to fit it, so a forged source gains nothing.
+  void reply_error(std::uint64_t session, const SocketAddress& to, ErrorCode c, const std::string& text,
+                   std::size_t asked = kMaxDatagram);
   void end_session(std::uint64_t id, const char* why);
   bool evict_unproven();
   void drop_unwanted_hash(const FileId& fid);
@@ -277,11 +281,15 @@ void Server::send_ctl(std::size_t n, const SocketAddress& to) {
   (void)send_datagram(sock_.fd.get(), {ctl_.data(), n}, &to);
 }
 
-void Server::reply_error(std::uint64_t session, const SocketAddress& to, ErrorCode c, const std::string& text) {
+void Server::reply_error(std::uint64_t session, const SocketAddress& to, ErrorCode c, const std::string& text,
+                         std::size_t asked) {
   // A budget on error replies: forged sources must not turn us into a reflector.
   if (error_budget_.refill(mono_ns()) < 1) return;
   error_budget_.spend(1);
-  send_ctl(encode_error(ctl_.data(), session ? session : 1, c, text), to);
+  std::size_t room = asked > kErrorOverhead ? asked - kErrorOverhead : 0;
+  std::size_t n = std::min({text.size(), room, kMaxError});
+  while (n > 0 && n < text.size() && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;  // whole UTF-8 characters
+  send_ctl(encode_error(ctl_.data(), session ? session : 1, c, std::string_view(text).substr(0, n)), to);
 }
 
 void Server::end_session(std::uint64_t id, const char* why) {
@@ -332,7 +340,7 @@ void Server::make_ready(Session& s) {
   send_ctl(encode_meta(ctl_.data(), s.id, s.size, s.sha, s.chunk, s.mtime_ns, s.cookie), s.peer);
 }
 
-void Server::on_open(const Packet& p, const SocketAddress& from) {
+void Server::on_open(const Packet& p, const SocketAddress& from, std::size_t asked) {
   auto it = sessions_.find(p.session);
   if (it != sessions_.end()) {
     Session& s = *it->second;
@@ -344,20 +352,20 @@ void Server::on_open(const Packet& p, const SocketAddress& from) {
   }
   std::string name(p.open.name);
   if (sessions_.size() >= o_.max_sessions && !evict_unproven()) {
-    reply_error(p.session, from, ErrorCode::busy, fmt::format("busy: {} sessions already", sessions_.size()));
+    reply_error(p.session, from, ErrorCode::busy, fmt::format("busy: {} sessions already", sessions_.size()), asked);
     return;
   }
   ErrorCode code;
   std::string why;
   auto fd = open_payload(name, code, why);
   if (!fd) {
-    reply_error(p.session, from, code, why);
+    reply_error(p.session, from, code, why, asked);
     say(fmt::format("{} {}: {}", peer_text(from), name, why));
     return;
   }
   struct stat st;
   if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    reply_error(p.session, from, ErrorCode::unknown_payload, "not a regular file");
+    reply_error(p.session, from, ErrorCode::unknown_payload, "not a regular file", asked);
     say(fmt::format("{} {}: not a regular file", peer_text(from), name));
     return;
   }
@@ -414,7 +422,7 @@ void Server::hashed() {
         s->sha = *digest;
         make_ready(*s);
       } else {
-        reply_error(id, s->peer, ErrorCode::io, digest.error().message());
+        reply_error(id, s->peer, ErrorCode::io, digest.error().message(), kMinOpen);  // its OPEN's size, at least
         failed.push_back(id);
       }
     }
@@ -526,12 +534,12 @@ void Server::handle(std::span<const std::uint8_t> d, const SocketAddress& from) 
     if (id != "short" && id != "bad-magic" && id != "bad-checksum" && id != "bad-session" &&
         (p.type == Type::open || p.type == Type::request || id == "bad-version" || id == "bad-type")) {
       std::uint64_t sid = d.size() >= kHeaderSize ? get_u64(d.data() + 8) : 0;
-      reply_error(sid, from, ErrorCode::bad_request, "bad request: " + id);
+      reply_error(sid, from, ErrorCode::bad_request, "bad request: " + id, d.size());
     }
     return;
   }
   if (p.type == Type::open) {
-    on_open(p, from);
+    on_open(p, from, d.size());
     return;
   }
   auto it = sessions_.find(p.session);
