@@ -1,10 +1,7 @@
 #include "lib/dtp/prefix_hasher.h"
 
-#include <limits.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -14,18 +11,10 @@
 
 namespace dl::dtp {
 
-namespace {
-int stream_kind(int fd) {
-  struct stat st;
-  if (fd < 0 || ::fstat(fd, &st) != 0) return 0;
-  return S_ISFIFO(st.st_mode) ? 1 : S_ISSOCK(st.st_mode) ? 2 : 0;
-}
-}  // namespace
-
 PrefixHasher::PrefixHasher(int file_fd, int stream_fd)
     : fd_(file_fd),
       stream_fd_(stream_fd),
-      stream_kind_(static_cast<StreamKind>(stream_kind(stream_fd))),
+      out_(stream_fd >= 0 ? StdStream::adopt(stream_fd, /*write_side=*/true) : StdStream{}),
       wake_fd_(stream_fd >= 0 ? ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1),
       buf_(1 << 20),
       worker_([this] { loop(); }) {}
@@ -78,48 +67,28 @@ bool PrefixHasher::consume(std::span<const std::uint8_t> bytes, Error& err) {
   return stream_fd_ < 0 || write_stream(bytes, err);
 }
 
-// Writes all of `bytes` to the stream. A pipe or socket is only asked for what it takes at
-// once (RWF_NOWAIT, MSG_DONTWAIT); when it is full the worker waits in poll(2), together with
-// the destructor's wake-up: a reader that stops reading must not hold the worker in write(2)
-// for good (the destructor joins it). Regular files and terminals are written plainly.
+// Writes all of `bytes` to the stream through StdStream (pipes, FIFOs and terminals on a
+// private non-blocking description, sockets with MSG_DONTWAIT); when it is full the worker
+// waits in poll(2), together with the destructor's wake-up: a reader that stops reading must
+// not hold the worker in write(2) for good (the destructor joins it). Regular files are
+// written plainly.
 bool PrefixHasher::write_stream(std::span<const std::uint8_t> bytes, Error& err) {
-  bool nowait = true;  // pwritev2(RWF_NOWAIT) on pipes: Linux 5.8 and later
   for (std::size_t off = 0; off < bytes.size();) {
     if (stop_.load()) {
       err = make_error(ErrorKind::cancelled, "stdout", "stopped");
       return false;
     }
-    const std::uint8_t* p = bytes.data() + off;
-    std::size_t n = bytes.size() - off;
-    ssize_t w;
-    bool wait_first = false;
-    if (stream_kind_ == StreamKind::socket) {
-      w = ::send(stream_fd_, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } else if (stream_kind_ == StreamKind::pipe && nowait) {
-      iovec v{const_cast<std::uint8_t*>(p), n};
-      w = ::pwritev2(stream_fd_, &v, 1, -1, RWF_NOWAIT);
-      if (w < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) {
-        nowait = false;
-        continue;
-      }
-    } else if (stream_kind_ == StreamKind::pipe) {
-      // Without RWF_NOWAIT: a pipe with room (POLLOUT: a free page) takes PIPE_BUF at once.
-      wait_first = true;
-      w = 0;
-    } else {
-      w = ::write(stream_fd_, p, n);
-    }
-    if (wait_first || (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
-      pollfd q[2] = {{stream_fd_, POLLOUT, 0}, {wake_fd_, POLLIN, 0}};
-      int r = ::poll(q, wake_fd_ >= 0 ? 2 : 1, -1);
-      if (r < 0 && errno != EINTR) {
+    iovec v{const_cast<std::uint8_t*>(bytes.data() + off), bytes.size() - off};
+    ssize_t w = out_.writev(&v, 1);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd q[2] = {{out_.poll_fd(), POLLOUT, 0}, {wake_fd_, POLLIN, 0}};
+      if (::poll(q, 2, -1) < 0 && errno != EINTR) {
         err = errno_error(ErrorKind::io, "stdout", errno);
         return false;
       }
-      if (!wait_first || r <= 0 || stop_.load()) continue;
-      w = ::write(stream_fd_, p, std::min<std::size_t>(n, PIPE_BUF));
+      continue;
     }
-    if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       err = errno_error(ErrorKind::io, "stdout", w < 0 ? errno : EIO);
       return false;

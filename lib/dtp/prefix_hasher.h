@@ -24,14 +24,15 @@
 
 #include "lib/base/error.h"
 #include "lib/dtp/sha256.h"
+#include "lib/net/stdio_stream.h"
 
 namespace dl::dtp {
 
 class PrefixHasher {
  public:
   // `file_fd` is read with pread and must outlive this object; `stream_fd` < 0: no stream.
-  // The stream is written without blocking the worker for good (pipes and sockets: only what
-  // they take at once, then poll(2) with a wake-up for the destructor).
+  // The stream is written without blocking the worker for good (StdStream: pipes, terminals
+  // and sockets take only what they can at once, then poll(2) with a wake-up for the destructor).
   PrefixHasher(int file_fd, int stream_fd);
   ~PrefixHasher();  // stops the worker (abandoning the hash) and joins it
   PrefixHasher(const PrefixHasher&) = delete;
@@ -76,7 +77,7 @@ class PrefixHasher {
   bool write_stream(std::span<const std::uint8_t> bytes, Error& err);
   void notify_if_due();  // with m_ held
   int fd_, stream_fd_;
-  enum class StreamKind { plain, pipe, socket } stream_kind_ = StreamKind::plain;
+  StdStream out_;              // stream_fd_ for writing without blocking for good
   int wake_fd_ = -1;           // eventfd: the destructor wakes a worker waiting on the stream
   std::function<void()> notify_;
   std::uint64_t notify_at_ = 0;
