@@ -209,15 +209,12 @@ void Client::on_meta(const Packet& p) {
     struct stat now;
     if (::fstat(out_.get(), &now) == 0 && static_cast<std::uint64_t>(now.st_size) < st_.size) {
       std::uint64_t cut = static_cast<std::uint64_t>(now.st_size);
-      RangeSet kept;
-      for (const auto& r : st_.received.ranges()) {
-        if (r.start < cut) kept.add(r.start, std::min(r.end, cut));
-      }
-      if (kept.total() < st_.received.total()) {
+      std::uint64_t lost = st_.received.overlap(cut, st_.size);
+      if (lost > 0) {
         say(fmt::format("output {} is {} bytes now, not {}: fetching the {} received beyond that again", output_,
-                        cut, st_.size, human_bytes(static_cast<double>(st_.received.total() - kept.total()))));
+                        cut, st_.size, human_bytes(static_cast<double>(lost))));
+        st_.received.remove(cut, st_.size);
       }
-      st_.received = std::move(kept);
     }
   } else {
     st_.server = server_;

@@ -206,6 +206,7 @@ class Server {
   void end_session(std::uint64_t id, const char* why);
   bool evict_unproven();
   void drop_unwanted_hash(const FileId& fid);
+  void erase_session(std::uint64_t id);
   void pump();
   bool flush_batch();
   std::size_t fill_slot(Session& s, std::size_t max_segs, std::int64_t now);
@@ -301,8 +302,15 @@ void Server::end_session(std::uint64_t id, const char* why) {
                   s.peer_text, s.name, s.id, human_bytes(static_cast<double>(s.bytes)), s.datagrams,
                   human_duration(secs), human_rate(static_cast<double>(s.bytes), std::max(secs, 1e-9)),
                   s.passes, s.passes == 1 ? "" : "es", why));
-  FileId fid = s.fid;
-  bool waited = !s.ready;
+  erase_session(id);
+}
+
+// Forgets a session; a hash it alone was waiting for is dropped with it.
+void Server::erase_session(std::uint64_t id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  FileId fid = it->second->fid;
+  bool waited = !it->second->ready;
   sessions_.erase(it);
   if (waited) drop_unwanted_hash(fid);
 }
@@ -328,10 +336,7 @@ bool Server::evict_unproven() {
   if (!victim) return false;
   send_ctl(encode_stop(ctl_.data(), victim->id, StopReason::expired), victim->peer);
   ++evicted_;
-  FileId fid = victim->fid;
-  bool waited = !victim->ready;
-  sessions_.erase(victim->id);  // no log line: a flood would write one per datagram
-  if (waited) drop_unwanted_hash(fid);
+  erase_session(victim->id);  // no log line: a flood would write one per datagram
   return true;
 }
 
