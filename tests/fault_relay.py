@@ -307,7 +307,14 @@ class FaultRelay:
             except OSError:
                 return
             with self._lock:
+                # Claim this connection's handshake faults in the same step that counts it: a
+                # test that waits for connection n and then arms faults for the next ones must
+                # never see them land on connection n itself.
                 self.connections += 1
+                hs = None
+                if self._hs_faults and self._hs_faults[0] > 0:
+                    self._hs_faults[0] -= 1
+                    hs = list(self._hs_faults)
             self._note("accept #%d" % self.connections)
             try:
                 fam = socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET
@@ -330,14 +337,11 @@ class FaultRelay:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pair = _Pair(self._next_id, client, server)
             self._next_id += 1
-            with self._lock:
-                hs = self._hs_faults
-                if hs and hs[0] > 0:
-                    hs[0] -= 1
-                    h = pair.up if hs[3] == "up" else pair.down
-                    h.corrupt_at = hs[1]
-                    if hs[2] > 0:
-                        h.hold_until = time.monotonic() + hs[2]
+            if hs:
+                h = pair.up if hs[3] == "up" else pair.down
+                h.corrupt_at = hs[1]
+                if hs[2] > 0:
+                    h.hold_until = time.monotonic() + hs[2]
             with self._lock:
                 self._pairs[pair.id] = pair
             self._sel.register(client, selectors.EVENT_READ, ("sock", (pair, client)))
