@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
                "dlbridge"};
   app.set_version_flag("--version", std::string("dlbridge ") + dl::kVersionString);
   dl::LinkFlags common;
-  std::string a, b, proto_a, proto_b, stats_interval, window = "8M", tls_side, splice;
+  std::string a, b, proto_a, proto_b, stats_interval, window = "2M", tls_side, splice;
   std::vector<std::string> faults;
   dl::bridge::DlbridgeOptions o;
   app.add_option("a", a, "Side a: HOST:PORT, [IPV6]:PORT or unix:PATH to dial; listen:[HOST:]PORT, listen:unix:PATH or a bare PORT to listen")
@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
       ->type_name("MODE");
   app.add_option("--fault", faults, "Inject faults for testing: [a:|b:]cut=BYTES, cut-every=DURATION, latency=DURATION, jitter=DURATION, rate=BITS/S (repeatable)");
   app.add_option("--stats-interval", stats_interval, "Print counters every DURATION (also on SIGUSR1)");
-  app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 8M)");
+  app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 2M; acknowledgement is end to end, so this counts against the sender's own window: raise both for a long, fast downstream hop)");
   app.add_option("--tls-side", tls_side, "With keys: which side speaks TLS: a, b or both (default both); the other side stays plain, e.g. for a seed peer on a lab network")
       ->type_name("SIDE");
   dl::add_session_flags(app, common);
