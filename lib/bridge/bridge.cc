@@ -155,7 +155,8 @@ class MessageBridge {
       d.paid = true;
       std::uint64_t before = down.messages_committed();
       Error error;
-      if (!down.try_send(m.payload, m.timestamp, &error)) {
+      // Sent from where it lies in up's ring: it stays there, unconsumed, until down settled it.
+      if (!down.try_forward(m, &error)) {
         if (error.kind == ErrorKind::too_large) {
           fatal_ = error;
           fatal_->context = fmt::format("{} -> {}: {}", kName[d.from], kName[d.to], error.context);

@@ -45,6 +45,12 @@ void encode_data(std::uint8_t* out, std::uint64_t seq, double timestamp,
   put_u64(out + 24, 0);
 }
 
+void encode_data_header(std::uint8_t* out, std::uint64_t seq, double timestamp, std::uint32_t length,
+                        std::uint64_t checksum) {
+  put_head(out, Type::data, 0, length, seq, timestamp);
+  put_u64(out + 24, checksum);
+}
+
 void encode_data_copy(std::uint8_t* out, std::uint64_t seq, double timestamp,
                       std::span<const std::uint8_t> payload, Integrity integrity) {
   put_head(out, Type::data, 0, payload.size(), seq, timestamp);

@@ -59,6 +59,12 @@ void encode_data(std::uint8_t* out, std::uint64_t seq, double timestamp,
 void encode_data_copy(std::uint8_t* out, std::uint64_t seq, double timestamp,
                       std::span<const std::uint8_t> payload, Integrity integrity);
 
+// A DATA header for a payload someone else already checksummed under an identical header (a
+// relay forwarding a frame it verified, under the same seq and timestamp): header bytes 0..23
+// are the same, so the checksum is too, and the payload need not be read again.
+void encode_data_header(std::uint8_t* out, std::uint64_t seq, double timestamp, std::uint32_t length,
+                        std::uint64_t checksum);
+
 enum class Status { frame, need_more, bad };
 struct Decoded {
   Status status = Status::need_more;

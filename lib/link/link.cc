@@ -395,7 +395,7 @@ void Link::promote(std::unique_ptr<Conn> c, Proto proto, const frame::Hello* hel
     resumed = session_.established_once();
     auto est = session_.establish(*hello);
     if (est.release_to) {
-      tx_.release_to(*est.release_to);
+      release_tx(*est.release_to);
       notify_writable();
     }
     update_ack_stats();
@@ -665,7 +665,7 @@ void Link::abandon(std::string_view reason, int flush_ms) {
 
 void Link::reset_session() {
   session_.reset();
-  tx_.release_to(tx_.head());
+  release_tx(tx_.head());
   end_requested_ = false;
   stopping_ = false;
   max_sent_off_ = tx_.head();
@@ -864,6 +864,74 @@ bool Link::try_send(std::span<const std::uint8_t> payload, double timestamp, Err
   return true;
 }
 
+bool Link::try_forward(const Message& m, Error* error) {
+  if (m.payload.empty()) return try_send(m.payload, m.timestamp, error);
+  if (m.payload.size() > send_limit() || end_requested_ || closed_ || !started_) {
+    return try_send(m.payload, m.timestamp, error);  // the same refusals, said the same way
+  }
+  if (!proto_known()) return false;
+  std::size_t over = frame_overhead();
+  std::size_t n = m.payload.size();
+  if (auto st = ensure_tx_room(over + n); !st) {
+    if (error) *error = st.error();
+    return false;
+  }
+  if (tx_.free_space() < over + n) return false;
+  // The payload's place in the ring is taken (so the window counts it) but never written.
+  std::uint8_t* start = tx_.at(tx_.head());
+  std::uint64_t payload_at = tx_.head();
+  if (wire_proto_ == Proto::classic) {
+    classic::encode_header(start, n, m.timestamp);
+    classic::encode_footer(start + classic::kHeaderSize + n);
+    payload_at += classic::kHeaderSize;
+  } else {
+    std::uint64_t seq = session_.next_seq();
+    if (m.checksum && m.seq == seq && integrity() == frame::Integrity::checksum) {
+      frame::encode_data_header(start, seq, m.timestamp, static_cast<std::uint32_t>(n), *m.checksum);
+    } else {
+      frame::encode_data(start, seq, m.timestamp, m.payload, integrity());  // with keys: no checksum
+    }
+    payload_at += frame::kHeaderSize;
+  }
+  borrowed_.push_back({payload_at, payload_at + n, m.payload.data()});
+  take_encoded(over + n, n);
+  return true;
+}
+
+void Link::release_tx(std::uint64_t to) {
+  tx_.release_to(to);
+  while (!borrowed_.empty() && borrowed_.front().end <= to) borrowed_.pop_front();
+}
+
+std::size_t Link::tx_iov(iovec* iov, int& n, int max, std::uint64_t from, std::uint64_t to) const {
+  std::size_t covered = 0;
+  // The first borrowed payload that ends after `from` (few are in flight: a linear walk).
+  auto b = borrowed_.begin();
+  while (b != borrowed_.end() && b->end <= from) ++b;
+  while (from < to && n < max) {
+    std::uint64_t piece_end;
+    const std::uint8_t* p;
+    if (b != borrowed_.end() && b->start <= from) {
+      piece_end = std::min(to, b->end);
+      p = b->data + (from - b->start);
+      ++b;
+    } else {
+      piece_end = b != borrowed_.end() ? std::min(to, b->start) : to;
+      p = tx_.at(from);
+    }
+    std::size_t len = static_cast<std::size_t>(piece_end - from);
+    // One iovec for bytes that follow each other in memory (all of them, when nothing is borrowed).
+    if (n > 0 && static_cast<const std::uint8_t*>(iov[n - 1].iov_base) + iov[n - 1].iov_len == p) {
+      iov[n - 1].iov_len += len;
+    } else {
+      iov[n++] = {const_cast<std::uint8_t*>(p), len};
+    }
+    covered += len;
+    from = piece_end;
+  }
+  return covered;
+}
+
 void Link::finish() {
   end_requested_ = true;
   reactor_.request_pass();
@@ -963,7 +1031,7 @@ bool Link::apply_ack(Result<Session::Acked> a, const std::string& ctx) {
     return false;
   }
   if (a->release_to) {
-    tx_.release_to(*a->release_to);
+    release_tx(*a->release_to);
     if (active_ && active_->send_off < tx_.tail()) active_->send_off = tx_.tail();
     protocol_failure_streak_ = 0;
     update_ack_stats();
@@ -975,7 +1043,7 @@ bool Link::apply_ack(Result<Session::Acked> a, const std::string& ctx) {
 void Link::release_written_classic() {
   if (!active_) return;
   if (auto to = session_.release_written(active_->send_off)) {
-    tx_.release_to(*to);
+    release_tx(*to);
     update_ack_stats();
     notify_writable();
   }
@@ -1019,26 +1087,22 @@ std::uint64_t Link::write_limit(const Conn* c) const {
 
 bool Link::write_some(Conn* c) {
   for (int round = 0; round < 16; ++round) {
-    iovec iov[3];
+    // Ring bytes are contiguous (the mirror); only borrowed payloads (try_forward) split them.
+    constexpr int kMaxIov = 64;
+    iovec iov[kMaxIov];
     int n_iov = 0;
     std::size_t lens[3] = {0, 0, 0};
     std::uint64_t data_end = write_limit(c);
     // Control frames may only go out between data frames: first finish the frame in progress.
     std::uint64_t cut = c->established ? session_.frame_end_at(c->send_off, tx_.tail()) : c->send_off;
-    if (cut > c->send_off) {
-      iov[n_iov] = {tx_.at(c->send_off), static_cast<std::size_t>(cut - c->send_off)};
-      lens[0] = iov[n_iov++].iov_len;
-    }
-    if (c->ctrl_off < c->ctrl.size()) {
+    if (cut > c->send_off) lens[0] = tx_iov(iov, n_iov, kMaxIov - 1, c->send_off, cut);
+    bool whole_frame = c->send_off + lens[0] >= cut;
+    if (whole_frame && c->ctrl_off < c->ctrl.size()) {
       iov[n_iov] = {c->ctrl.data() + c->ctrl_off, c->ctrl.size() - c->ctrl_off};
       lens[1] = iov[n_iov++].iov_len;
     }
     std::uint64_t rest_from = std::max(cut, c->send_off);
-    if (!stopping_ && data_end > rest_from) {
-      // Never more than the ring holds contiguously (capacity), which the mirror guarantees.
-      iov[n_iov] = {tx_.at(rest_from), static_cast<std::size_t>(data_end - rest_from)};
-      lens[2] = iov[n_iov++].iov_len;
-    }
+    if (whole_frame && !stopping_ && data_end > rest_from) lens[2] = tx_iov(iov, n_iov, kMaxIov, rest_from, data_end);
     if (n_iov == 0) {
       if (!conn_flush_tls(c)) return false;
       if (completed_ && !c->shut_wr && c->established) {
@@ -1418,6 +1482,8 @@ bool Link::peek(Message& out, std::size_t index) {
   out.payload = {rx_.at(m.payload), m.size};
   out.timestamp = m.timestamp;
   out.seq = m.seq;
+  out.checksum.reset();
+  if (m.seq && integrity() == frame::Integrity::checksum) out.checksum = get_u64(rx_.at(m.frame_start) + 24);
   return true;
 }
 

@@ -86,6 +86,7 @@ struct Message {
   std::span<const std::uint8_t> payload;
   double timestamp = 0;
   std::uint64_t seq = 0;  // 0 in classic mode
+  std::optional<std::uint64_t> checksum;  // native without keys: the frame's checksum, verified
 };
 
 enum class LinkEvent {
@@ -138,6 +139,14 @@ class Link {
   // Copies one message in. false when there is no room now; a message larger than
   // max_message is refused with too_large in *error.
   bool try_send(std::span<const std::uint8_t> payload, double timestamp, Error* error = nullptr);
+  // Sends `m`, a message peeked from another link, without copying its payload: only the framing
+  // goes into our ring, and the payload is sent from where it lies. The caller keeps m.payload
+  // valid and unchanged until messages_settled() covers this message (it is replayed from there
+  // after a reconnect): a relay consumes it upstream only then, and keeps the other link alive
+  // as long as this one may write. When our frame takes the seq m had and m's checksum was
+  // verified, the header is the same and so is the checksum, which is then not computed again.
+  // Results as try_send.
+  bool try_forward(const Message& m, Error* error = nullptr);
   // Ends this direction after what is queued. finished(): the peer acknowledged all of it
   // (classic: all of it was written).
   void finish();
@@ -293,6 +302,17 @@ class Link {
 
   // tx: encoded frames in a ring; the session indexes every frame not yet acknowledged
   ByteRing tx_;
+  // Payloads sent by try_forward: ring offsets [start, end) are not written in the ring; their
+  // bytes are at `data`, outside it. Ordered, pruned as the ring releases.
+  struct Borrowed {
+    std::uint64_t start, end;
+    const std::uint8_t* data;
+  };
+  std::deque<Borrowed> borrowed_;
+  void release_tx(std::uint64_t to);
+  // Adds iovecs for ring offsets [from, to) (borrowed payloads from where they lie) to iov[n..max);
+  // returns the bytes covered, which is less than to - from only when iov ran out.
+  std::size_t tx_iov(iovec* iov, int& n, int max, std::uint64_t from, std::uint64_t to) const;
   bool end_requested_ = false;
   std::uint64_t max_sent_off_ = 0;  // furthest tx offset ever written (to count resent bytes)
   bool writable_pending_ = false;
