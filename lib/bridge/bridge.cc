@@ -450,7 +450,9 @@ class FanoutBridge {
       if (c.dropped || c.ended) continue;
       while (b.peek(m, static_cast<std::size_t>(c.next - base_))) {
         Error error;
-        if (!c.link->try_send(m.payload, m.timestamp, &error)) {
+        // Sent from b's ring, where it stays until every client that got it settled it or
+        // left (a client leaves only once its link is closed and writes no more).
+        if (!c.link->try_forward(m, &error)) {
           if (error.kind == ErrorKind::too_large) {
             c.link->abandon("dlbridge: " + error.message());
             drop(c, error);
