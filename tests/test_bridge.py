@@ -415,6 +415,34 @@ class BridgeTest(dltest.DlTestCase):
         self.assertEqual(err.count("dropped from the fanout"), 1, err)
         self.assertNoCrash(br)
 
+    def test_message_fanout_cut_and_corrupted_client_gets_the_replay_exact(self):
+        # b's messages go to the clients from b's ring (no copy each): a client whose connection
+        # is cut twice and corrupted once gets the replays from there, byte-exact, and so does
+        # the client beside it.
+        size = 24 * MiB
+        src = self.path("in")
+        dltest.make_random_file(src, size)
+        pa, pb = self.path("fan-a"), self.path("fan-b")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--fanout", "--port-file-a", pa,
+                         "--port-file-b", pb, "-v")
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        relay = FaultRelay(target=("127.0.0.1", porta))
+        self.addCleanup(relay.close)
+        relay.cut_after(3 * MiB, direction="down")
+        relay.corrupt_after(4 * MiB, direction="down")
+        relay.cut_after(5 * MiB, direction="down")
+        outs = [self.path("fan-out-0"), self.path("fan-out-1")]
+        recvs = [self.dlrecv("127.0.0.1:%d" % porta, "-o", outs[0], name="direct"),
+                 self.dlrecv("127.0.0.1:%d" % relay.port, "-o", outs[1], "-v", name="relayed")]
+        dltest.wait_until(lambda: br.stderr().count(": connected to ") >= 2, 20, "two clients connected")
+        send = self.dlsend("127.0.0.1:%d" % portb, "-f", src)
+        self.assertExitCodes(120, (send, 0), *[(p, 0) for p in recvs], (br, 0))
+        for out in outs:
+            self.assertSameFile(src, out)
+        self.assertEqual(relay.armed, 0, "not every fault fired")
+        self.assertGreaterEqual(recvs[1].stderr().count("resumed"), 3, recvs[1].stderr())
+        self.assertNoCrash(br)
+
     def test_message_fanout_clients_send_to_b_and_resume_alone(self):
         # Lines from every client reach b whole and in each client's order. One client's
         # connection is cut by a relay and resumes into its own session while the others flow
