@@ -118,14 +118,15 @@ int main(int argc, char** argv) {
       ssize_t n = ::recvfrom(fd, in.data(), in.size(), 0, reinterpret_cast<sockaddr*>(&peer), &len);
       if (n > 0 && !*decode({in.data(), static_cast<std::size_t>(n)}, p) && p.type == Type::open) break;
     }
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&peer), len) != 0) return 1;  // its going: ECONNREFUSED
+    // Connected: the client's port closing shows as ECONNREFUSED.
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&peer), len) != 0) return 1;
     const std::uint64_t sid = p.session;
     const std::uint16_t chunk = grant > 0 ? static_cast<std::uint16_t>(grant) : p.open.chunk;
     const std::array<std::uint8_t, 32> sha{};
     auto meta = [&] { send_n(encode_meta(buf.data(), sid, size, sha, chunk, 0, 0xc00c1e)); };
     meta();
-    // Offsets 2*(k*P mod size/2): all distinct while k < size/2 (P odd, size/2 a power of two,
-    // or not a multiple of P), never adjacent.
+    // Offsets 2*(k*P mod size/2): even, so never adjacent, and all distinct while k < size/2
+    // (P is prime: unless size/2 is a multiple of it).
     const std::uint64_t half = size / 2, P = 1000003;
     constexpr unsigned kBatch = 64;
     static std::uint8_t dg[kBatch][kDataHeaderSize + 1];
