@@ -16,10 +16,21 @@
 //   request-flood NAME S   one real session (META, cookie), then for S seconds REQUESTs packed
 //                          with 1-byte ranges, every part of pass after pass, never reading;
 //                          prints "requests <count>"
+// A hostile server, for dtpget (HOST:PORT is where it listens; port 0: any):
+//   fragment-server SIZE S CHUNK  prints "port <n>", answers the first OPEN with META for a
+//                          SIZE-byte payload (chunk: CHUNK, or what was asked), then for S
+//                          seconds (or until the client is gone) sends 1-byte DATA at scattered
+//                          even offsets, never two alike, in the client's latest pass; answers
+//                          nothing else; prints "sent <datagrams>"
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -81,6 +92,79 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string kind = argv[2], name = argc > 3 ? argv[3] : "x.bin";
+  if (kind == "fragment-server") {
+    std::string at = argv[1];
+    std::uint64_t size = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 1ull << 30;
+    double secs = argc > 4 ? std::atof(argv[4]) : 20;
+    long grant = argc > 5 ? std::atol(argv[5]) : 0;
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::atoi(at.substr(at.rfind(':') + 1).c_str())));
+    if (size < 4 || ::inet_pton(AF_INET, at.substr(0, at.rfind(':')).c_str(), &sa.sin_addr) != 1) return 2;
+    fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof sa;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+      return 2;
+    }
+    std::printf("port %u\n", static_cast<unsigned>(ntohs(sa.sin_port)));
+    std::fflush(stdout);
+    Packet p;
+    sockaddr_in peer{};
+    for (;;) {  // the first OPEN, from whoever sends it
+      pollfd q{fd, POLLIN, 0};
+      if (::poll(&q, 1, 30000) <= 0) return 1;
+      len = sizeof peer;
+      ssize_t n = ::recvfrom(fd, in.data(), in.size(), 0, reinterpret_cast<sockaddr*>(&peer), &len);
+      if (n > 0 && !*decode({in.data(), static_cast<std::size_t>(n)}, p) && p.type == Type::open) break;
+    }
+    // Connected: the client's port closing shows as ECONNREFUSED.
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&peer), len) != 0) return 1;
+    const std::uint64_t sid = p.session;
+    const std::uint16_t chunk = grant > 0 ? static_cast<std::uint16_t>(grant) : p.open.chunk;
+    const std::array<std::uint8_t, 32> sha{};
+    auto meta = [&] { send_n(encode_meta(buf.data(), sid, size, sha, chunk, 0, 0xc00c1e)); };
+    meta();
+    // Offsets 2*(k*P mod size/2): even, so never adjacent, and all distinct while k < size/2
+    // (P is prime: unless size/2 is a multiple of it).
+    const std::uint64_t half = size / 2, P = 1000003;
+    constexpr unsigned kBatch = 64;
+    static std::uint8_t dg[kBatch][kDataHeaderSize + 1];
+    iovec iov[kBatch];
+    mmsghdr mm[kBatch];
+    std::uint32_t pass = 1, seq = 0;
+    std::uint64_t sent = 0, k = 0;
+    timespec t0, t;
+    ::clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (bool gone = false; !gone;) {
+      for (unsigned i = 0; i < kBatch; ++i, ++k) {
+        dg[i][kDataHeaderSize] = static_cast<std::uint8_t>(k);
+        encode_data_header(dg[i], sid, 2 * ((k * P) % half), seq++, pass, 1);
+        iov[i] = {dg[i], sizeof dg[i]};
+        mm[i] = {};
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+      }
+      int m = ::sendmmsg(fd, mm, kBatch, 0);
+      if (m < 0 && errno == ECONNREFUSED) break;
+      if (m > 0) sent += static_cast<std::uint64_t>(m);
+      // Follow the client's passes (so its repairs run), answer a repeated OPEN, stop at STOP.
+      for (ssize_t n; (n = ::recv(fd, in.data(), in.size(), MSG_DONTWAIT)) != 0;) {
+        if (n < 0) {
+          gone = gone || errno == ECONNREFUSED;
+          break;
+        }
+        if (*decode({in.data(), static_cast<std::size_t>(n)}, p) || p.session != sid) continue;
+        if (p.type == Type::request && p.request.pass > pass) pass = p.request.pass;
+        if (p.type == Type::open) meta();
+        if (p.type == Type::stop) gone = true;
+      }
+      ::clock_gettime(CLOCK_MONOTONIC, &t);
+      if (static_cast<double>(t.tv_sec - t0.tv_sec) + static_cast<double>(t.tv_nsec - t0.tv_nsec) * 1e-9 > secs) break;
+    }
+    std::printf("sent %llu\n", static_cast<unsigned long long>(sent));
+    return 0;
+  }
   auto ep = parse_dial_endpoint(argv[1]);
   if (!ep) return 2;
   auto addrs = resolve(*ep, false);

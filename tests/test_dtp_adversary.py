@@ -354,6 +354,50 @@ class DtpAdversaryTest(DtpCase):
             th.join(5)
         self.assertOneLineError(p, "dtpget", "no answer")
 
+    def fragment_server(self, size, secs, chunk=0):
+        """tests/dtp_craft playing a server that answers OPEN with META for a `size`-byte payload,
+        then sends 1-byte DATA at scattered offsets, never two adjacent, for `secs` seconds."""
+        craft = self.P.start([self.craft_path(), "127.0.0.1:0", "fragment-server", size, secs, chunk],
+                             stdout=subprocess.PIPE, name="fragment-server")
+        m = re.match(rb"port (\d+)$", craft.popen.stdout.readline().strip())
+        self.assertTrue(m, craft.describe())
+        return craft, "127.0.0.1:%s" % m.group(1).decode()
+
+    def test_a_server_that_fragments_the_payload(self):
+        # A hostile (or broken) server answers with 1-byte DATA at scattered offsets of a 64 MiB
+        # payload, as fast as it can. Each made one more range in dtpget's received set and
+        # session file (2.7M ranges, 400 MB and a 44 MB session file in 20 s), long before the
+        # final hash check could fail. Whole chunks make at most one range per chunk: past
+        # that, dtpget stops at once with a protocol error, keeping what arrived resumable.
+        craft, addr = self.fragment_server(64 * MiB, t(30))
+        out = self.path("f.out")
+        p = self.P.start([self.GET, addr, "f.bin", "-o", out, "-t", "5"], measure_rss=True, name="dtpget")
+        self.assertExited(p, 20, dltest.EXIT_PROTOCOL)
+        self.assertOneLineError(p, "dtpget", "fragments the payload", "separate ranges", out + ".dtp-session")
+        self.assertLess(p.maxrss_kib, 96 * 1024, "dtpget peaked at %d KiB" % p.maxrss_kib)
+        self.assertLess(os.path.getsize(out + ".dtp-session"), 4 * MiB)
+        info = subprocess.run([self.GET, "--info", out + ".dtp-session"], capture_output=True, timeout=t(10))
+        self.assertEqual(info.returncode, 0, info.stderr)
+        self.assertExited(craft, 10, 0)  # told: dtpget's STOP, or its port closed
+
+    def test_a_fragmenting_server_past_the_memory_budget(self):
+        # The same with 64-byte chunks granted: whole chunks could make a million ranges of
+        # 64 MiB, more than dtpget keeps (262144). Past those, data that would start another
+        # range is dropped (and asked for again), so memory and the session file stay bounded
+        # however long the server goes on, and dtpget still answers SIGINT at once.
+        craft, addr = self.fragment_server(64 * MiB, t(60), chunk=64)
+        out = self.path("g.out")
+        p = self.P.start([self.GET, addr, "g.bin", "-o", out, "-t", "30"], measure_rss=True, name="dtpget")
+        dltest.wait_until(lambda: "the most dtpget keeps" in p.stderr() or not p.running, t(45),
+                          "dtpget to reach its budget of ranges")
+        self.assertTrue(p.running, p.describe())
+        time.sleep(1)  # the fault goes on: another second of scattered bytes, all dropped
+        p.signal(signal.SIGINT)
+        self.assertExited(p, 10, EXIT_INCOMPLETE)
+        self.assertLess(p.maxrss_kib, 160 * 1024, "dtpget peaked at %d KiB" % p.maxrss_kib)
+        self.assertLess(os.path.getsize(out + ".dtp-session"), 4 * MiB + 4096)  # 16 bytes a range
+        self.assertExited(craft, 10, 0)
+
     # -- the payload changes under the server
     def test_payload_truncated_while_served(self):
         size = 12 * MiB

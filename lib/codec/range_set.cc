@@ -82,6 +82,13 @@ std::uint64_t RangeSet::overlap(std::uint64_t start, std::uint64_t end) const {
   return n;
 }
 
+bool RangeSet::isolated(std::uint64_t start, std::uint64_t end) const {
+  if (start >= end) return false;
+  auto it = m_.upper_bound(start);  // the first range that starts after `start`
+  if (it != m_.end() && it->first <= end) return false;
+  return it == m_.begin() || std::prev(it)->second < start;
+}
+
 std::uint64_t RangeSet::first_missing_from(std::uint64_t at) const {
   auto it = m_.upper_bound(at);
   if (it == m_.begin()) return at;

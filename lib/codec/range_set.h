@@ -32,6 +32,9 @@ class RangeSet {
 
   bool contains(std::uint64_t start, std::uint64_t end) const;  // every byte of [start, end)
   std::uint64_t overlap(std::uint64_t start, std::uint64_t end) const;  // bytes of [start, end) in the set
+  // Whether add(start, end) would make one range more: [start, end) neither overlaps nor
+  // touches any range of the set (false for an empty range, which adds nothing).
+  bool isolated(std::uint64_t start, std::uint64_t end) const;
   // The end of the range that holds `at`, or `at` itself when `at` is not in the set: the
   // first offset at or after `at` that is missing.
   std::uint64_t first_missing_from(std::uint64_t at) const;

@@ -41,6 +41,31 @@ TEST_CASE("contains, overlap and first_missing_from") {
   CHECK(s.first_missing_from(25) == 30);
 }
 
+TEST_CASE("isolated: whether add() would make one range more") {
+  RangeSet s({{10, 20}, {30, 40}});
+  CHECK(s.isolated(0, 5));
+  CHECK(s.isolated(22, 28));
+  CHECK(s.isolated(41, 42));
+  CHECK_FALSE(s.isolated(5, 10));   // touches [10, 20) from below
+  CHECK_FALSE(s.isolated(20, 21));  // touches it from above
+  CHECK_FALSE(s.isolated(29, 30));
+  CHECK_FALSE(s.isolated(15, 16));  // inside
+  CHECK_FALSE(s.isolated(0, 100));  // swallows both
+  CHECK_FALSE(s.isolated(25, 25));  // empty: adds nothing
+  CHECK(RangeSet().isolated(0, 1));
+  CHECK(RangeSet({{0, 1}}).isolated(2, UINT64_MAX));
+  // Against add() itself, at random.
+  std::mt19937 rng(2);
+  RangeSet r;
+  for (int i = 0; i < 20000; ++i) {
+    std::uint64_t a = rng() % 100000, b = a + 1 + rng() % 8;
+    bool iso = r.isolated(a, b);
+    std::size_t before = r.count();
+    r.add(a, b);
+    CHECK(iso == (r.count() == before + 1));
+  }
+}
+
 TEST_CASE("remove splits and trims") {
   RangeSet s({{0, 100}});
   s.remove(40, 60);

@@ -93,6 +93,7 @@ class Client {
   void finish();
   void verified();
   void incomplete(const std::string& why, bool cancelled);
+  void refuse_new_range(const Data& x);
   void save(bool durable);
   void show_progress(bool final);
   std::string peer_name() const { return server_ + " " + name_; }
@@ -141,6 +142,13 @@ class Client {
   std::int64_t last_repair_ = 0;
   bool have_seq_ = false;
   std::uint64_t recv_count_ = 0, new_bytes_ = 0, dup_bytes_ = 0, start_have_ = 0;
+  // Separate received ranges: a server that sends what dtp(7) says makes at most
+  // fragment_limit() of them; beyond kMaxReceivedRanges (a payload that large) data that
+  // would start another is dropped, and one pass in two is cut short to ask for the holes.
+  std::uint64_t fragment_limit_ = 0;
+  std::size_t resumed_ranges_ = 0;
+  std::uint32_t uncut_pass_ = 0;
+  bool budget_said_ = false;
   // Writes gathered from one receive batch: runs of file-contiguous chunks.
   std::vector<struct iovec> iov_;
   std::uint64_t run_start_ = 0, run_end_ = 0;
@@ -250,6 +258,8 @@ void Client::on_meta(const Packet& p) {
     }
   }
   st_.chunk = m.chunk;
+  resumed_ranges_ = st_.received.count();
+  fragment_limit_ = fragment_limit(st_.size, st_.chunk, st_.wanted.count(), resumed_ranges_);
   struct stat sb;
   if (::fstat(out_.get(), &sb) == 0 && S_ISREG(sb.st_mode) && static_cast<std::uint64_t>(sb.st_size) != m.size) {
     if (::ftruncate(out_.get(), static_cast<off_t>(m.size)) != 0) {
@@ -435,6 +445,11 @@ void Client::process(std::span<const std::uint8_t> d) {
         dup_bytes_ += x.bytes.size();
         return;
       }
+      if (st_.received.count() >= std::min<std::uint64_t>(fragment_limit_, kMaxReceivedRanges) &&
+          !(!iov_.empty() && (x.offset == run_end_ || end == run_start_)) && st_.received.isolated(x.offset, end)) {
+        refuse_new_range(x);
+        return;
+      }
       if (x.offset >= lend_end_) {
         if (lending_) lend_.push_back({x.offset, x.bytes.data(), x.bytes.size()});
         lend_end_ = end;
@@ -457,6 +472,8 @@ void Client::process(std::span<const std::uint8_t> d) {
           return;
         }
         cookie_ = p.meta.cookie;
+        fragment_limit_ = std::max(fragment_limit_, fragment_limit(st_.size, p.meta.chunk, st_.wanted.count(),
+                                                                   resumed_ranges_));
         last_new_ = mono_ns();
         phase_ = Phase::transferring;
         start_pass();
@@ -486,6 +503,37 @@ void Client::process(std::span<const std::uint8_t> d) {
       return;
     default:
       return;  // keepalive: heard
+  }
+}
+
+// `x` would start one received range more than the limit. A server that fragments the
+// payload (its DATA, scattered, make more ranges than whole chunks can) is broken or hostile:
+// stop, keeping what arrived resumable. Past the memory budget instead (a payload with that
+// many holes), drop it: it is asked for again.
+void Client::refuse_new_range(const Data& x) {
+  if (fragment_limit_ <= kMaxReceivedRanges) {
+    flush_writes();
+    save(true);
+    send(encode_stop(ctl_.data(), sid_, StopReason::cancelled));
+    stop_with(fail(protocol_error(
+        "fragmented", peer_name(),
+        fmt::format("the server fragments the payload: {} separate ranges received, more than {} in "
+                    "{}-byte chunks can make{}",
+                    st_.received.count(), human_bytes(static_cast<double>(st_.size)), st_.chunk,
+                    to_stdout_ ? "" : fmt::format(" (what arrived is in session {})", session_path_)),
+        false)));
+    return;
+  }
+  if (!budget_said_) {
+    budget_said_ = true;
+    say(fmt::format("{}: {} separate ranges received, the most dtpget keeps: data that would start another "
+                    "is fetched again later", name_, st_.received.count()));
+  }
+  // The rest of this pass would mostly be dropped likewise: end it, and ask for the holes
+  // (filling them frees room). Not the pass after, so that passes cannot cut each other short.
+  if (x.pass == pass_ && pass_ != uncut_pass_) {
+    end_seen_ = true;
+    uncut_pass_ = pass_ + 1;
   }
 }
 

@@ -1,5 +1,6 @@
 #include "lib/dtp/session.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "lib/base/atomic_file.h"
@@ -40,6 +41,15 @@ Error corrupt(std::string detail) {
 }
 
 }  // namespace
+
+std::uint64_t fragment_limit(std::uint64_t size, std::uint32_t chunk, std::size_t wanted_ranges,
+                             std::size_t resumed_ranges) {
+  // Ranges of a chunk at least, a byte apart at least; the slack is 64 per REQUEST part of a pass.
+  constexpr std::uint64_t kSlack = 65536;
+  std::uint64_t per_chunk = size / std::max<std::uint32_t>(chunk, 1);
+  std::uint64_t more = 1 + static_cast<std::uint64_t>(wanted_ranges) + resumed_ranges + kSlack;
+  return per_chunk > UINT64_MAX - more ? UINT64_MAX : per_chunk + more;
+}
 
 std::vector<std::uint8_t> encode_session(const SessionState& s) {
   Writer w;

@@ -30,6 +30,21 @@ struct SessionState {
   RangeSet received;   // what is already in the output file
 };
 
+// The most separate received ranges dtpget keeps: 16 MiB for the map behind
+// SessionState::received (a few times that while holes are computed from it), 4 MiB in the
+// session file. Beyond it, data that would start another range is dropped and asked for again
+// later, so a payload with more holes than this still arrives, in more passes (a pass asks for
+// at most ~90k holes anyway).
+inline constexpr std::size_t kMaxReceivedRanges = 1 << 18;
+
+// How many separate received ranges a transfer can come to when the server sends what dtp(7)
+// says (whole chunks, a shorter one only at the end of a range asked for): one per chunk of the
+// payload at most, plus one per wanted range, those a resumed session brought, and room for
+// ranges asked for cut short (mid-pass repairs). More means the server fragments the payload.
+// Pure arithmetic; saturates instead of overflowing.
+std::uint64_t fragment_limit(std::uint64_t size, std::uint32_t chunk, std::size_t wanted_ranges,
+                             std::size_t resumed_ranges);
+
 // Pure encoding and decoding. decode() validates everything (magic, version, checksum, string
 // lengths, ranges sorted, disjoint and within the size); errors: protocol with a detail.
 std::vector<std::uint8_t> encode_session(const SessionState& s);

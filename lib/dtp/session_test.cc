@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -84,4 +85,25 @@ TEST_CASE("save and load through the file system") {
   CHECK_FALSE(load_session(path + ".missing").ok());
   ::unlink(path.c_str());
   ::rmdir(dir);
+}
+
+TEST_CASE("fragment_limit: what a server sending whole chunks can make of a payload, and no more") {
+  // 50 MiB in 1440-byte chunks with every other chunk lost: the most holes a legitimate
+  // transfer leaves, well within the limit.
+  std::uint64_t size = 50ull << 20, chunk = 1440;
+  RangeSet every_other;
+  for (std::uint64_t a = 0; a < size; a += 2 * chunk) every_other.add(a, std::min(a + chunk, size));
+  CHECK(every_other.count() < fragment_limit(size, 1440, 1, 0));
+  // 1-byte DATA a byte apart (a server fragmenting the payload) could make 26M ranges of it:
+  // the limit stops them before 1 in 200 of those.
+  CHECK(fragment_limit(size, 1440, 1, 0) < size / 2 / 100);
+  // Wanted ranges (--range) and what a resumed session brought (an earlier, smaller chunk)
+  // raise it; a tiny payload still has the slack for repairs cut short.
+  CHECK(fragment_limit(size, 1440, 5000, 0) == fragment_limit(size, 1440, 1, 0) + 4999);
+  CHECK(fragment_limit(size, 1440, 1, 300000) == fragment_limit(size, 1440, 1, 0) + 300000);
+  CHECK(fragment_limit(0, 1440, 0, 0) >= 65536);
+  // A huge announced size saturates; the memory bound is then kMaxReceivedRanges.
+  CHECK(fragment_limit(UINT64_MAX, 1, 1, 1) == UINT64_MAX);
+  CHECK(fragment_limit(UINT64_MAX, 0, 0, 0) == UINT64_MAX);
+  CHECK(fragment_limit(1ull << 40, 1440, 1, 0) > kMaxReceivedRanges);
 }
