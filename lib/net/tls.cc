@@ -293,8 +293,11 @@ Status generate_psk_file(const std::string& path) {
   std::string text = "# datalink pre-shared key (dl-security(7)); keep it secret, the same file on both sides\n";
   text += std::string(kDefaultPskIdentity) + " " + to_hex(key) + "\n";
   OPENSSL_cleanse(key, sizeof key);
-  auto st2 = write_file_atomically(path, text, "--gen-psk", true, 0600);
+  auto st2 = write_file_atomically(path, text, "--gen-psk", true, 0600, /*replace=*/false);
   OPENSSL_cleanse(text.data(), text.size());
+  if (!st2 && st2.error().sys_errno == EEXIST) {
+    return usage_error("--gen-psk " + path, "the file exists; remove it first (a key in use is never replaced)");
+  }
   if (!st2) return st2.error();
   ::chmod(path.c_str(), 0600);  // whatever the umask did
   return ok_status();
@@ -350,7 +353,11 @@ Result<std::shared_ptr<TlsConfig>> TlsConfig::load(const TlsFlags& given, TlsRol
   if (!f.gen_psk_file.empty()) {
     struct stat st{};
     if (::lstat(f.gen_psk_file.c_str(), &st) != 0) {
-      if (auto g = generate_psk_file(f.gen_psk_file); !g) return g.error();
+      // Another process may create it at the same moment (both sides started together): then
+      // its key is the one, as if the file had existed.
+      if (auto g = generate_psk_file(f.gen_psk_file); !g && ::lstat(f.gen_psk_file.c_str(), &st) != 0) {
+        return g.error();
+      }
     }
     f.psk_file = f.gen_psk_file;
   }
