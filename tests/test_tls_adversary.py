@@ -1,0 +1,67 @@
+#!/usr/bin/python3
+"""Keys (dl-security(7)) against a careless user and a hostile network: key material that is
+not what it seems (an encrypted private key, a flag given an empty value by an unset shell
+variable), strangers that flood a listener with stalled handshakes, bytes injected inside the
+TLS stream. Every failure is one line with the documented exit code, nothing of an
+unauthenticated peer reaches the output, and a real peer still gets through. Keys and
+certificates are made at test time (test_tls.Pki)."""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dltest  # noqa: E402
+from dltest import MiB  # noqa: E402
+import test_tls  # noqa: E402
+from test_tls import EXIT_AUTH  # noqa: E402
+
+setUpModule = test_tls.setUpModule
+tearDownModule = test_tls.tearDownModule
+
+
+def pki():
+    return test_tls.PKI
+
+
+class KeyMaterialTest(dltest.DlTestCase):
+    need_binaries = False
+
+    def start(self, tool, *args, **kw):
+        return self.P.start([dltest.tool_path(tool)] + [str(a) for a in args], **kw)
+
+    def test_a_key_flag_with_an_empty_value_is_a_usage_error(self):
+        # `--psk "$PSK"` with PSK unset: the tool must not quietly run without keys, nor drop
+        # the --pin from a listener that also has --ca (any certificate of the CA would do).
+        certs = ["--cert", pki().path("server.pem"), "--key", pki().path("server.key"),
+                 "--ca", pki().path("ca.pem")]
+        cases = [
+            ("dlrecv", ["-l", "127.0.0.1:0", "--psk", ""]),
+            ("dlrecv", ["-l", "127.0.0.1:0", "--gen-psk", ""]),
+            ("dlrecv", ["-l", "127.0.0.1:0", *certs, "--pin", ""]),
+            ("dlrecv", ["-l", "127.0.0.1:0", "--cert", pki().path("server.pem"), "--key",
+                        pki().path("server.key"), "--pin", pki().pin("client"), "--ca", ""]),
+            ("dlsend", ["127.0.0.1:9", "--psk", ""]),
+            ("dlsend", ["127.0.0.1:9", "--cert", "", "--key", "", "--ca", pki().path("ca.pem")]),
+            ("dlping", ["-l", "127.0.0.1:0", "--psk", ""]),
+            ("pymodaq-emu", ["server", "-l", "127.0.0.1:0", "--psk", ""]),
+        ]
+        for tool, args in cases:
+            with self.subTest(tool=tool, args=args):
+                p = self.start(tool, *args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                rc = p.wait(dltest.t(10))
+                if rc is None:
+                    p.kill()
+                    p.wait(5)
+                    self.fail("%s %s: still running with an empty key flag (keys silently off?)\n%s"
+                              % (tool, args, p.describe()))
+                self.assertEqual(rc, dltest.EXIT_USAGE, p.describe())
+                self.assertOneLineError(p, tool, "empty")
+
+
+if __name__ == "__main__":
+    dltest.main()
