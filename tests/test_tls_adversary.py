@@ -34,6 +34,26 @@ class KeyMaterialTest(dltest.DlTestCase):
     def start(self, tool, *args, **kw):
         return self.P.start([dltest.tool_path(tool)] + [str(a) for a in args], **kw)
 
+    def test_an_encrypted_private_key_is_refused_without_asking_for_a_passphrase(self):
+        # OpenSSL's default is to ask for the passphrase on the terminal, or to read it from
+        # stdin when there is none: the tool's data. It must neither block on a prompt nor eat
+        # the first line of what it was asked to send.
+        key = self.path("enc.key")
+        subprocess.run(["openssl", "pkey", "-in", pki().path("client.key"), "-aes256", "-passout",
+                        "pass:secret", "-out", key], check=True, timeout=30,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.chmod(key, 0o600)
+        data = self.path("data")
+        with open(data, "wb") as f:
+            f.write(b"secret\nthe data itself\n")
+        with open(data, "rb") as stdin:
+            p = self.start("dlsend", "--cert", pki().path("client.pem"), "--key", key, "--ca",
+                           pki().path("ca.pem"), "127.0.0.1:9", stdin=stdin)
+            self.assertExited(p, 20, EXIT_AUTH)
+        self.assertOneLineError(p, "dlsend", "--key", "passphrase")
+        self.assertNotIn("Enter PEM pass phrase", p.stderr())
+        self.assertEqual(len([l for l in p.stderr().splitlines() if l.strip()]), 1, p.describe())
+
     def test_a_key_flag_with_an_empty_value_is_a_usage_error(self):
         # `--psk "$PSK"` with PSK unset: the tool must not quietly run without keys, nor drop
         # the --pin from a listener that also has --ca (any certificate of the CA would do).

@@ -420,7 +420,24 @@ Status TlsConfig::build(const TlsFlags& f) {
     if (SSL_CTX_use_certificate_chain_file(ctx_, f.cert_file.c_str()) != 1) {
       return auth_error("--cert " + f.cert_file, "not a PEM certificate: " + openssl_reason());
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx_, f.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // An encrypted key would make OpenSSL ask for its passphrase on the terminal, or read it
+    // from stdin (the data we were asked to send) when there is none: refuse it instead.
+    bool wants_passphrase = false;
+    SSL_CTX_set_default_passwd_cb_userdata(ctx_, &wants_passphrase);
+    SSL_CTX_set_default_passwd_cb(ctx_, [](char*, int, int, void* asked) {
+      *static_cast<bool*>(asked) = true;
+      return -1;
+    });
+    int used = SSL_CTX_use_PrivateKey_file(ctx_, f.key_file.c_str(), SSL_FILETYPE_PEM);
+    SSL_CTX_set_default_passwd_cb(ctx_, nullptr);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx_, nullptr);
+    if (used != 1 && wants_passphrase) {
+      ERR_clear_error();
+      return auth_error("--key " + f.key_file,
+                        "encrypted with a passphrase, which the tools do not ask for: store it decrypted, mode 0600 "
+                        "(openssl pkey -in KEY -out PLAIN)");
+    }
+    if (used != 1) {
       if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
         ERR_clear_error();
         return auth_error("--key " + f.key_file, "does not belong to the certificate in --cert " + f.cert_file);
