@@ -83,5 +83,198 @@ class KeyMaterialTest(dltest.DlTestCase):
                 self.assertOneLineError(p, tool, "empty")
 
 
+def _fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except FileNotFoundError:
+        return 0
+
+
+class InjectingRelay(threading.Thread):
+    """A TCP relay to `target` that, on its first connection only, inserts `payload` into the
+    dialer-to-listener byte stream once `at` bytes have passed. Later connections are relayed
+    untouched, so the link heals by reconnecting."""
+
+    def __init__(self, target, at, payload):
+        super().__init__(daemon=True)
+        self.target, self.at, self.payload = target, at, payload
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.injected = 0
+
+    def _pump(self, a, b, inject_at):
+        seen = 0
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                if inject_at is not None and seen <= inject_at < seen + len(d):
+                    k = inject_at - seen
+                    d = d[:k] + self.payload + d[k:]
+                    inject_at = None
+                    self.injected += 1
+                seen += len(d)
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+                u = socket.create_connection(self.target, timeout=10)
+                u.settimeout(None)
+            except OSError:
+                return
+            self.connections += 1
+            first = self.connections == 1
+            threading.Thread(target=self._pump, args=(c, u, self.at if first else None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, None), daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+
+class HostileNetworkTest(dltest.DlTestCase):
+    def _listener(self, *keys):
+        out = self.path("out-%d" % len(self.P.procs))
+        recv, port = self.listen("dlrecv", *keys, "-v", stdout=out)
+        return recv, port, out
+
+    def test_a_flood_of_stalled_handshakes_neither_locks_the_peer_out_nor_grows_the_listener(self):
+        recv, port, out = self._listener("--psk", pki().path("a.psk"))
+        base = _fd_count(recv.pid)
+        src_addr = dltest.private_loopback()
+        stalled = []
+        self.addCleanup(lambda: [s.close() for s in stalled])
+        for _ in range(300):
+            s = socket.socket()
+            s.bind((src_addr, 0))
+            s.connect(("127.0.0.1", port))
+            # A ClientHello record header announcing 512 bytes, then only part of it.
+            s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc" + os.urandom(64))
+            stalled.append(s)
+        dltest.wait_until(lambda: "more connections refused" in recv.stderr(), dltest.t(10),
+                          "the note about refusals not shown")
+        self.assertLessEqual(_fd_count(recv.pid), base + 64 + 8,
+                             "stalled handshakes hold descriptors without bound")
+        src = self.path("in")
+        dltest.make_random_file(src, 2 * MiB)
+        send = self.dlsend("127.0.0.1:%d" % port, "-f", src, "--psk", pki().path("a.psk"))
+        self.assertExitCodes(60, (send, 0), (recv, 0))
+        self.assertSameFile(src, out)
+        lines = [l for l in recv.stderr().splitlines() if "rejected connection" in l]
+        self.assertLessEqual(len(lines), 30, "refusals are not rate-limited:\n" + recv.stderr())
+        self.assertNoCrash(recv)
+
+    def test_bytes_injected_inside_the_tls_stream_only_cause_reconnects(self):
+        payloads = {
+            "random bytes": os.urandom(37),
+            "a forged application-data record": b"\x17\x03\x03\x00\x40" + os.urandom(64),
+            "a plaintext alert": b"\x15\x03\x03\x00\x02\x02\x30",
+            "an oversized record header": b"\x17\x03\x03\xff\xff",
+        }
+        for name, payload in payloads.items():
+            with self.subTest(injected=name):
+                recv, port, out = self._listener("--psk", pki().path("a.psk"))
+                relay = InjectingRelay(("127.0.0.1", port), 3 * MiB, payload)
+                relay.start()
+                self.addCleanup(relay.close)
+                src = self.path("in")
+                dltest.make_random_file(src, 8 * MiB)
+                send = self.dlsend("127.0.0.1:%d" % relay.port, "-f", src, "--psk", pki().path("a.psk"), "-v")
+                self.assertExitCodes(120, (send, 0), (recv, 0))
+                self.assertSameFile(src, out)
+                self.assertEqual(relay.injected, 1)
+                self.assertGreaterEqual(relay.connections, 2, "the damage went unnoticed\n" + self.P.describe())
+                self.assertNoCrash(send)
+                self.assertNoCrash(recv)
+
+    def test_a_dialing_receiver_takes_nothing_from_an_impostor(self):
+        # dlrecv dials with keys; what answers is a plain server sending native-looking bytes,
+        # then a TLS server with a certificate from another CA that sends data at once.
+        import ssl
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(4)
+        ls.settimeout(dltest.t(20))
+        self.addCleanup(ls.close)
+        port = ls.getsockname()[1]
+        other = self.path("other")
+        os.mkdir(other)
+        test_tls._sh("umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                     "-keyout o.key -out o.pem -subj /CN=impostor -days 2 "
+                     "-addext subjectAltName=IP:127.0.0.1", other)
+
+        def plain():
+            c, _ = ls.accept()
+            with c:
+                c.recv(1000)
+                c.sendall(b"\xd7" + b"EVIL" * 500)
+                c.recv(1000)
+
+        def impostor():
+            c, _ = ls.accept()
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(os.path.join(other, "o.pem"), os.path.join(other, "o.key"))
+            try:
+                with ctx.wrap_socket(c, server_side=True) as s:
+                    s.sendall(b"EVIL" * 500)
+                    s.recv(1000)
+            except (ssl.SSLError, OSError):
+                pass
+
+        for serve, keys, needle in (
+                (plain, ["--psk", pki().path("a.psk")], "does not speak TLS"),
+                (impostor, pki().certs("client"), "untrusted certificate")):
+            with self.subTest(server=serve.__name__):
+                th = threading.Thread(target=serve, daemon=True)
+                th.start()
+                out = self.path("out-%s" % serve.__name__)
+                p = self.P.start([self.DLRECV, *keys, "127.0.0.1:%d" % port], stdout=out)
+                self.assertExited(p, 30, EXIT_AUTH)
+                self.assertOneLineError(p, "dlrecv", needle)
+                self.assertEqual(os.path.getsize(out), 0, "an impostor's bytes reached the output")
+                th.join(dltest.t(10))
+
+    def test_signals_end_a_stalled_handshake_at_once(self):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(4)
+        ls.settimeout(dltest.t(20))
+        self.addCleanup(ls.close)
+        port = ls.getsockname()[1]
+        import signal
+        for keys in (["--psk", pki().path("a.psk")], pki().certs("client")):
+            with self.subTest(keys=keys[0]):
+                p = self.dlsend(*keys, "-w", "30", "127.0.0.1:%d" % port, stdin=subprocess.PIPE)
+                c, _ = ls.accept()
+                self.addCleanup(c.close)
+                c.settimeout(dltest.t(10))
+                self.assertTrue(c.recv(100), "no ClientHello")  # it is mid-handshake now
+                p.signal(signal.SIGTERM)
+                self.assertExited(p, 5, dltest.EXIT_INTERRUPTED)
+                self.assertNoCrash(p)
+        # A listener holding stalled strangers.
+        recv, lport, out = self._listener("--psk", pki().path("a.psk"))
+        held = [socket.create_connection(("127.0.0.1", lport)) for _ in range(10)]
+        self.addCleanup(lambda: [s.close() for s in held])
+        for s in held:
+            s.sendall(b"\x16\x03\x01\x02\x00\x01")
+        dltest.wait_until(lambda: _fd_count(recv.pid) >= 10, dltest.t(10), "the strangers accepted")
+        recv.signal(signal.SIGTERM)
+        self.assertExited(recv, 5, dltest.EXIT_INTERRUPTED)
+        self.assertEqual(os.path.getsize(out), 0)
+
+
 if __name__ == "__main__":
     dltest.main()
