@@ -276,5 +276,38 @@ class HostileNetworkTest(dltest.DlTestCase):
         self.assertEqual(os.path.getsize(out), 0)
 
 
+class DlpingRefusedTest(dltest.DlTestCase):
+    need_binaries = False
+
+    def test_a_refused_certificate_is_one_error_not_a_connection_with_statistics(self):
+        # TLS 1.3 lets a dialer finish its handshake before the responder has checked the
+        # dialer's certificate: dlping must wait for the verdict before saying "connected".
+        pf = self.path("port")
+        resp = self.P.start([dltest.tool_path("dlping"), "-l", "127.0.0.1:0", "--port-file", pf,
+                             *pki().certs("server")], name="responder")
+        port = dltest.wait_port_file(pf, resp)
+        # A self-signed certificate (not signed by the responder's CA); the dialer itself trusts
+        # the CA, or pins the responder.
+        for name, keys in (("ca", pki().certs("stranger")),
+                           ("pin", pki().certs("stranger", ca=False, pin=pki().pin("server")))):
+            with self.subTest(dialer_verifies_by=name):
+                out = self.path("out-%s" % name)
+                p = self.P.start([dltest.tool_path("dlping"), "-c", "2", "-i", "10ms", *keys,
+                                  "127.0.0.1:%d" % port], stdout=out)
+                self.assertExited(p, 30, EXIT_AUTH)
+                self.assertOneLineError(p, "dlping", "the peer refused our certificate")
+                with open(out) as f:
+                    shown = f.read()
+                self.assertEqual(shown, "", "a refused dlping reported a connection:\n" + shown)
+        self.assertTrue(resp.running)
+        # The right certificate still works, its set-up time now including the verdict.
+        out = self.path("out-good")
+        p = self.P.start([dltest.tool_path("dlping"), "-c", "2", "-i", "10ms", *pki().certs("client"),
+                          "127.0.0.1:%d" % port], stdout=out)
+        self.assertExited(p, 30, 0)
+        with open(out) as f:
+            self.assertIn("2 received", f.read())
+
+
 if __name__ == "__main__":
     dltest.main()

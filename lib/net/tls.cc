@@ -717,6 +717,23 @@ TlsResult TlsSession::read(std::span<std::uint8_t> out) {
   return {TlsIo::ok, total};
 }
 
+TlsIo TlsSession::await_acceptance() {
+  if (failed_) return TlsIo::failed;
+  if (peer_accepted()) return TlsIo::ok;
+  ERR_clear_error();
+  unsigned char b;
+  std::size_t n = 0;
+  // A peek: a ticket or an alert is taken, data (which only an accepted dialer gets) stays.
+  int got = SSL_peek_ex(ssl_, &b, 1, &n);
+  if (got == 1) {
+    peer_spoke_ = true;
+    return TlsIo::ok;
+  }
+  TlsIo r = fail_with(got, "read").status;
+  if (r == TlsIo::want_read && peer_accepted()) return TlsIo::ok;
+  return r;
+}
+
 bool TlsSession::has_buffered_input() const { return ssl_ && SSL_has_pending(ssl_) == 1; }
 
 TlsResult TlsSession::writev(std::span<const iovec> iov) {
