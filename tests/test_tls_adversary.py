@@ -309,5 +309,44 @@ class DlpingRefusedTest(dltest.DlTestCase):
             self.assertIn("2 received", f.read())
 
 
+class NotYetValidTest(dltest.DlTestCase):
+    """Certificates whose validity starts in the future (made with `openssl ca -startdate`)."""
+
+    def _not_yet_valid(self):
+        d = self.path("ca")
+        os.mkdir(d)
+        with open(os.path.join(d, "ca.cnf"), "w") as f:
+            f.write("[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nserial = serial\n"
+                    "new_certs_dir = .\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n"
+                    "[ext]\nsubjectAltName = IP:127.0.0.1,DNS:localhost\n")
+        open(os.path.join(d, "index.txt"), "w").close()
+        with open(os.path.join(d, "serial"), "w") as f:
+            f.write("01\n")
+        test_tls._sh("umask 077 && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                     "-keyout later.key -out later.csr -subj /CN=later && "
+                     "openssl ca -batch -config ca.cnf -cert %s -keyfile %s -in later.csr -out later.pem "
+                     "-startdate 20990101000000Z -enddate 20991231000000Z -extensions ext"
+                     % (pki().path("ca.pem"), pki().path("ca.key")), d)
+        return ["--cert", os.path.join(d, "later.pem"), "--key", os.path.join(d, "later.key"),
+                "--ca", pki().path("ca.pem")]
+
+    def test_a_certificate_not_yet_valid_is_refused_on_either_side_naming_the_cause(self):
+        later = self._not_yet_valid()
+        # The dialer's: the listener says why; the dialer is told its certificate was refused,
+        # and the text must not send it looking for a pin that does not exist.
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", *pki().certs("server"), stdout=out)
+        p = self.dlsend("127.0.0.1:%d" % port, *later, stdin=subprocess.DEVNULL)
+        self.assertExited(p, 30, EXIT_AUTH)
+        self.assertOneLineError(p, "dlsend", "the peer refused our certificate", "not valid yet")
+        dltest.wait_until(lambda: "not yet valid" in recv.stderr(), dltest.t(10), "the listener's refusal")
+        self.assertEqual(os.path.getsize(out), 0)
+        # The listener's: the dialer names it.
+        recv2, port2 = self.listen("dlrecv", *later, "--pin", pki().pin("client"), stdout=self.path("out2"))
+        p = self.dlsend("127.0.0.1:%d" % port2, *pki().certs("client"), stdin=subprocess.DEVNULL)
+        self.assertExited(p, 30, EXIT_AUTH)
+        self.assertOneLineError(p, "dlsend", "certificate not yet valid")
+
+
 if __name__ == "__main__":
     dltest.main()

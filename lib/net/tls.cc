@@ -641,6 +641,9 @@ Error TlsSession::map_error(int ssl_error, const char* op) {
     case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
       return auth_error(ctx, "the peer refused our certificate: untrusted certificate (not signed by its --ca)", "tls-refused");
     case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+      // OpenSSL's alert for a certificate that is not the pinned one or not yet valid alike.
+      return auth_error(ctx, "the peer refused our certificate (not the key it pins, or not valid yet by its clock)",
+                        "tls-refused");
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
       return auth_error(ctx, "the peer refused our certificate (it pins or trusts another key)", "tls-refused");
     case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
