@@ -17,6 +17,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dltest  # noqa: E402
 from dltest import MiB  # noqa: E402
+from fault_relay import FaultRelay  # noqa: E402
 import test_tls  # noqa: E402
 from test_tls import EXIT_AUTH  # noqa: E402
 
@@ -346,6 +347,37 @@ class NotYetValidTest(dltest.DlTestCase):
         p = self.dlsend("127.0.0.1:%d" % port2, *pki().certs("client"), stdin=subprocess.DEVNULL)
         self.assertExited(p, 30, EXIT_AUTH)
         self.assertOneLineError(p, "dlsend", "certificate not yet valid")
+
+
+class PymodaqReconnectTest(dltest.DlTestCase):
+    need_binaries = False
+
+    def test_a_grabber_accepted_once_takes_a_damaged_handshake_for_damage_and_redials(self):
+        # dl-security(7): a dialer its listener accepted earlier in the run treats a later failed
+        # handshake as damage on the path (a flipped bit in a ClientHello fails the pre-shared
+        # key's binder, which reads like a wrong key) and retries.
+        pf = self.path("port")
+        out = self.path("server.out")
+        srv = self.P.start([dltest.tool_path("pymodaq-emu"), "server", "-l", "127.0.0.1:0", "--port-file", pf,
+                            "-w", "60", *pki().psk()], stdin=subprocess.PIPE, stdout=out, name="server")
+        port = dltest.wait_port_file(pf, srv)
+        relay = FaultRelay(("127.0.0.1", port))
+        self.addCleanup(relay.close)
+        g = self.P.start([dltest.tool_path("pymodaq-emu"), "grabber", "-w", "60", "-v", *pki().psk(),
+                          "127.0.0.1:%d" % relay.port], name="grabber")
+
+        def connected():
+            with open(out) as f:
+                return f.read().count('"event":"connected"')
+        dltest.wait_until(lambda: connected() >= 1 or not g.running, dltest.t(20), "the first connection")
+        self.assertEqual(connected(), 1, self.P.describe())
+        relay.handshake_faults(1, corrupt_at=60, direction="up")  # inside the next ClientHello
+        relay.cut_all()
+        dltest.wait_until(lambda: connected() >= 2 or not g.running, dltest.t(30), "the grabber back")
+        self.assertTrue(g.running, "the grabber gave up on a damaged handshake\n" + self.P.describe())
+        self.assertEqual(connected(), 2, self.P.describe())
+        self.assertGreaterEqual(relay.corruptions, 1)
+        self.assertGreaterEqual(relay.connections, 3)
 
 
 if __name__ == "__main__":
