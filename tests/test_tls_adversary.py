@@ -55,6 +55,17 @@ class KeyMaterialTest(dltest.DlTestCase):
         self.assertNotIn("Enter PEM pass phrase", p.stderr())
         self.assertEqual(len([l for l in p.stderr().splitlines() if l.strip()]), 1, p.describe())
 
+    def test_a_certificate_with_a_weak_key_is_refused_as_weak_not_as_malformed(self):
+        d = self.path("weak")
+        os.mkdir(d)
+        test_tls._sh("umask 077 && openssl req -x509 -newkey rsa:512 -nodes -keyout weak.key -out weak.pem "
+                     "-subj /CN=weak -days 2 && chmod 644 weak.pem", d)
+        p = self.start("dlsend", "--cert", os.path.join(d, "weak.pem"), "--key", os.path.join(d, "weak.key"),
+                       "--pin", pki().pin("server"), "127.0.0.1:9", stdin=subprocess.DEVNULL)
+        self.assertExited(p, 20, EXIT_AUTH)
+        self.assertOneLineError(p, "dlsend", "--cert", "too weak")
+        self.assertNotIn("not a PEM certificate", p.stderr())
+
     def test_a_key_flag_with_an_empty_value_is_a_usage_error(self):
         # `--psk "$PSK"` with PSK unset: the tool must not quietly run without keys, nor drop
         # the --pin from a listener that also has --ca (any certificate of the CA would do).

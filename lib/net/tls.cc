@@ -418,6 +418,12 @@ Status TlsConfig::build(const TlsFlags& f) {
     if (!key_text) return key_text.error();
     OPENSSL_cleanse(key_text->data(), key_text->size());
     if (SSL_CTX_use_certificate_chain_file(ctx_, f.cert_file.c_str()) != 1) {
+      // A certificate OpenSSL's security level refuses is no malformed file: say why instead.
+      int why = ERR_GET_REASON(ERR_peek_last_error());
+      if (why == SSL_R_EE_KEY_TOO_SMALL || why == SSL_R_CA_KEY_TOO_SMALL || why == SSL_R_CA_MD_TOO_WEAK) {
+        return auth_error("--cert " + f.cert_file, "too weak for OpenSSL's security level: " + openssl_reason() +
+                                                       " (an EC P-256 key as in dl-security(7), or RSA of 2048 bits or more)");
+      }
       return auth_error("--cert " + f.cert_file, "not a PEM certificate: " + openssl_reason());
     }
     // An encrypted key would make OpenSSL ask for its passphrase on the terminal, or read it
