@@ -19,7 +19,11 @@ std::string name_of(const std::string& path, std::string_view what) {
 Status write_file_atomically(const std::string& path, std::span<const std::uint8_t> bytes,
                              std::string_view what, bool durable, unsigned mode, bool replace) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  // The name is predictable: never open through what is already there (a symlink planted in a
+  // shared directory such as /tmp would get a --gen-psk key written into its target). A stale
+  // file of ours goes; one we may not remove (sticky directory) makes O_EXCL fail: an error.
+  ::unlink(tmp.c_str());
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (!fd.valid()) return errno_error(ErrorKind::io, name_of(path, what), errno);
   std::size_t done = 0;
   while (done < bytes.size()) {
