@@ -603,4 +603,34 @@ TEST_CASE("--gen-psk racing another process: one creates the file, the other nev
     CHECK(TlsConfig::load(g, TlsRole::dialer).ok());
   }
   CHECK(both_created == 0);
+
+  // Two tools racing through TlsConfig::load: the loser of the race uses the winner's file
+  // instead of failing with "the file exists".
+  for (int round = 0; round < 10; ++round) {
+    std::string path = pki()("race-load-" + std::to_string(round) + ".psk");
+    ::unlink(path.c_str());
+    int go[2];
+    REQUIRE(::pipe(go) == 0);
+    pid_t kids[2];
+    for (pid_t& k : kids) {
+      k = ::fork();
+      REQUIRE(k >= 0);
+      if (k == 0) {
+        char c;
+        if (::read(go[0], &c, 1) != 1) ::_exit(3);
+        TlsFlags g;
+        g.gen_psk_file = path;
+        ::_exit(TlsConfig::load(g, TlsRole::dialer).ok() ? 0 : 1);
+      }
+    }
+    ::close(go[0]);
+    REQUIRE(::write(go[1], "gg", 2) == 2);
+    ::close(go[1]);
+    for (pid_t k : kids) {
+      int st = 0;
+      REQUIRE(::waitpid(k, &st, 0) == k);
+      REQUIRE(WIFEXITED(st));
+      CHECK(WEXITSTATUS(st) == 0);
+    }
+  }
 }
