@@ -17,9 +17,13 @@ std::string name_of(const std::string& path, std::string_view what) {
 }  // namespace
 
 Status write_file_atomically(const std::string& path, std::span<const std::uint8_t> bytes,
-                             std::string_view what, bool durable, unsigned mode) {
+                             std::string_view what, bool durable, unsigned mode, bool replace) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  // The name is predictable: never open through what is already there (a symlink planted in a
+  // shared directory such as /tmp would get a --gen-psk key written into its target). A stale
+  // file of ours goes; one we may not remove (sticky directory) makes O_EXCL fail: an error.
+  ::unlink(tmp.c_str());
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (!fd.valid()) return errno_error(ErrorKind::io, name_of(path, what), errno);
   std::size_t done = 0;
   while (done < bytes.size()) {
@@ -38,11 +42,13 @@ Status write_file_atomically(const std::string& path, std::span<const std::uint8
     return errno_error(ErrorKind::io, name_of(path, what), err);
   }
   fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  // link() never replaces: whoever links first creates the file, the others get EEXIST.
+  if (replace ? ::rename(tmp.c_str(), path.c_str()) != 0 : ::link(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     return errno_error(ErrorKind::io, name_of(path, what), err);
   }
+  if (!replace) ::unlink(tmp.c_str());
   if (durable) {
     std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
     if (dir.empty()) dir = "/";

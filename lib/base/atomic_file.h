@@ -14,14 +14,17 @@ namespace dl {
 
 // Errors: io, with the path (and `what`, e.g. "--session") as context. `mode`: the new file's
 // permission bits (before the umask); 0600 for secrets, which are never readable by others,
-// not even for a moment.
+// not even for a moment. `replace` false: create the file only if it does not exist, even
+// against another process doing the same at the same moment (io error with sys_errno EEXIST).
 Status write_file_atomically(const std::string& path, std::span<const std::uint8_t> bytes,
-                             std::string_view what = {}, bool durable = true, unsigned mode = 0644);
+                             std::string_view what = {}, bool durable = true, unsigned mode = 0644,
+                             bool replace = true);
 inline Status write_file_atomically(const std::string& path, std::string_view text,
                                     std::string_view what = {}, bool durable = true,
-                                    unsigned mode = 0644) {
+                                    unsigned mode = 0644, bool replace = true) {
   return write_file_atomically(
-      path, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, what, durable, mode);
+      path, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, what, durable, mode,
+      replace);
 }
 
 // Reads a whole (small) file, refusing anything larger than `limit`. Errors: io, too_large.

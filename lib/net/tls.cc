@@ -293,8 +293,11 @@ Status generate_psk_file(const std::string& path) {
   std::string text = "# datalink pre-shared key (dl-security(7)); keep it secret, the same file on both sides\n";
   text += std::string(kDefaultPskIdentity) + " " + to_hex(key) + "\n";
   OPENSSL_cleanse(key, sizeof key);
-  auto st2 = write_file_atomically(path, text, "--gen-psk", true, 0600);
+  auto st2 = write_file_atomically(path, text, "--gen-psk", true, 0600, /*replace=*/false);
   OPENSSL_cleanse(text.data(), text.size());
+  if (!st2 && st2.error().sys_errno == EEXIST) {
+    return usage_error("--gen-psk " + path, "the file exists; remove it first (a key in use is never replaced)");
+  }
   if (!st2) return st2.error();
   ::chmod(path.c_str(), 0600);  // whatever the umask did
   return ok_status();
@@ -350,7 +353,11 @@ Result<std::shared_ptr<TlsConfig>> TlsConfig::load(const TlsFlags& given, TlsRol
   if (!f.gen_psk_file.empty()) {
     struct stat st{};
     if (::lstat(f.gen_psk_file.c_str(), &st) != 0) {
-      if (auto g = generate_psk_file(f.gen_psk_file); !g) return g.error();
+      // Another process may create it at the same moment (both sides started together): then
+      // its key is the one, as if the file had existed.
+      if (auto g = generate_psk_file(f.gen_psk_file); !g && ::lstat(f.gen_psk_file.c_str(), &st) != 0) {
+        return g.error();
+      }
     }
     f.psk_file = f.gen_psk_file;
   }
@@ -411,9 +418,32 @@ Status TlsConfig::build(const TlsFlags& f) {
     if (!key_text) return key_text.error();
     OPENSSL_cleanse(key_text->data(), key_text->size());
     if (SSL_CTX_use_certificate_chain_file(ctx_, f.cert_file.c_str()) != 1) {
+      // A certificate OpenSSL's security level refuses is no malformed file: say why instead.
+      int why = ERR_GET_REASON(ERR_peek_last_error());
+      if (why == SSL_R_EE_KEY_TOO_SMALL || why == SSL_R_CA_KEY_TOO_SMALL || why == SSL_R_CA_MD_TOO_WEAK) {
+        return auth_error("--cert " + f.cert_file, "too weak for OpenSSL's security level: " + openssl_reason() +
+                                                       " (an EC P-256 key as in dl-security(7), or RSA of 2048 bits or more)");
+      }
       return auth_error("--cert " + f.cert_file, "not a PEM certificate: " + openssl_reason());
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx_, f.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // An encrypted key would make OpenSSL ask for its passphrase on the terminal, or read it
+    // from stdin (the data we were asked to send) when there is none: refuse it instead.
+    bool wants_passphrase = false;
+    SSL_CTX_set_default_passwd_cb_userdata(ctx_, &wants_passphrase);
+    SSL_CTX_set_default_passwd_cb(ctx_, [](char*, int, int, void* asked) {
+      *static_cast<bool*>(asked) = true;
+      return -1;
+    });
+    int used = SSL_CTX_use_PrivateKey_file(ctx_, f.key_file.c_str(), SSL_FILETYPE_PEM);
+    SSL_CTX_set_default_passwd_cb(ctx_, nullptr);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx_, nullptr);
+    if (used != 1 && wants_passphrase) {
+      ERR_clear_error();
+      return auth_error("--key " + f.key_file,
+                        "encrypted with a passphrase, which the tools do not ask for: store it decrypted, mode 0600 "
+                        "(openssl pkey -in KEY -out PLAIN)");
+    }
+    if (used != 1) {
       if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
         ERR_clear_error();
         return auth_error("--key " + f.key_file, "does not belong to the certificate in --cert " + f.cert_file);
@@ -617,6 +647,9 @@ Error TlsSession::map_error(int ssl_error, const char* op) {
     case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
       return auth_error(ctx, "the peer refused our certificate: untrusted certificate (not signed by its --ca)", "tls-refused");
     case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+      // OpenSSL's alert for a certificate that is not the pinned one or not yet valid alike.
+      return auth_error(ctx, "the peer refused our certificate (not the key it pins, or not valid yet by its clock)",
+                        "tls-refused");
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
       return auth_error(ctx, "the peer refused our certificate (it pins or trusts another key)", "tls-refused");
     case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
@@ -691,6 +724,23 @@ TlsResult TlsSession::read(std::span<std::uint8_t> out) {
     break;
   }
   return {TlsIo::ok, total};
+}
+
+TlsIo TlsSession::await_acceptance() {
+  if (failed_) return TlsIo::failed;
+  if (peer_accepted()) return TlsIo::ok;
+  ERR_clear_error();
+  unsigned char b;
+  std::size_t n = 0;
+  // A peek: a ticket or an alert is taken, data (which only an accepted dialer gets) stays.
+  int got = SSL_peek_ex(ssl_, &b, 1, &n);
+  if (got == 1) {
+    peer_spoke_ = true;
+    return TlsIo::ok;
+  }
+  TlsIo r = fail_with(got, "read").status;
+  if (r == TlsIo::want_read && peer_accepted()) return TlsIo::ok;
+  return r;
 }
 
 bool TlsSession::has_buffered_input() const { return ssl_ && SSL_has_pending(ssl_) == 1; }

@@ -148,6 +148,10 @@ class TlsSession {
   // listener has checked its certificate, so only a later record (a session ticket, data)
   // says it passed. Always true for a listener once established.
   bool peer_accepted() const { return established_ && (peer_spoke_ || config_->role() == TlsRole::listener); }
+  // For a dialer that must know before it goes on: processes what the listener sent (its
+  // session ticket, or the alert refusing us) without taking application data. ok: accepted;
+  // want_read: nothing yet, call again when readable; failed: refused or broken, see error().
+  TlsIo await_acceptance();
   // Who the peer proved to be: "psk 'datalink'", "CN=robot-7 (sha256:...)".
   std::string peer_identity() const;
   // The cipher suite negotiated, e.g. "TLS_AES_128_GCM_SHA256" (our first choice: the fastest

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -561,4 +562,75 @@ TEST_CASE("--gen-psk writes a new 256-bit key readable by its owner only, and ne
   auto both = TlsConfig::load(g, TlsRole::dialer);
   REQUIRE_FALSE(both.ok());
   CHECK(both.error().kind == ErrorKind::usage);
+}
+
+// Two tools started together with --gen-psk on the same missing file (a script starting both
+// sides on one machine) both find it missing. Only one may create it: the other must not replace
+// the key the first one already uses.
+TEST_CASE("--gen-psk racing another process: one creates the file, the other never replaces it") {
+  int both_created = 0;
+  for (int round = 0; round < 20; ++round) {
+    std::string path = pki()("race-" + std::to_string(round) + ".psk");
+    ::unlink(path.c_str());
+    int go[2];
+    REQUIRE(::pipe(go) == 0);
+    pid_t kids[2];
+    for (pid_t& k : kids) {
+      k = ::fork();
+      REQUIRE(k >= 0);
+      if (k == 0) {
+        char c;
+        if (::read(go[0], &c, 1) != 1) ::_exit(3);
+        ::_exit(generate_psk_file(path).ok() ? 0 : 1);
+      }
+    }
+    ::close(go[0]);
+    REQUIRE(::write(go[1], "gg", 2) == 2);
+    ::close(go[1]);
+    int created = 0;
+    for (pid_t k : kids) {
+      int st = 0;
+      REQUIRE(::waitpid(k, &st, 0) == k);
+      REQUIRE(WIFEXITED(st));
+      REQUIRE(WEXITSTATUS(st) != 3);
+      if (WEXITSTATUS(st) == 0) ++created;
+    }
+    CHECK(created >= 1);
+    if (created == 2) ++both_created;
+    // The loser of the race, as a tool, uses the winner's file.
+    TlsFlags g;
+    g.gen_psk_file = path;
+    CHECK(TlsConfig::load(g, TlsRole::dialer).ok());
+  }
+  CHECK(both_created == 0);
+
+  // Two tools racing through TlsConfig::load: the loser of the race uses the winner's file
+  // instead of failing with "the file exists".
+  for (int round = 0; round < 10; ++round) {
+    std::string path = pki()("race-load-" + std::to_string(round) + ".psk");
+    ::unlink(path.c_str());
+    int go[2];
+    REQUIRE(::pipe(go) == 0);
+    pid_t kids[2];
+    for (pid_t& k : kids) {
+      k = ::fork();
+      REQUIRE(k >= 0);
+      if (k == 0) {
+        char c;
+        if (::read(go[0], &c, 1) != 1) ::_exit(3);
+        TlsFlags g;
+        g.gen_psk_file = path;
+        ::_exit(TlsConfig::load(g, TlsRole::dialer).ok() ? 0 : 1);
+      }
+    }
+    ::close(go[0]);
+    REQUIRE(::write(go[1], "gg", 2) == 2);
+    ::close(go[1]);
+    for (pid_t k : kids) {
+      int st = 0;
+      REQUIRE(::waitpid(k, &st, 0) == k);
+      REQUIRE(WIFEXITED(st));
+      CHECK(WEXITSTATUS(st) == 0);
+    }
+  }
 }

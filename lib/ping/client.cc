@@ -187,6 +187,28 @@ struct Client::Impl {
         [&](const Error& e, const SocketAddress&) { refused = e; });
     gate.admit(std::move(f), a, t.endpoint.kind == Endpoint::Kind::tcp ? t.endpoint.host : std::string());
     while (!secured && !refused && !stopping) r.run_once(std::chrono::milliseconds(100));
+    if (secured && !tls->psk()) {
+      // TLS 1.3 lets a dialer finish before the responder has checked its certificate: wait
+      // for the verdict (the responder's ticket or its alert), or a refused dlping would say
+      // "connected" and print statistics before its error. (A pre-shared key is checked
+      // before the handshake ends.)
+      TlsSession* s = secured->tls();
+      TlsIo v = s->await_acceptance();
+      Reactor::Id w = r.watch(secured->fd(), POLLIN, [&](short) { v = s->await_acceptance(); });
+      while (v == TlsIo::want_read && !stopping && Clock::now() < give_up) {
+        r.run_once(std::chrono::milliseconds(100));
+      }
+      r.unwatch(w);
+      if (v == TlsIo::ok) return secured;
+      if (stopping) return make_error(ErrorKind::cancelled, "TLS handshake with " + a.to_string(), "interrupted");
+      if (v == TlsIo::want_read) {
+        return make_error(ErrorKind::timeout, "TLS handshake with " + a.to_string(), "no verdict on our certificate in time");
+      }
+      if (v != TlsIo::failed) {
+        return make_error(ErrorKind::disconnected, "tls " + a.to_string(), "the responder closed the connection after the handshake");
+      }
+      return s->error();
+    }
     if (secured) return secured;
     if (refused) return *refused;
     return make_error(ErrorKind::cancelled, "TLS handshake with " + a.to_string(), "interrupted");

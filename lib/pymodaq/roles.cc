@@ -221,12 +221,17 @@ class ClientRole : public RoleBase {
           [this](std::unique_ptr<TlsSocket> s, const SocketAddress& p) { connected(std::move(s), p.to_string()); },
           [this](const Error& e, const SocketAddress&) {
             if (finishing_) return;
-            if (o_.wait_s > 0 && is_retryable(e)) {
-              info(e.message() + "; reconnecting");
+            // As the link does (dl-security(7)): once the server accepted us in this run, a
+            // failed handshake is likelier a mangled one (a flipped bit in a ClientHello reads
+            // as a wrong key) than changed keys: retried, up to 8 in a row.
+            Error why = e;
+            if (why.kind == ErrorKind::auth && tls_peer_known_ && ++tls_failures_ < kMaxTlsFailures) why.final = false;
+            if (o_.wait_s > 0 && is_retryable(why)) {
+              info(why.message() + "; reconnecting");
               dial();
               return;
             }
-            fail(e);
+            fail(why);
           });
     }
     gate_->admit(std::move(fd), peer, endpoint_.kind == Endpoint::Kind::tcp ? endpoint_.host : std::string());
@@ -238,6 +243,7 @@ class ClientRole : public RoleBase {
     cb.on_closed = [this](const Error& e) { closed(e); };
     cb.on_drained = [this] { on_drained(); };
     bool plain = sock->tls() == nullptr;
+    tls_now_ = sock->tls();
     conn_ = std::make_unique<Connection>(r_, std::move(sock), peer, o_.dialect, o_.limits, cb);
     if (plain) conn_->notice_tls_peers(true);
     debug("connected to " + peer + " (" + o_.dialect.name() + ")");
@@ -270,6 +276,12 @@ class ClientRole : public RoleBase {
   }
 
   void closed(const Error& e) {
+    // The server's ticket or data came on this connection: it accepted our keys.
+    if (tls_now_ && tls_now_->peer_accepted()) {
+      tls_peer_known_ = true;
+      tls_failures_ = 0;
+    }
+    tls_now_ = nullptr;
     // Destroying the connection inside its own callback is not allowed: defer.
     dead_.push_back(std::move(conn_));
     cleanup_ = std::make_unique<Timer>(r_, [this] { dead_.clear(); });
@@ -277,7 +289,9 @@ class ClientRole : public RoleBase {
     quit_received_ = false;
     on_disconnected();
     if (finishing_) return;
-    if (o_.wait_s > 0 && e.kind != ErrorKind::auth) {  // the same keys would fail again
+    // The same keys would fail again, unless the server accepted them before (see secure()).
+    bool mangled = e.kind == ErrorKind::auth && tls_peer_known_ && ++tls_failures_ < kMaxTlsFailures;
+    if (o_.wait_s > 0 && (e.kind != ErrorKind::auth || mangled)) {
       info(e.message() + "; reconnecting");
       dial();
       return;
@@ -293,7 +307,11 @@ class ClientRole : public RoleBase {
     return {name, v.value_or("")};
   }
 
+  static constexpr int kMaxTlsFailures = 8;
   std::unique_ptr<Connection> conn_;
+  TlsSession* tls_now_ = nullptr;  // conn_'s, while it lives
+  bool tls_peer_known_ = false;    // a server accepted our keys earlier in this run
+  int tls_failures_ = 0;           // failed handshakes in a row since
   std::vector<std::unique_ptr<Connection>> dead_;
   std::unique_ptr<Timer> cleanup_;
   bool quit_received_ = false;
