@@ -211,6 +211,39 @@ class HostileNetworkTest(dltest.DlTestCase):
                 self.assertNoCrash(send)
                 self.assertNoCrash(recv)
 
+    def test_a_bit_flipped_in_the_first_handshake_is_retried_within_wait(self):
+        # Before the listener ever accepted it, a dialer cannot tell a damaged handshake from
+        # a wrong key. With -w it tries twice more: the damage heals, a wrong key still fails
+        # within a second. Without -w the first refusal is the answer, as before.
+        out = self.path("out")
+        recv, port = self.listen("dlrecv", "--psk", pki().path("a.psk"), "-k", "-v", stdout=out)
+        for at in (10, 200):   # inside the ClientHello: the listener answers "wrong pre-shared key"
+            with self.subTest(byte=at):
+                relay = FaultRelay(("127.0.0.1", port))
+                self.addCleanup(relay.close)
+                relay.handshake_faults(1, corrupt_at=at, direction="up")
+                src = self.path("in-%d" % at)
+                dltest.make_random_file(src, 1 * MiB)
+                send = self.dlsend("127.0.0.1:%d" % relay.port, "-f", src, "--psk", pki().path("a.psk"),
+                                   "-w", "20", "-v", name="send-%d" % at)
+                self.assertExited(send, 30, 0)
+                self.assertEqual(relay.connections, 2, self.P.describe())
+        self.assertEqual(os.path.getsize(out), 2 * MiB)
+        before = recv.stderr().count("wrong pre-shared key")
+        wrong = self.dlsend("127.0.0.1:%d" % port, "-f", "/dev/null", "--psk", pki().path("b.psk"),
+                            "-w", "20", name="wrong-key")
+        started = time.monotonic()
+        self.assertExited(wrong, 30, EXIT_AUTH)
+        self.assertLess(time.monotonic() - started, 5, "a wrong key took the whole --wait")
+        self.assertOneLineError(wrong, "dlsend", "wrong pre-shared key")
+        once = self.dlsend("127.0.0.1:%d" % port, "-f", "/dev/null", "--psk", pki().path("b.psk"), name="no-wait")
+        self.assertExited(once, 30, EXIT_AUTH)
+        refusals = lambda: recv.stderr().count("wrong pre-shared key") - before  # noqa: E731
+        dltest.wait_until(lambda: refusals() >= 4, 10, "the listener's refusals")
+        self.assertEqual(refusals(), 4, recv.stderr())   # three tries with -w, one without
+        self.assertTrue(recv.running)
+        self.assertEqual(os.path.getsize(out), 2 * MiB)   # nothing of the wrong key's
+
     def test_a_dialing_receiver_takes_nothing_from_an_impostor(self):
         # dlrecv dials with keys; what answers is a plain server sending native-looking bytes,
         # then a TLS server with a certificate from another CA that sends data at once.

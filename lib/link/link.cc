@@ -22,6 +22,7 @@ constexpr std::size_t kMinUsefulReserve = 64 * 1024;
 constexpr std::size_t kInitialRx = 8u << 20;  // the credit (minus slack): as much in flight as the default --window
 constexpr std::size_t kRxSlack = 64 * 1024;  // ring room beyond the credit: control frames
 constexpr int kMaxProtocolFailureStreak = 8;
+constexpr int kFirstContactTries = 3;  // handshakes refused in a row before the listener ever accepted us
 constexpr std::size_t kReadSlice = 256 * 1024;
 constexpr int kClassicKeepaliveMs = 30;       // the seed's examples time out after 100 ms
 constexpr std::size_t kMaxPendingControl = 4096;  // unsent control bytes before ACKs wait
@@ -223,6 +224,12 @@ void Link::on_dialed(Result<SecureConnected> r) {
 // retrying cannot help.
 void Link::on_handshake_refused(Error e) {
   if (e.kind == ErrorKind::auth && tls_peer_known_) e.final = false;
+  // Before the listener ever accepted us, a bit flipped in our handshake reads exactly like a
+  // wrong key. With patience for the first connect (--wait), try twice more: damage heals, and
+  // different keys still fail within a second.
+  if (e.kind == ErrorKind::auth && !tls_peer_known_ && opt_.wait_s != 0 && ++first_contact_refusals_ < kFirstContactTries) {
+    e.final = false;
+  }
   last_error_ = e;
   if (e.kind == ErrorKind::auth || e.kind == ErrorKind::protocol) {
     stats_.protocol_errors++;

@@ -294,6 +294,7 @@ class Link {
   std::optional<Clock::time_point> give_up_at_;  // listen: the wait for a peer ends here
   Clock::time_point waiting_since_{};  // when the current wait for a peer began
   int protocol_failure_streak_ = 0;
+  int first_contact_refusals_ = 0;  // dial: TLS handshakes refused before the listener accepted us
   std::optional<Error> last_error_;
   std::optional<Error> failure_;
   std::string last_peer_;
