@@ -517,6 +517,31 @@ class BadInputTest(EmuTest):
         self.assertEqual(g.wait(), EXIT_OK, g.err())
         self.assertEqual(s.wait(), EXIT_OK, s.err())
 
+    def test_a_burst_of_connects_is_taken_at_once(self):
+        # 48 clients connecting in the same instant: with a backlog of 4 the kernel dropped
+        # the SYNs beyond it and those clients waited out a 1 s retransmission.
+        import select
+        s, port = self.server("grabber", "v4")
+        socks = []
+        self.addCleanup(lambda: [c.close() for c in socks])
+        started = time.monotonic()
+        for _ in range(48):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            socks.append(c)
+        pending = list(socks)
+        while pending and time.monotonic() - started < t(5):
+            _, w, _ = select.select([], pending, [], 0.1)
+            pending = [c for c in pending if c not in w]
+        took = time.monotonic() - started
+        self.assertFalse(pending, "connects still pending")
+        self.assertLess(took, 0.9, "a burst of connects waited for SYN retransmissions")
+        for c in socks:
+            c.close()
+        socks.clear()
+        self.assert_grabber_served(s, port)
+
     def test_a_stranger_cannot_make_the_server_buffer_max_message(self):
         # v5 frames the client type by a length: one announcing 200 MiB was buffered whole
         # (64 of them: 12 GiB). Until a client has announced its type, 64 KiB is the limit;

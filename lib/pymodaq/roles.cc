@@ -717,7 +717,7 @@ class ServerRole : public RoleBase {
       fail(ep.error());
       return;
     }
-    auto l = listen_on(*ep, 4);
+    auto l = listen_on(*ep);  // net's generous backlog: a burst of connects must not wait out SYN retries
     if (!l) {
       fail(l.error());
       return;
