@@ -23,6 +23,19 @@ constexpr const char* kName[2] = {"a", "b"};
 // A relay pipe of 1 MiB: fewer splice round trips per byte than the 256 KiB default. The
 // copying relay holds as much, so one read and one write move what a wake-up finds.
 constexpr std::size_t kRelayPipe = 1u << 20;
+// The user-space queues below hold chunks of at most kChunk bytes. Each is bounded by what its
+// chunks cost, not only the bytes they carry: a peer that sends a byte per segment makes a chunk
+// per byte, and each costs its vector, its heap block and its queue slot besides.
+constexpr std::size_t kChunk = 64 * 1024, kChunkCost = 64;
+
+// Reads at most kChunk bytes from `from` into `out`, sized to what was read (so a short read
+// does not pin a kChunk buffer). Returns what read(2) returned.
+ssize_t read_chunk(Stream& from, std::vector<std::uint8_t>& out) {
+  static std::uint8_t buf[kChunk];  // one reactor thread
+  ssize_t n = from.read(buf, sizeof buf);
+  if (n > 0) out.assign(buf, buf + n);
+  return n;
+}
 
 // Splice between hosts, copy between two local peers (SpliceMode says why). On loopback,
 // measured with scripts/bench's relay row: splice 10-13 Gbit/s and ~1.07 s of CPU per GiB over
@@ -60,7 +73,7 @@ class ShapedPump {
   std::uint64_t bytes() const { return bytes_; }
 
  private:
-  static constexpr std::size_t kChunk = 64 * 1024, kMaxHeld = 4u << 20;
+  static constexpr std::size_t kMaxHeld = 4u << 20;
   struct Chunk {
     std::vector<std::uint8_t> data;
     std::size_t off = 0;
@@ -72,8 +85,7 @@ class ShapedPump {
     auto alive = alive_;
     while (!eof_ && held_ < kMaxHeld) {
       Chunk c;
-      c.data.resize(kChunk);
-      ssize_t n = from_.read(c.data.data(), c.data.size());
+      ssize_t n = read_chunk(from_, c.data);
       if (n == 0) {
         eof_ = true;
         break;
@@ -82,9 +94,8 @@ class ShapedPump {
         if (errno == EAGAIN || errno == EINTR) break;
         return finish(errno_error(ErrorKind::io, "read", errno));
       }
-      c.data.resize(static_cast<std::size_t>(n));
       c.at = delay_.enabled() ? delay_.release_at(Clock::now()) : Clock::now();
-      held_ += c.data.size();
+      held_ += c.data.size() + kChunkCost;
       q_.push_back(std::move(c));
     }
     write_some();
@@ -120,7 +131,10 @@ class ShapedPump {
       c.off += static_cast<std::size_t>(n);
       bytes_ += static_cast<std::uint64_t>(n);
       held_ -= static_cast<std::size_t>(n);
-      if (c.off == c.data.size()) q_.pop_front();
+      if (c.off == c.data.size()) {
+        held_ -= kChunkCost;
+        q_.pop_front();
+      }
       if (progress_) {
         progress_();  // may cut the pair and destroy us
         if (!*alive) return;
@@ -522,7 +536,7 @@ class FanoutBridge : RawOutput {
   }
 
  private:
-  static constexpr std::size_t kChunk = 64 * 1024, kMaxQueued = 1u << 20;
+  static constexpr std::size_t kMaxQueued = 1u << 20;
   struct Client {
     std::unique_ptr<Stream> s;
     SocketAddress peer;
@@ -577,8 +591,8 @@ class FanoutBridge : RawOutput {
   // b -> clients
   void read_upstream() {
     while (!b_eof_ && bcast_bytes_ < kMaxQueued) {
-      std::vector<std::uint8_t> chunk(kChunk);
-      ssize_t n = b_->read(chunk.data(), chunk.size());
+      std::vector<std::uint8_t> chunk;
+      ssize_t n = read_chunk(*b_, chunk);
       if (n == 0) {
         b_eof_ = true;
         info("b: end of stream");
@@ -588,8 +602,7 @@ class FanoutBridge : RawOutput {
         if (errno != EAGAIN && errno != EINTR) upstream_gone(errno_error(ErrorKind::io, "b: read", errno));
         break;
       }
-      chunk.resize(static_cast<std::size_t>(n));
-      bcast_bytes_ += chunk.size();
+      bcast_bytes_ += chunk.size() + kChunkCost;
       bcast_end_ += chunk.size();
       from_b_ += chunk.size();
       bcast_.push_back(std::move(chunk));
@@ -636,7 +649,7 @@ class FanoutBridge : RawOutput {
     }
     while (!bcast_.empty() && bcast_start_ + bcast_.front().size() <= low) {
       bcast_start_ += bcast_.front().size();
-      bcast_bytes_ -= bcast_.front().size();
+      bcast_bytes_ -= bcast_.front().size() + kChunkCost;
       bcast_.pop_front();
     }
     if (b_eof_ && bcast_.empty()) {
@@ -647,8 +660,8 @@ class FanoutBridge : RawOutput {
   // clients -> b
   void read_client(Client* c) {
     while (!dead(c) && c->reading && up_bytes_ < kMaxQueued) {
-      std::vector<std::uint8_t> chunk(kChunk);
-      ssize_t n = c->s->read(chunk.data(), chunk.size());
+      std::vector<std::uint8_t> chunk;
+      ssize_t n = read_chunk(*c->s, chunk);
       if (n == 0) {
         // A fanout client that stops sending has left: with many clients on one upstream
         // connection a half-close cannot be passed on, and keeping it would leak a descriptor
@@ -661,8 +674,7 @@ class FanoutBridge : RawOutput {
         if (errno != EAGAIN && errno != EINTR) drop_client(c, errno_error(ErrorKind::io, "read", errno).message());
         break;
       }
-      chunk.resize(static_cast<std::size_t>(n));
-      up_bytes_ += chunk.size();
+      up_bytes_ += chunk.size() + kChunkCost;
       to_b_ += chunk.size();
       up_.push_back(std::move(chunk));
     }
@@ -679,7 +691,7 @@ class FanoutBridge : RawOutput {
       }
       up_off_ += static_cast<std::size_t>(n);
       if (up_off_ == chunk.size()) {
-        up_bytes_ -= chunk.size();
+        up_bytes_ -= chunk.size() + kChunkCost;
         up_.pop_front();
         up_off_ = 0;
       }
@@ -719,7 +731,7 @@ class FanoutBridge : RawOutput {
   std::vector<Client*> dead_;
   std::deque<std::vector<std::uint8_t>> bcast_, up_;
   std::uint64_t bcast_start_ = 0, bcast_end_ = 0;
-  std::size_t bcast_bytes_ = 0, up_bytes_ = 0, up_off_ = 0;
+  std::size_t bcast_bytes_ = 0, up_bytes_ = 0, up_off_ = 0;  // *_bytes_: what each queue costs
   std::uint64_t from_b_ = 0, to_b_ = 0;
   bool b_eof_ = false;
   std::optional<int> stop_;
