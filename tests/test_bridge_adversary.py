@@ -108,6 +108,22 @@ class BridgeAdversaryTest(dltest.DlTestCase):
         self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
         self.assertNoCrash(br)
 
+    # ------------------------------------------------------------------ faults
+    def test_raw_cut_every_on_each_side_counts(self):
+        # A cut-every on side b cuts each relayed pair that long after it was made, whatever
+        # side a's own (longer) cut-every says.
+        srv, sport, conns = silent_server()
+        self.addCleanup(srv.close)
+        br, port = self.bridge_listening_a("127.0.0.1:%d" % sport, "--raw", "-v",
+                                           "--fault", "a:cut-every=1h", "--fault", "b:cut-every=200ms")
+        c = socket.create_connection(("127.0.0.1", port), timeout=dltest.t(10))
+        self.addCleanup(c.close)
+        dltest.wait_until(lambda: "b: fault cut-every" in br.stderr(), 10, "b's cut-every\n" + self.P.describe())
+        with self.assertRaises(ConnectionResetError):
+            c.recv(10)
+        br.signal(signal.SIGTERM)
+        self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
+
 
 if __name__ == "__main__":
     dltest.main()

@@ -386,12 +386,15 @@ class RawBridge : RawOutput {
         p.pump[dir]->start();
       }
     }
+    // A cut resets the whole pair, so the side whose cut-every comes first is the one that counts.
+    int first = -1;
     for (int side = 0; side < 2; ++side) {
       double every = o_.faults.side[side].cut_every_s;
-      if (every > 0 && !p.cut_timer) {
-        p.cut_timer = std::make_unique<Timer>(reactor_, [this, id, side] { cut(id, side, "cut-every"); });
-        p.cut_timer->arm(deadline_after(Clock::now(), every));
-      }
+      if (every > 0 && (first < 0 || every < o_.faults.side[first].cut_every_s)) first = side;
+    }
+    if (first >= 0) {
+      p.cut_timer = std::make_unique<Timer>(reactor_, [this, id, first] { cut(id, first, "cut-every"); });
+      p.cut_timer->arm(deadline_after(Clock::now(), o_.faults.side[first].cut_every_s));
     }
     const char* how = p.pump[0] ? (p.pump[0]->splicing() ? " (splice)" : " (copy)") : "";
     info(fmt::format("relaying {} <-> {}{}", p.peer[0].to_string(), p.peer[1].to_string(), how));
