@@ -6,6 +6,7 @@ with VmRSS and idle CPU with utime+stime."""
 
 import os
 import signal
+import struct
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import dltest  # noqa: E402
 import test_bridge  # noqa: E402
 from dltest import MiB, wait_port_file  # noqa: E402
 from test_bridge import DLBRIDGE  # noqa: E402
+from fault_relay import FaultRelay  # noqa: E402
 
 
 def silent_server():
@@ -53,6 +55,46 @@ def trickle(sock, seconds, check):
         if n % 5000 == 0 and check():
             break
     return n
+
+
+def classic_frame(payload, ts):
+    """The seed Datalink's frame (see test_classic.py)."""
+    return b" " * 5 + struct.pack("<qd", len(payload), ts) + b"!" * 5 + payload + b'"' * 5
+
+
+def classic_peer(port, frames, result, key):
+    """Dials a classic side, sends `frames` while reading everything that comes back until the
+    peer closes or 30 s of silence; result[key] = (frames sent, bytes received)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=dltest.t(30))
+    got = bytearray()
+
+    def reader():
+        try:
+            while True:
+                b = c.recv(1 << 20)
+                if not b:
+                    return
+                got.extend(b)
+        except OSError:
+            return
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    for f in frames:
+        c.sendall(f)
+    result[key + "-sent"] = True
+    result[key] = (c, th, got)
+
+
+def classic_payloads(data):
+    """The non-empty payloads of a run of classic frames (empty ones are the seed's keepalives)."""
+    out, i = [], 0
+    while i + 31 <= len(data):
+        n, _ = struct.unpack_from("<qd", data, i + 5)
+        if n:
+            out.append(bytes(data[i + 26:i + 26 + n]))
+        i += 31 + n
+    return out
 
 
 class BridgeAdversaryTest(dltest.DlTestCase):
@@ -123,6 +165,112 @@ class BridgeAdversaryTest(dltest.DlTestCase):
             c.recv(10)
         br.signal(signal.SIGTERM)
         self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
+
+    # ------------------------------------------------------------------ strangers
+    def strangers(self, port, hello, stop):
+        """Until `stop` is set: silent connections that stay, garbage, a replayed HELLO, and a
+        slow one that sends a byte every 50 ms, all on `port`. Returns the threads."""
+        def silent():
+            held = []
+            while not stop.is_set() and len(held) < 20:
+                try:
+                    held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+                except OSError:
+                    time.sleep(0.05)
+            stop.wait()
+            for h in held:
+                h.close()
+
+        def hit(payload):
+            while not stop.is_set():
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                        c.sendall(payload())
+                        c.recv(4096)
+                except OSError:
+                    pass
+                time.sleep(0.02)
+
+        def slow():
+            while not stop.is_set():
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                        for b in hello():
+                            if stop.wait(0.05):
+                                return
+                            c.send(bytes([b]))
+                except OSError:
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (
+            silent, slow, lambda: hit(lambda: os.urandom(300)), lambda: hit(hello),
+            lambda: hit(lambda: b"GET / HTTP/1.0\r\n\r\n"))]
+        for th in threads:
+            th.start()
+        return threads
+
+    def test_message_pair_transfer_amid_strangers_on_both_sides(self):
+        # Both sides listen (the jump-host recipe). Strangers of every kind crowd both ports,
+        # and a replay of the sender's own HELLO keeps coming, while a transfer runs through
+        # cuts of both hops: byte-exact, both peers and the bridge exit 0.
+        src = self.path("in")
+        dltest.make_random_file(src, 24 * MiB)
+        out = self.path("out")
+        pa, pb = self.path("pa"), self.path("pb")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--port-file-a", pa, "--port-file-b", pb,
+                         "--fault", "cut=5M", "--fault", "rate=100M", "-v")
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        relay = FaultRelay(target=("127.0.0.1", porta))
+        self.addCleanup(relay.close)
+        recv = self.dlrecv("127.0.0.1:%d" % portb, "-o", out, "-v", "--reconnect", "30s")
+        send = self.dlsend("127.0.0.1:%d" % relay.port, "-v", "--reconnect", "30s", stdin=subprocess.PIPE)
+        dltest.wait_until(lambda: len(relay.captured.get(0, b"")) >= 104, 20, "the sender's HELLO")
+        hello = lambda: bytes(relay.captured[0])[:104]  # noqa: E731
+        stop = threading.Event()
+        threads = self.strangers(porta, hello, stop) + self.strangers(portb, hello, stop)
+        try:
+            dltest.wait_until(lambda: br.stderr().count("rejected") >= 20, 20, "strangers at work\n" + br.stderr()[-2000:])
+            with open(src, "rb") as f:
+                self.feed(send.popen.stdin, iter(lambda: f.read(MiB), b""), close=True, timeout=120)
+            self.assertExitCodes(120, (send, 0), (recv, 0), (br, 0))
+        finally:
+            stop.set()
+            for th in threads:
+                th.join(10)
+        self.assertSameFile(src, out)
+        self.assertGreaterEqual(br.stderr().count("fault cut"), 2, br.stderr()[-3000:])
+        for p in (send, recv, br):
+            self.assertNoCrash(p)
+
+    # ------------------------------------------------------------------ both ways at once
+    def test_classic_both_directions_at_full_speed_through_one_bridge(self):
+        # One bridge, a classic peer on each side, each sending 24 MiB at the other as fast as
+        # it can while reading what comes: both streams arrive whole and in order.
+        pa, pb = self.path("pa"), self.path("pb")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--proto-a", "classic", "--proto-b", "classic",
+                         "--port-file-a", pa, "--port-file-b", pb)
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        frames = {k: [classic_frame(os.urandom(64 * 1024), float(i)) for i in range(384)] for k in "ab"}
+        result = {}
+        threads = [threading.Thread(target=classic_peer, args=(port, frames[k], result, k), daemon=True)
+                   for k, port in (("a", porta), ("b", portb))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(dltest.t(60))
+        self.assertTrue(result.get("a-sent") and result.get("b-sent"), "the peers could not send\n" + self.P.describe())
+        want = {k: sum(len(f) for f in frames[k]) for k in "ab"}
+        dltest.wait_until(lambda: len(result["a"][2]) >= want["b"] and len(result["b"][2]) >= want["a"], 60,
+                          "both streams across\n" + self.P.describe())
+        for k, other in (("a", "b"), ("b", "a")):
+            got = classic_payloads(result[k][2])
+            self.assertEqual(len(got), len(frames[other]), "frames at " + k)
+            self.assertTrue(all(g == f[26:-5] for g, f in zip(got, frames[other])), "a frame at %s differs" % k)
+        br.signal(signal.SIGINT)
+        self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
+        for k in "ab":
+            result[k][0].close()
+        self.assertNoCrash(br)
 
 
 if __name__ == "__main__":
