@@ -166,6 +166,17 @@ class BridgeAdversaryTest(dltest.DlTestCase):
         br.signal(signal.SIGTERM)
         self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
 
+    def test_raw_fanout_refuses_faults_it_would_not_apply(self):
+        # The raw fanout has no fault path: a --fault there must be refused, not silently
+        # ignored (a test of someone's system that injects nothing passes for the wrong reason).
+        srv, sport, conns = silent_server()
+        self.addCleanup(srv.close)
+        for spec in ("latency=1s", "b:cut=1M", "a:rate=1M"):
+            with self.subTest(fault=spec):
+                p = self.bridge("listen:127.0.0.1:0", "127.0.0.1:%d" % sport, "--raw", "--fanout", "--fault", spec)
+                self.assertExited(p, 10, dltest.EXIT_USAGE)
+                self.assertOneLineError(p, "dlbridge", "--fault")
+
     # ------------------------------------------------------------------ strangers
     def strangers(self, port, hello, stop):
         """Until `stop` is set: silent connections that stay, garbage, a replayed HELLO, and a

@@ -91,12 +91,11 @@ int main(int argc, char** argv) {
   for (const std::string& spec : faults) {
     if (auto st = dl::bridge::parse_fault(spec, o.faults); !st) return usage(st.error());
   }
-  if (o.fanout && !o.raw) {
-    if (o.side[0].link.proto == dl::Proto::classic) {
-      return usage(dl::make_error(dl::ErrorKind::usage, "--fanout --proto-a classic", "message fanout serves native clients (classic has no sessions to tell them apart)"));
-    }
-    if (!faults.empty()) return usage(dl::make_error(dl::ErrorKind::usage, "--fault", "not with message --fanout in this version (--raw --fanout takes faults)"));
+  if (o.fanout && !o.raw && o.side[0].link.proto == dl::Proto::classic) {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--fanout --proto-a classic", "message fanout serves native clients (classic has no sessions to tell them apart)"));
   }
+  // Neither fanout has a fault path: refused rather than a test that injects nothing.
+  if (o.fanout && !faults.empty()) return usage(dl::make_error(dl::ErrorKind::usage, "--fault", "not with --fanout in this version"));
   if (!stats_interval.empty()) {
     auto s = dl::parse_duration(stats_interval, "--stats-interval");
     if (!s) return usage(s.error());
