@@ -177,6 +177,15 @@ class BridgeAdversaryTest(dltest.DlTestCase):
                 self.assertExited(p, 10, dltest.EXIT_USAGE)
                 self.assertOneLineError(p, "dlbridge", "--fault")
 
+    def test_window_out_of_range_is_a_usage_error(self):
+        # --window is memory (a ring per side); dlsend refuses 0 and more than 1G as a typo,
+        # and so must the bridge, whose classic sides have no sender's window to bound them.
+        for w in ("0", "2G", "10T"):
+            with self.subTest(window=w):
+                p = self.bridge("listen:127.0.0.1:0", "127.0.0.1:1", "--window", w)
+                self.assertExited(p, 10, dltest.EXIT_USAGE)
+                self.assertOneLineError(p, "dlbridge", "--window " + w, "between 1 and 1G")
+
     # ------------------------------------------------------------------ strangers
     def strangers(self, port, hello, stop):
         """Until `stop` is set: silent connections that stay, garbage, a replayed HELLO, and a

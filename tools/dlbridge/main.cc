@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
       ->type_name("MODE");
   app.add_option("--fault", faults, "Inject faults for testing: [a:|b:]cut=BYTES, cut-every=DURATION, latency=DURATION, jitter=DURATION, rate=BITS/S (repeatable)");
   app.add_option("--stats-interval", stats_interval, "Print counters every DURATION (also on SIGUSR1)");
-  app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 2M; acknowledgement is end to end, so this counts against the sender's own window: raise both for a long, fast downstream hop)");
+  app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 2M, at most 1G; acknowledgement is end to end, so this counts against the sender's own window: raise both for a long, fast downstream hop)");
   app.add_option("--tls-side", tls_side, "With keys: which side speaks TLS: a, b or both (default both); the other side stays plain, e.g. for a seed peer on a lab network")
       ->type_name("SIDE");
   dl::add_session_flags(app, common);
@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
   };
   auto win = dl::parse_size(window, "--window");
   if (!win) return usage(win.error());
+  // As dlsend's: a ring per side is memory, and a classic side has no sender's window to bound it.
+  if (*win == 0 || *win > (std::uint64_t(1) << 30)) {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--window " + window, "must be between 1 and 1G"));
+  }
   if (!tls_side.empty() && tls_side != "a" && tls_side != "b" && tls_side != "both") {
     return usage(dl::make_error(dl::ErrorKind::usage, "--tls-side " + tls_side, "expected a, b or both"));
   }
