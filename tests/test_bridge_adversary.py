@@ -150,6 +150,42 @@ class BridgeAdversaryTest(dltest.DlTestCase):
         self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
         self.assertNoCrash(br)
 
+    def test_raw_fanout_slow_client_gets_everything(self):
+        # A client slower than b fills the fanout's queue; once it has caught up, the bridge
+        # must read from b again (the slowest client sets the pace; it must not stop it).
+        srv, sport, conns = silent_server()
+        self.addCleanup(srv.close)
+        pf = self.path("fan-port")
+        br = self.bridge("listen:127.0.0.1:0", "127.0.0.1:%d" % sport, "--raw", "--fanout", "--port-file-a", pf, "-v")
+        port = wait_port_file(pf, br)
+        dltest.wait_until(lambda: conns, 10, "the fanout's upstream connection")
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        slow.connect(("127.0.0.1", port))
+        self.addCleanup(slow.close)
+        dltest.wait_until(lambda: "joined" in br.stderr(), 10, "the client joined")
+        data = os.urandom(24 * MiB)
+        up = conns[0]
+        threading.Thread(target=lambda: (up.sendall(data), up.shutdown(socket.SHUT_WR)), daemon=True).start()
+        got = bytearray()
+        slow.settimeout(dltest.t(10))
+        deadline = time.monotonic() + dltest.t(60)
+        while time.monotonic() < deadline:
+            try:
+                b = slow.recv(64 * 1024)
+            except socket.timeout:
+                self.fail("the fanout stopped after %d of %d bytes\n%s" % (len(got), len(data), self.P.describe()))
+            if not b:
+                break
+            got += b
+            time.sleep(0.002)   # a slow reader, not synchronisation
+        self.assertEqual(len(got), len(data))
+        self.assertTrue(got == data, "the bytes differ")
+        slow.close()
+        up.close()
+        self.assertExited(br, 20, 0)
+        self.assertNoCrash(br)
+
     # ------------------------------------------------------------------ faults
     def test_raw_cut_every_on_each_side_counts(self):
         # A cut-every on side b cuts each relayed pair that long after it was made, whatever

@@ -563,7 +563,11 @@ class FanoutBridge : RawOutput {
     c->sent = bcast_end_;  // a newcomer gets what comes from now on
     Client* raw = c.get();
     c->s->on_readable([this, raw] { read_client(raw); });
-    c->s->on_writable([this, raw] { write_client(raw); });
+    c->s->on_writable([this, raw] {
+      write_client(raw);
+      retire();  // what it took may have been the last hold on a chunk: b may be read again
+      update();
+    });
     clients_.push_back(std::move(c));
     if (b_eof_ && bcast_.empty()) finish_client(raw);
     update();
