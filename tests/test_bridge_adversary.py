@@ -222,6 +222,18 @@ class BridgeAdversaryTest(dltest.DlTestCase):
                 self.assertExited(p, 10, dltest.EXIT_USAGE)
                 self.assertOneLineError(p, "dlbridge", "--window " + w, "between 1 and 1G")
 
+    def test_stats_interval_in_raw_modes(self):
+        # --stats-interval prints the counters every DURATION in every mode, raw ones included.
+        srv, sport, conns = silent_server()
+        self.addCleanup(srv.close)
+        for mode, needle in ((["--raw"], "raw: "), (["--raw", "--fanout"], "fanout: ")):
+            with self.subTest(mode=mode):
+                br, port = self.bridge_listening_a("127.0.0.1:%d" % sport, *mode, "--stats-interval", "100ms")
+                dltest.wait_until(lambda: br.stderr().count(needle) >= 3, 10,
+                                  "three counter lines\n" + self.P.describe())
+                br.signal(signal.SIGTERM)
+                self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
+
     # ------------------------------------------------------------------ strangers
     def strangers(self, port, hello, stop):
         """Until `stop` is set: silent connections that stay, garbage, a replayed HELLO, and a

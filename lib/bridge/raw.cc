@@ -238,6 +238,7 @@ class RawBridge : RawOutput {
       for (int i = 0; i < 2; ++i) dial(p, i);
       once_ = true;
     }
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
     while (!stop_) reactor_.run_once();
     pairs_.clear();
     if (o_.verbosity.verbose) print_stats();
@@ -462,10 +463,12 @@ class RawBridge : RawOutput {
     ctx_.say(fmt::format("{}: raw: {} relayed connections open; a->b {}, b->a {}; {} cut by fault", ctx_.program,
                          pairs_.size(), human_bytes(static_cast<double>(moved_[0] + live[0])),
                          human_bytes(static_cast<double>(moved_[1] + live[1])), cuts_));
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
   }
 
   static constexpr std::size_t kMaxWaiting = 64;
   Reactor reactor_;
+  Timer stats_timer_{reactor_, [this] { print_stats(); }};
   std::unique_ptr<Acceptor> acceptor_[2];
   struct Waiting {
     Accepted conn;
@@ -533,6 +536,7 @@ class FanoutBridge : RawOutput {
       });
       dial_->start();
     }
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
     while (!stop_) reactor_.run_once();
     if (o_.verbosity.verbose) print_stats();
     return *stop_;
@@ -728,9 +732,11 @@ class FanoutBridge : RawOutput {
   void print_stats() {
     ctx_.say(fmt::format("{}: fanout: {} clients; b->clients {}, clients->b {}", ctx_.program, clients_.size(),
                          human_bytes(static_cast<double>(from_b_)), human_bytes(static_cast<double>(to_b_))));
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
   }
 
   Reactor reactor_;
+  Timer stats_timer_{reactor_, [this] { print_stats(); }};
   std::unique_ptr<Acceptor> clients_acceptor_, upstream_acceptor_;
   std::unique_ptr<Connector> dial_;
   std::unique_ptr<Stream> b_;
