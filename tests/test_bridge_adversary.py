@@ -21,6 +21,7 @@ import test_bridge  # noqa: E402
 from dltest import MiB, wait_port_file  # noqa: E402
 from test_bridge import DLBRIDGE  # noqa: E402
 from fault_relay import FaultRelay  # noqa: E402
+from test_adversary import signals_routed as test_signals_routed  # noqa: E402
 
 
 def silent_server():
@@ -339,6 +340,51 @@ class BridgeAdversaryTest(dltest.DlTestCase):
         for k in "ab":
             result[k][0].close()
         self.assertNoCrash(br)
+
+    # ------------------------------------------------------------------ idle, signals
+    MODES = ([], ["--fanout"], ["--raw"], ["--raw", "--fanout"])
+
+    def bridges_in_every_mode(self, *extra):
+        """One bridge per mode, both sides listening; returns [(mode, proc, port a, port b)]."""
+        out = []
+        for mode in self.MODES:
+            n = len(self.P.procs)
+            pa, pb = self.path("pa%d" % n), self.path("pb%d" % n)
+            p = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--port-file-a", pa, "--port-file-b", pb,
+                            *mode, *extra, name="dlbridge%s" % "".join(mode))
+            out.append((mode, p, wait_port_file(pa, p), wait_port_file(pb, p)))
+        return out
+
+    def test_idle_bridges_use_no_cpu(self):
+        # Every mode, with a stranger holding a connection open on each side and a stats timer
+        # running: an idle bridge sleeps (utime+stime flat over two seconds).
+        bridges = self.bridges_in_every_mode("--stats-interval", "1h")
+        held = [socket.create_connection(("127.0.0.1", port)) for _, _, pa, pb in bridges for port in (pa, pb)]
+        for h in held:
+            self.addCleanup(h.close)
+        dltest.wait_until(lambda: all(b[1].running for b in bridges), 5, "bridges up")
+        before = [dltest.cpu_seconds(p.pid) for _, p, _, _ in bridges]
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and all(p.running for _, p, _, _ in bridges):
+            time.sleep(0.1)   # the measured interval, not synchronisation
+        for (mode, p, _, _), was in zip(bridges, before):
+            self.assertTrue(p.running, p.describe())
+            self.assertLessEqual(dltest.cpu_seconds(p.pid) - was, 0.02, "mode %s used CPU while idle" % mode)
+
+    def test_signals_mid_handshake_exit_130_in_every_mode(self):
+        # A stranger stuck half-way through a handshake on each side: SIGINT, SIGTERM and SIGHUP
+        # still end every mode at once, with 130.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for mode, p, pa, pb in self.bridges_in_every_mode():
+                with self.subTest(mode=mode, sig=sig):
+                    for port in (pa, pb):
+                        c = socket.create_connection(("127.0.0.1", port))
+                        self.addCleanup(c.close)
+                        c.sendall(b"\xd7\x01")
+                    dltest.wait_until(lambda: test_signals_routed(p), 10, "signals routed")
+                    p.signal(sig)
+                    self.assertExited(p, 10, dltest.EXIT_INTERRUPTED)
+                    self.assertNoCrash(p)
 
 
 if __name__ == "__main__":
