@@ -31,7 +31,7 @@ constexpr std::size_t kChunk = 64 * 1024, kChunkCost = 64;
 // Reads at most kChunk bytes from `from` into `out`, sized to what was read (so a short read
 // does not pin a kChunk buffer). Returns what read(2) returned.
 ssize_t read_chunk(Stream& from, std::vector<std::uint8_t>& out) {
-  static std::uint8_t buf[kChunk];  // one reactor thread
+  thread_local std::uint8_t buf[kChunk];  // a bridge runs on one thread; run_dlbridge may run on several
   ssize_t n = from.read(buf, sizeof buf);
   if (n > 0) out.assign(buf, buf + n);
   return n;
