@@ -187,6 +187,41 @@ class BridgeAdversaryTest(dltest.DlTestCase):
         self.assertExited(br, 20, 0)
         self.assertNoCrash(br)
 
+    def test_raw_allow_keeps_strangers_out(self):
+        # --allow holds in raw mode and raw fanout as in message mode: a stranger is reset
+        # before a byte is read and never relayed; allowed peers are.
+        for mode in (["--raw"], ["--raw", "--fanout"]):
+            with self.subTest(mode=mode):
+                pa, pb = self.path("pa%d" % len(self.P.procs)), self.path("pb%d" % len(self.P.procs))
+                br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--port-file-a", pa, "--port-file-b", pb,
+                                 *mode, "--allow", "127.0.0.1", "-v")
+                porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+                for port in (porta, portb):
+                    stranger = socket.socket()
+                    stranger.bind(("127.0.0.5", 0))
+                    stranger.connect(("127.0.0.1", port))
+                    stranger.settimeout(dltest.t(5))
+                    self.addCleanup(stranger.close)
+                    addr = "127.0.0.5:%d" % stranger.getsockname()[1]
+                    dltest.wait_until(lambda: addr in br.stderr(), 10, "the stranger named\n" + br.stderr()[-2000:])
+                    with self.assertRaises((ConnectionResetError, BrokenPipeError)):
+                        for _ in range(100):
+                            stranger.sendall(b"x" * 65536)
+                            time.sleep(0.01)
+                self.assertIn("--allow", br.stderr())
+                self.assertNotIn("joined", br.stderr())
+                self.assertNotIn("accepted", br.stderr())
+                a = socket.create_connection(("127.0.0.1", porta), timeout=dltest.t(10))
+                b = socket.create_connection(("127.0.0.1", portb), timeout=dltest.t(10))
+                self.addCleanup(a.close)
+                self.addCleanup(b.close)
+                if "--fanout" in mode:
+                    dltest.wait_until(lambda: "joined" in br.stderr() and "b: accepted" in br.stderr(), 10, "both in")
+                b.sendall(b"ping")
+                self.assertEqual(a.recv(4), b"ping")
+                br.signal(signal.SIGTERM)
+                self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
+
     # ------------------------------------------------------------------ faults
     def test_raw_cut_every_on_each_side_counts(self):
         # A cut-every on side b cuts each relayed pair that long after it was made, whatever

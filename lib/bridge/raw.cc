@@ -194,6 +194,17 @@ class RawOutput {
   void warn(const std::string& line) {
     if (!o_.verbosity.quiet) ctx_.say(ctx_.program + ": " + line);
   }
+  // Accepts on a listening side as message mode does: only peers its --allow list lets in, and
+  // whoever is refused is named.
+  std::unique_ptr<Acceptor> accept_on(Reactor& r, int side, Listener l, Acceptor::OnAccept on_accept) {
+    AcceptorOptions ao;
+    ao.allow = o_.side[side].link.allow;
+    return std::make_unique<Acceptor>(r, std::move(l), ao, std::move(on_accept),
+                                      [this, side](const Error& e, const SocketAddress* peer) {
+                                        warn(fmt::format("{}: {}{}", kName[side],
+                                                         peer ? "refused " + peer->to_string() + ": " : "", e.message()));
+                                      });
+  }
   const DlbridgeOptions& o_;
   ToolContext& ctx_;
 };
@@ -226,11 +237,7 @@ class RawBridge : RawOutput {
         ctx_.say(fmt::format("{}: {}: listening on {}", ctx_.program, kName[i], where));
       }
       info(fmt::format("{}: listening on {}", kName[i], where));
-      acceptor_[i] = std::make_unique<Acceptor>(
-          reactor_, std::move(*l), AcceptorOptions{}, [this, i](Accepted a) { on_accept(i, std::move(a)); },
-          [this, i](const Error& e, const SocketAddress* peer) {
-            warn(fmt::format("{}: {}{}", kName[i], peer ? "refused " + peer->to_string() + ": " : "", e.message()));
-          });
+      acceptor_[i] = accept_on(reactor_, i, std::move(*l), [this, i](Accepted a) { on_accept(i, std::move(a)); });
     }
     if (!acceptor_[0] && !acceptor_[1]) {
       // Both sides dial: one relayed conversation, then done.
@@ -509,15 +516,14 @@ class FanoutBridge : RawOutput {
       if (auto st = write_port_file(o_.side[0].port_file, port_of(l->local)); !st) return fail(st.error());
     }
     info(fmt::format("a: listening on {} (fanout)", l->local.to_string()));
-    clients_acceptor_ = std::make_unique<Acceptor>(reactor_, std::move(*l), AcceptorOptions{},
-                                                   [this](Accepted a) { add_client(std::move(a)); });
+    clients_acceptor_ = accept_on(reactor_, 0, std::move(*l), [this](Accepted a) { add_client(std::move(a)); });
     if (lb.listen) {
       auto lbl = listen_on(lb.endpoint);
       if (!lbl) return fail(side_error(1, lbl.error()));
       if (!o_.side[1].port_file.empty()) {
         if (auto st = write_port_file(o_.side[1].port_file, port_of(lbl->local)); !st) return fail(st.error());
       }
-      upstream_acceptor_ = std::make_unique<Acceptor>(reactor_, std::move(*lbl), AcceptorOptions{}, [this](Accepted a) {
+      upstream_acceptor_ = accept_on(reactor_, 1, std::move(*lbl), [this](Accepted a) {
         if (b_) return;  // one upstream connection; later ones are closed
         info(fmt::format("b: accepted {}", a.peer.to_string()));
         set_upstream(std::move(a.fd));
