@@ -222,6 +222,29 @@ class BridgeAdversaryTest(dltest.DlTestCase):
                 br.signal(signal.SIGTERM)
                 self.assertExited(br, 10, dltest.EXIT_INTERRUPTED)
 
+    def test_allow_on_the_listening_side_of_a_dialing_bridge(self):
+        # The usual bridge listens on one side and dials the other; --allow concerns the
+        # listening side and must not be refused because the other side dials. A stranger is
+        # refused, the allowed sender's data goes through.
+        out = self.path("out")
+        recv, rport = self.listen("dlrecv", "--lines", stdout=out)
+        br, port = self.bridge_listening_a("127.0.0.1:%d" % rport, "--allow", "127.0.0.1", "-v")
+        stranger = socket.socket()
+        stranger.bind(("127.0.0.5", 0))
+        stranger.connect(("127.0.0.1", port))
+        self.addCleanup(stranger.close)
+        addr = "127.0.0.5:%d" % stranger.getsockname()[1]
+        dltest.wait_until(lambda: addr in br.stderr(), 10, "the stranger named\n" + br.stderr()[-2000:])
+        send = self.dlsend("127.0.0.1:%d" % port, "--lines", stdin=subprocess.PIPE)
+        self.feed(send.popen.stdin, [b"one\ntwo\n"], close=True)
+        self.assertExitCodes(30, (send, 0), (recv, 0), (br, 0))
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"one\ntwo\n")
+        # With no listening side at all it is still a usage error.
+        p = self.bridge("127.0.0.1:1", "127.0.0.1:2", "--allow", "127.0.0.1")
+        self.assertExited(p, 10, dltest.EXIT_USAGE)
+        self.assertOneLineError(p, "dlbridge", "--allow")
+
     # ------------------------------------------------------------------ faults
     def test_raw_cut_every_on_each_side_counts(self):
         # A cut-every on side b cuts each relayed pair that long after it was made, whatever

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
     dl::LinkFlags f = common;
     if (tls_side == (i == 0 ? "b" : "a")) f.tls = {};  // this side stays plain
     split_side(*texts[i], f);
+    if (!f.listen) f.allow.clear();  // --allow is for the listening sides; a dialer chooses its peer
     f.proto = *protos[i];
     f.port_file = o.side[i].port_file;
     auto lo = dl::link_options(f);
@@ -84,6 +85,9 @@ int main(int argc, char** argv) {
     }
     o.side[i].link = *lo;
     o.side[i].link.window = *win;
+  }
+  if (!common.allow.empty() && !o.side[0].link.listen && !o.side[1].link.listen) {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--allow", "only for a listening side (both sides dial)"));
   }
   if (!splice.empty()) {
     if (!o.raw) return usage(dl::make_error(dl::ErrorKind::usage, "--splice", "only with --raw"));
