@@ -28,12 +28,14 @@ constexpr std::size_t kRelayPipe = 1u << 20;
 // per byte, and each costs its vector, its heap block and its queue slot besides.
 constexpr std::size_t kChunk = 64 * 1024, kChunkCost = 64;
 
-// Reads at most kChunk bytes from `from` into `out`, sized to what was read (so a short read
-// does not pin a kChunk buffer). Returns what read(2) returned.
+// Reads at most kChunk bytes from `from` into `out`, sized to what was read: a short read is
+// moved into a buffer of its own size (a full one, the bulk case, is kept without a copy).
+// Returns what read(2) returned.
 ssize_t read_chunk(Stream& from, std::vector<std::uint8_t>& out) {
-  thread_local std::uint8_t buf[kChunk];  // a bridge runs on one thread; run_dlbridge may run on several
-  ssize_t n = from.read(buf, sizeof buf);
-  if (n > 0) out.assign(buf, buf + n);
+  out.resize(kChunk);
+  ssize_t n = from.read(out.data(), out.size());
+  out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  out.shrink_to_fit();
   return n;
 }
 
