@@ -369,6 +369,33 @@ class BridgeAdversaryTest(dltest.DlTestCase):
         for p in (send, recv, br):
             self.assertNoCrash(p)
 
+    def test_message_fanout_client_cut_again_and_again_resumes_alone(self):
+        # One of three fanout clients loses its connection every 1.5 MiB; each time it resumes
+        # into its own session while the others flow on. Everyone gets the stream byte-exact.
+        src = self.path("in")
+        dltest.make_random_file(src, 16 * MiB)
+        pa, pb = self.path("fan-a"), self.path("fan-b")
+        br = self.bridge("listen:127.0.0.1:0", "listen:127.0.0.1:0", "--fanout", "--port-file-a", pa,
+                         "--port-file-b", pb, "-v")
+        porta, portb = wait_port_file(pa, br), wait_port_file(pb, br)
+        relay = FaultRelay(target=("127.0.0.1", porta))
+        self.addCleanup(relay.close)
+        for _ in range(8):
+            relay.cut_after(1536 * 1024, direction="down")
+        recvs = []
+        for i in range(3):
+            out = self.path("out%d" % i)
+            port = relay.port if i == 0 else porta
+            recvs.append((self.dlrecv("127.0.0.1:%d" % port, "-o", out, "-v", "--reconnect", "30s", name="recv%d" % i), out))
+        dltest.wait_until(lambda: br.stderr().count(": connected to ") >= 3, 20, "three clients connected")
+        send = self.dlsend("127.0.0.1:%d" % portb, "-f", src)
+        self.assertExitCodes(120, (send, 0), *[(p, 0) for p, _ in recvs], (br, 0))
+        for _, out in recvs:
+            self.assertSameFile(src, out)
+        self.assertGreaterEqual(relay.cuts, 5)
+        self.assertGreaterEqual(recvs[0][0].stderr().count("session resumed"), 5, recvs[0][0].stderr())
+        self.assertNoCrash(br)
+
     # ------------------------------------------------------------------ both ways at once
     def test_classic_both_directions_at_full_speed_through_one_bridge(self):
         # One bridge, a classic peer on each side, each sending 24 MiB at the other as fast as
