@@ -23,6 +23,21 @@ constexpr const char* kName[2] = {"a", "b"};
 // A relay pipe of 1 MiB: fewer splice round trips per byte than the 256 KiB default. The
 // copying relay holds as much, so one read and one write move what a wake-up finds.
 constexpr std::size_t kRelayPipe = 1u << 20;
+// The user-space queues below hold chunks of at most kChunk bytes. Each is bounded by what its
+// chunks cost, not only the bytes they carry: a peer that sends a byte per segment makes a chunk
+// per byte, and each costs its vector, its heap block and its queue slot besides.
+constexpr std::size_t kChunk = 64 * 1024, kChunkCost = 64;
+
+// Reads at most kChunk bytes from `from` into `out`, sized to what was read: a short read is
+// moved into a buffer of its own size (a full one, the bulk case, is kept without a copy).
+// Returns what read(2) returned.
+ssize_t read_chunk(Stream& from, std::vector<std::uint8_t>& out) {
+  out.resize(kChunk);
+  ssize_t n = from.read(out.data(), out.size());
+  out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  out.shrink_to_fit();
+  return n;
+}
 
 // Splice between hosts, copy between two local peers (SpliceMode says why). On loopback,
 // measured with scripts/bench's relay row: splice 10-13 Gbit/s and ~1.07 s of CPU per GiB over
@@ -60,7 +75,7 @@ class ShapedPump {
   std::uint64_t bytes() const { return bytes_; }
 
  private:
-  static constexpr std::size_t kChunk = 64 * 1024, kMaxHeld = 4u << 20;
+  static constexpr std::size_t kMaxHeld = 4u << 20;
   struct Chunk {
     std::vector<std::uint8_t> data;
     std::size_t off = 0;
@@ -72,8 +87,7 @@ class ShapedPump {
     auto alive = alive_;
     while (!eof_ && held_ < kMaxHeld) {
       Chunk c;
-      c.data.resize(kChunk);
-      ssize_t n = from_.read(c.data.data(), c.data.size());
+      ssize_t n = read_chunk(from_, c.data);
       if (n == 0) {
         eof_ = true;
         break;
@@ -82,9 +96,8 @@ class ShapedPump {
         if (errno == EAGAIN || errno == EINTR) break;
         return finish(errno_error(ErrorKind::io, "read", errno));
       }
-      c.data.resize(static_cast<std::size_t>(n));
       c.at = delay_.enabled() ? delay_.release_at(Clock::now()) : Clock::now();
-      held_ += c.data.size();
+      held_ += c.data.size() + kChunkCost;
       q_.push_back(std::move(c));
     }
     write_some();
@@ -120,7 +133,10 @@ class ShapedPump {
       c.off += static_cast<std::size_t>(n);
       bytes_ += static_cast<std::uint64_t>(n);
       held_ -= static_cast<std::size_t>(n);
-      if (c.off == c.data.size()) q_.pop_front();
+      if (c.off == c.data.size()) {
+        held_ -= kChunkCost;
+        q_.pop_front();
+      }
       if (progress_) {
         progress_();  // may cut the pair and destroy us
         if (!*alive) return;
@@ -180,6 +196,17 @@ class RawOutput {
   void warn(const std::string& line) {
     if (!o_.verbosity.quiet) ctx_.say(ctx_.program + ": " + line);
   }
+  // Accepts on a listening side as message mode does: only peers its --allow list lets in, and
+  // whoever is refused is named.
+  std::unique_ptr<Acceptor> accept_on(Reactor& r, int side, Listener l, Acceptor::OnAccept on_accept) {
+    AcceptorOptions ao;
+    ao.allow = o_.side[side].link.allow;
+    return std::make_unique<Acceptor>(r, std::move(l), ao, std::move(on_accept),
+                                      [this, side](const Error& e, const SocketAddress* peer) {
+                                        warn(fmt::format("{}: {}{}", kName[side],
+                                                         peer ? "refused " + peer->to_string() + ": " : "", e.message()));
+                                      });
+  }
   const DlbridgeOptions& o_;
   ToolContext& ctx_;
 };
@@ -212,11 +239,7 @@ class RawBridge : RawOutput {
         ctx_.say(fmt::format("{}: {}: listening on {}", ctx_.program, kName[i], where));
       }
       info(fmt::format("{}: listening on {}", kName[i], where));
-      acceptor_[i] = std::make_unique<Acceptor>(
-          reactor_, std::move(*l), AcceptorOptions{}, [this, i](Accepted a) { on_accept(i, std::move(a)); },
-          [this, i](const Error& e, const SocketAddress* peer) {
-            warn(fmt::format("{}: {}{}", kName[i], peer ? "refused " + peer->to_string() + ": " : "", e.message()));
-          });
+      acceptor_[i] = accept_on(reactor_, i, std::move(*l), [this, i](Accepted a) { on_accept(i, std::move(a)); });
     }
     if (!acceptor_[0] && !acceptor_[1]) {
       // Both sides dial: one relayed conversation, then done.
@@ -224,6 +247,7 @@ class RawBridge : RawOutput {
       for (int i = 0; i < 2; ++i) dial(p, i);
       once_ = true;
     }
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
     while (!stop_) reactor_.run_once();
     pairs_.clear();
     if (o_.verbosity.verbose) print_stats();
@@ -372,12 +396,15 @@ class RawBridge : RawOutput {
         p.pump[dir]->start();
       }
     }
+    // A cut resets the whole pair, so the side whose cut-every comes first is the one that counts.
+    int first = -1;
     for (int side = 0; side < 2; ++side) {
       double every = o_.faults.side[side].cut_every_s;
-      if (every > 0 && !p.cut_timer) {
-        p.cut_timer = std::make_unique<Timer>(reactor_, [this, id, side] { cut(id, side, "cut-every"); });
-        p.cut_timer->arm(deadline_after(Clock::now(), every));
-      }
+      if (every > 0 && (first < 0 || every < o_.faults.side[first].cut_every_s)) first = side;
+    }
+    if (first >= 0) {
+      p.cut_timer = std::make_unique<Timer>(reactor_, [this, id, first] { cut(id, first, "cut-every"); });
+      p.cut_timer->arm(deadline_after(Clock::now(), o_.faults.side[first].cut_every_s));
     }
     const char* how = p.pump[0] ? (p.pump[0]->splicing() ? " (splice)" : " (copy)") : "";
     info(fmt::format("relaying {} <-> {}{}", p.peer[0].to_string(), p.peer[1].to_string(), how));
@@ -445,10 +472,12 @@ class RawBridge : RawOutput {
     ctx_.say(fmt::format("{}: raw: {} relayed connections open; a->b {}, b->a {}; {} cut by fault", ctx_.program,
                          pairs_.size(), human_bytes(static_cast<double>(moved_[0] + live[0])),
                          human_bytes(static_cast<double>(moved_[1] + live[1])), cuts_));
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
   }
 
   static constexpr std::size_t kMaxWaiting = 64;
   Reactor reactor_;
+  Timer stats_timer_{reactor_, [this] { print_stats(); }};
   std::unique_ptr<Acceptor> acceptor_[2];
   struct Waiting {
     Accepted conn;
@@ -489,15 +518,14 @@ class FanoutBridge : RawOutput {
       if (auto st = write_port_file(o_.side[0].port_file, port_of(l->local)); !st) return fail(st.error());
     }
     info(fmt::format("a: listening on {} (fanout)", l->local.to_string()));
-    clients_acceptor_ = std::make_unique<Acceptor>(reactor_, std::move(*l), AcceptorOptions{},
-                                                   [this](Accepted a) { add_client(std::move(a)); });
+    clients_acceptor_ = accept_on(reactor_, 0, std::move(*l), [this](Accepted a) { add_client(std::move(a)); });
     if (lb.listen) {
       auto lbl = listen_on(lb.endpoint);
       if (!lbl) return fail(side_error(1, lbl.error()));
       if (!o_.side[1].port_file.empty()) {
         if (auto st = write_port_file(o_.side[1].port_file, port_of(lbl->local)); !st) return fail(st.error());
       }
-      upstream_acceptor_ = std::make_unique<Acceptor>(reactor_, std::move(*lbl), AcceptorOptions{}, [this](Accepted a) {
+      upstream_acceptor_ = accept_on(reactor_, 1, std::move(*lbl), [this](Accepted a) {
         if (b_) return;  // one upstream connection; later ones are closed
         info(fmt::format("b: accepted {}", a.peer.to_string()));
         set_upstream(std::move(a.fd));
@@ -516,13 +544,14 @@ class FanoutBridge : RawOutput {
       });
       dial_->start();
     }
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
     while (!stop_) reactor_.run_once();
     if (o_.verbosity.verbose) print_stats();
     return *stop_;
   }
 
  private:
-  static constexpr std::size_t kChunk = 64 * 1024, kMaxQueued = 1u << 20;
+  static constexpr std::size_t kMaxQueued = 1u << 20;
   struct Client {
     std::unique_ptr<Stream> s;
     SocketAddress peer;
@@ -546,7 +575,11 @@ class FanoutBridge : RawOutput {
     c->sent = bcast_end_;  // a newcomer gets what comes from now on
     Client* raw = c.get();
     c->s->on_readable([this, raw] { read_client(raw); });
-    c->s->on_writable([this, raw] { write_client(raw); });
+    c->s->on_writable([this, raw] {
+      write_client(raw);
+      retire();  // what it took may have been the last hold on a chunk: b may be read again
+      update();
+    });
     clients_.push_back(std::move(c));
     if (b_eof_ && bcast_.empty()) finish_client(raw);
     update();
@@ -577,8 +610,8 @@ class FanoutBridge : RawOutput {
   // b -> clients
   void read_upstream() {
     while (!b_eof_ && bcast_bytes_ < kMaxQueued) {
-      std::vector<std::uint8_t> chunk(kChunk);
-      ssize_t n = b_->read(chunk.data(), chunk.size());
+      std::vector<std::uint8_t> chunk;
+      ssize_t n = read_chunk(*b_, chunk);
       if (n == 0) {
         b_eof_ = true;
         info("b: end of stream");
@@ -588,8 +621,7 @@ class FanoutBridge : RawOutput {
         if (errno != EAGAIN && errno != EINTR) upstream_gone(errno_error(ErrorKind::io, "b: read", errno));
         break;
       }
-      chunk.resize(static_cast<std::size_t>(n));
-      bcast_bytes_ += chunk.size();
+      bcast_bytes_ += chunk.size() + kChunkCost;
       bcast_end_ += chunk.size();
       from_b_ += chunk.size();
       bcast_.push_back(std::move(chunk));
@@ -636,7 +668,7 @@ class FanoutBridge : RawOutput {
     }
     while (!bcast_.empty() && bcast_start_ + bcast_.front().size() <= low) {
       bcast_start_ += bcast_.front().size();
-      bcast_bytes_ -= bcast_.front().size();
+      bcast_bytes_ -= bcast_.front().size() + kChunkCost;
       bcast_.pop_front();
     }
     if (b_eof_ && bcast_.empty()) {
@@ -647,8 +679,8 @@ class FanoutBridge : RawOutput {
   // clients -> b
   void read_client(Client* c) {
     while (!dead(c) && c->reading && up_bytes_ < kMaxQueued) {
-      std::vector<std::uint8_t> chunk(kChunk);
-      ssize_t n = c->s->read(chunk.data(), chunk.size());
+      std::vector<std::uint8_t> chunk;
+      ssize_t n = read_chunk(*c->s, chunk);
       if (n == 0) {
         // A fanout client that stops sending has left: with many clients on one upstream
         // connection a half-close cannot be passed on, and keeping it would leak a descriptor
@@ -661,8 +693,7 @@ class FanoutBridge : RawOutput {
         if (errno != EAGAIN && errno != EINTR) drop_client(c, errno_error(ErrorKind::io, "read", errno).message());
         break;
       }
-      chunk.resize(static_cast<std::size_t>(n));
-      up_bytes_ += chunk.size();
+      up_bytes_ += chunk.size() + kChunkCost;
       to_b_ += chunk.size();
       up_.push_back(std::move(chunk));
     }
@@ -679,7 +710,7 @@ class FanoutBridge : RawOutput {
       }
       up_off_ += static_cast<std::size_t>(n);
       if (up_off_ == chunk.size()) {
-        up_bytes_ -= chunk.size();
+        up_bytes_ -= chunk.size() + kChunkCost;
         up_.pop_front();
         up_off_ = 0;
       }
@@ -709,9 +740,11 @@ class FanoutBridge : RawOutput {
   void print_stats() {
     ctx_.say(fmt::format("{}: fanout: {} clients; b->clients {}, clients->b {}", ctx_.program, clients_.size(),
                          human_bytes(static_cast<double>(from_b_)), human_bytes(static_cast<double>(to_b_))));
+    if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
   }
 
   Reactor reactor_;
+  Timer stats_timer_{reactor_, [this] { print_stats(); }};
   std::unique_ptr<Acceptor> clients_acceptor_, upstream_acceptor_;
   std::unique_ptr<Connector> dial_;
   std::unique_ptr<Stream> b_;
@@ -719,7 +752,7 @@ class FanoutBridge : RawOutput {
   std::vector<Client*> dead_;
   std::deque<std::vector<std::uint8_t>> bcast_, up_;
   std::uint64_t bcast_start_ = 0, bcast_end_ = 0;
-  std::size_t bcast_bytes_ = 0, up_bytes_ = 0, up_off_ = 0;
+  std::size_t bcast_bytes_ = 0, up_bytes_ = 0, up_off_ = 0;  // *_bytes_: what each queue costs
   std::uint64_t from_b_ = 0, to_b_ = 0;
   bool b_eof_ = false;
   std::optional<int> stop_;

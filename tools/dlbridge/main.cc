@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
       ->type_name("MODE");
   app.add_option("--fault", faults, "Inject faults for testing: [a:|b:]cut=BYTES, cut-every=DURATION, latency=DURATION, jitter=DURATION, rate=BITS/S (repeatable)");
   app.add_option("--stats-interval", stats_interval, "Print counters every DURATION (also on SIGUSR1)");
-  app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 2M; acknowledgement is end to end, so this counts against the sender's own window: raise both for a long, fast downstream hop)");
+  app.add_option("--window", window, "Per direction: how much may be in flight downstream before the bridge stops reading upstream (default 2M, at most 1G; acknowledgement is end to end, so this counts against the sender's own window: raise both for a long, fast downstream hop)");
   app.add_option("--tls-side", tls_side, "With keys: which side speaks TLS: a, b or both (default both); the other side stays plain, e.g. for a seed peer on a lab network")
       ->type_name("SIDE");
   dl::add_session_flags(app, common);
@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
   };
   auto win = dl::parse_size(window, "--window");
   if (!win) return usage(win.error());
+  // As dlsend's: a ring per side is memory, and a classic side has no sender's window to bound it.
+  if (*win == 0 || *win > (std::uint64_t(1) << 30)) {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--window " + window, "must be between 1 and 1G"));
+  }
   if (!tls_side.empty() && tls_side != "a" && tls_side != "b" && tls_side != "both") {
     return usage(dl::make_error(dl::ErrorKind::usage, "--tls-side " + tls_side, "expected a, b or both"));
   }
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
     dl::LinkFlags f = common;
     if (tls_side == (i == 0 ? "b" : "a")) f.tls = {};  // this side stays plain
     split_side(*texts[i], f);
+    if (!f.listen) f.allow.clear();  // --allow is for the listening sides; a dialer chooses its peer
     f.proto = *protos[i];
     f.port_file = o.side[i].port_file;
     auto lo = dl::link_options(f);
@@ -81,6 +86,9 @@ int main(int argc, char** argv) {
     o.side[i].link = *lo;
     o.side[i].link.window = *win;
   }
+  if (!common.allow.empty() && !o.side[0].link.listen && !o.side[1].link.listen) {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--allow", "only for a listening side (both sides dial)"));
+  }
   if (!splice.empty()) {
     if (!o.raw) return usage(dl::make_error(dl::ErrorKind::usage, "--splice", "only with --raw"));
     if (splice == "on") o.splice = dl::bridge::SpliceMode::on;
@@ -91,12 +99,11 @@ int main(int argc, char** argv) {
   for (const std::string& spec : faults) {
     if (auto st = dl::bridge::parse_fault(spec, o.faults); !st) return usage(st.error());
   }
-  if (o.fanout && !o.raw) {
-    if (o.side[0].link.proto == dl::Proto::classic) {
-      return usage(dl::make_error(dl::ErrorKind::usage, "--fanout --proto-a classic", "message fanout serves native clients (classic has no sessions to tell them apart)"));
-    }
-    if (!faults.empty()) return usage(dl::make_error(dl::ErrorKind::usage, "--fault", "not with message --fanout in this version (--raw --fanout takes faults)"));
+  if (o.fanout && !o.raw && o.side[0].link.proto == dl::Proto::classic) {
+    return usage(dl::make_error(dl::ErrorKind::usage, "--fanout --proto-a classic", "message fanout serves native clients (classic has no sessions to tell them apart)"));
   }
+  // Neither fanout has a fault path: refused rather than a test that injects nothing.
+  if (o.fanout && !faults.empty()) return usage(dl::make_error(dl::ErrorKind::usage, "--fault", "not with --fanout in this version"));
   if (!stats_interval.empty()) {
     auto s = dl::parse_duration(stats_interval, "--stats-interval");
     if (!s) return usage(s.error());
