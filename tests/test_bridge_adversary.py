@@ -281,6 +281,17 @@ class BridgeAdversaryTest(dltest.DlTestCase):
                 self.assertExited(p, 10, dltest.EXIT_USAGE)
                 self.assertOneLineError(p, "dlbridge", "--window " + w, "between 1 and 1G")
 
+    def test_message_settings_with_raw_are_usage_errors(self):
+        # A byte relay has no frames, sessions or reconnects: a setting for them was silently
+        # ignored (a -t meant to drop silent clients dropped nobody).
+        for flag in (["--proto-a", "classic"], ["--proto-b", "native"], ["-t", "5"], ["--reconnect", "1"],
+                     ["--keepalive", "1"], ["--max-message", "64K"], ["--window", "1M"], ["--close-ends"],
+                     ["--drop-negative-ts"]):
+            with self.subTest(flag=flag):
+                p = self.bridge("--raw", "listen:127.0.0.1:0", "127.0.0.1:1", *flag)
+                self.assertExited(p, 10, dltest.EXIT_USAGE)
+                self.assertOneLineError(p, "dlbridge", "with --raw", "message-mode setting")
+
     def test_stats_interval_in_raw_modes(self):
         # --stats-interval prints the counters every DURATION in every mode, raw ones included.
         srv, sport, conns = silent_server()

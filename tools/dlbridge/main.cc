@@ -65,6 +65,16 @@ int main(int argc, char** argv) {
   if (o.raw && common.tls.any()) {
     return usage(dl::make_error(dl::ErrorKind::usage, "--raw", "relays bytes as they are: no keys (run TLS end to end instead)"));
   }
+  if (o.raw) {
+    // Message-mode settings: a byte relay has no frames, sessions or reconnects to apply them to.
+    for (const char* name : {"--proto-a", "--proto-b", "--timeout", "--keepalive", "--reconnect", "--max-message",
+                             "--drop-negative-ts", "--close-ends", "--window"}) {
+      if (app.count(name) > 0) {
+        return usage(dl::make_error(dl::ErrorKind::usage, std::string(name) + " with --raw",
+                                    "a message-mode setting: --raw relays bytes as they are"));
+      }
+    }
+  }
   if (!tls_side.empty() && !common.tls.any()) {
     return usage(dl::make_error(dl::ErrorKind::usage, "--tls-side", "only with keys (--psk, --gen-psk, --cert ...)"));
   }
