@@ -562,3 +562,95 @@ TEST_CASE("try_forward: relayed messages arrive exact from the upstream ring, ac
     CHECK(sink.stats().protocol_errors == 0);
   }
 }
+
+namespace {
+// One direction of a test relay, as dlbridge's pair runs it.
+struct RelayDirection {
+  Link& up;
+  Link& down;
+  std::deque<std::uint64_t> inflight;
+  bool ended = false;
+  void pump() {
+    std::size_t settled = 0;
+    while (!inflight.empty() && inflight.front() <= down.messages_settled()) {
+      inflight.pop_front();
+      ++settled;
+    }
+    if (settled) up.consume(settled);
+    Message m;
+    while (!ended && up.peek(m, inflight.size())) {
+      if (!down.try_forward(m)) break;
+      inflight.push_back(down.messages_committed());
+    }
+    if (!ended && up.peer_finished() && inflight.empty() && !up.peek(m, 0)) {
+      down.finish();
+      ended = true;
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("try_forward both ways at once through one relay, both hops cut") {
+  // Each relay link sends from the other's ring while its own ring is borrowed from: payloads
+  // in flight both ways, replays on both hops.
+  Reactor r;
+  Collector at_a, at_b;
+  LinkOptions lo = listen_opts();
+  Link r1(r, lo, nullptr);  // the relay's side facing a
+  REQUIRE(r1.start());
+  LinkOptions ao = dial_opts(r1);
+  ao.window = 256 * 1024;
+  Link a(r, ao, &at_a);
+  at_a.link = &a;
+  REQUIRE(a.start());
+  Link b(r, listen_opts(), &at_b);
+  at_b.link = &b;
+  REQUIRE(b.start());
+  LinkOptions ro = dial_opts(b);
+  ro.window = 128 * 1024;
+  Link r2(r, ro, nullptr);  // the relay's side facing b
+  REQUIRE(r2.start());
+  RelayDirection to_b{r1, r2}, to_a{r2, r1};
+
+  const int kCount = 3000;
+  auto body = [](char who, int i) {
+    std::string m(1, who);
+    m += std::to_string(i) + ":";
+    m.append(static_cast<std::size_t>((i * 53) % (i % 100 == 0 ? 60000 : 300)), static_cast<char>('a' + i % 26));
+    return m;
+  };
+  int sent_a = 0, sent_b = 0, cuts = 0;
+  bool ok = run_until(r, [&] {
+    for (; sent_a < kCount; ++sent_a) {
+      std::string m = body('a', sent_a);
+      if (!a.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, sent_a)) break;
+    }
+    for (; sent_b < kCount; ++sent_b) {
+      std::string m = body('b', sent_b);
+      if (!b.try_send({reinterpret_cast<const std::uint8_t*>(m.data()), m.size()}, sent_b)) break;
+    }
+    if (sent_a == kCount) a.finish();
+    if (sent_b == kCount) b.finish();
+    to_b.pump();
+    to_a.pump();
+    std::size_t progress = at_a.got.size() + at_b.got.size();
+    if (cuts < 4 && progress > static_cast<std::size_t>(cuts + 1) * 1000) {
+      Link& hop = cuts % 2 ? r1 : r2;
+      if (hop.ready()) {
+        hop.abort_connection();
+        ++cuts;
+      }
+    }
+    return a.completed() && b.completed() && r1.completed() && r2.completed();
+  });
+  INFO("a got " << at_a.got.size() << ", b got " << at_b.got.size() << ", cuts " << cuts);
+  REQUIRE(ok);
+  CHECK(cuts == 4);
+  REQUIRE(at_a.got.size() == kCount);
+  REQUIRE(at_b.got.size() == kCount);
+  for (int i = 0; i < kCount; ++i) {
+    REQUIRE(at_b.got[static_cast<std::size_t>(i)] == body('a', i));
+    REQUIRE(at_a.got[static_cast<std::size_t>(i)] == body('b', i));
+  }
+  CHECK(r1.stats().protocol_errors + r2.stats().protocol_errors + a.stats().protocol_errors + b.stats().protocol_errors == 0);
+}
