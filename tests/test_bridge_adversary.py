@@ -187,6 +187,23 @@ class BridgeAdversaryTest(dltest.DlTestCase):
         self.assertExited(br, 20, 0)
         self.assertNoCrash(br)
 
+    def test_raw_refusals_are_rate_limited(self):
+        # 60 strangers outside --allow: the first ten are named, then a line says how many more
+        # were refused (each used to get its own line, so a flood flooded the log).
+        br, port = self.bridge_listening_a("127.0.0.1:1", "--raw", "--allow", "127.0.0.1")
+        for _ in range(60):
+            s = socket.socket()
+            s.bind(("127.0.0.5", 0))
+            try:
+                s.connect(("127.0.0.1", port))
+            except OSError:
+                pass
+            s.close()
+        dltest.wait_until(lambda: "not shown" in br.stderr(), 10, "the count of refusals not shown\n" + br.stderr())
+        named = [ln for ln in br.stderr().splitlines() if "refused 127.0.0.5" in ln]
+        self.assertLessEqual(len(named), 12, br.stderr())
+        self.assertGreaterEqual(len(named), 10, br.stderr())
+
     def test_raw_allow_keeps_strangers_out(self):
         # --allow holds in raw mode and raw fanout as in message mode: a stranger is reset
         # before a byte is read and never relayed; allowed peers are.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "lib/net/acceptor.h"
+#include "lib/net/refusal_log.h"
 #include "lib/net/connector.h"
 #include "lib/net/net.h"
 #include "lib/net/pump.h"
@@ -197,18 +198,25 @@ class RawOutput {
     if (!o_.verbosity.quiet) ctx_.say(ctx_.program + ": " + line);
   }
   // Accepts on a listening side as message mode does: only peers its --allow list lets in, and
-  // whoever is refused is named.
-  std::unique_ptr<Acceptor> accept_on(Reactor& r, int side, Listener l, Acceptor::OnAccept on_accept) {
+  // whoever is refused is named, rate-limited as every listener of the family (a flood of
+  // strangers must not flood the log).
+  std::unique_ptr<Acceptor> accept_on(int side, Listener l, Acceptor::OnAccept on_accept) {
     AcceptorOptions ao;
     ao.allow = o_.side[side].link.allow;
-    return std::make_unique<Acceptor>(r, std::move(l), ao, std::move(on_accept),
+    return std::make_unique<Acceptor>(reactor_, std::move(l), ao, std::move(on_accept),
                                       [this, side](const Error& e, const SocketAddress* peer) {
-                                        warn(fmt::format("{}: {}{}", kName[side],
-                                                         peer ? "refused " + peer->to_string() + ": " : "", e.message()));
+                                        if (!peer) return warn(fmt::format("{}: {}", kName[side], e.message()));
+                                        refused(side, *peer, e);
                                       });
+  }
+  void refused(int side, const SocketAddress& peer, const Error& why) {
+    if (!refusals_.allowed(why.kind)) return;
+    warn(fmt::format("{}: refused {}: {}{}", kName[side], peer.to_string(), why.message(), refusals_.hidden_note()));
   }
   const DlbridgeOptions& o_;
   ToolContext& ctx_;
+  Reactor reactor_;
+  RefusalLog refusals_{reactor_, [this](const std::string& line) { warn(line); }};
 };
 
 class RawBridge : RawOutput {
@@ -239,7 +247,7 @@ class RawBridge : RawOutput {
         ctx_.say(fmt::format("{}: {}: listening on {}", ctx_.program, kName[i], where));
       }
       info(fmt::format("{}: listening on {}", kName[i], where));
-      acceptor_[i] = accept_on(reactor_, i, std::move(*l), [this, i](Accepted a) { on_accept(i, std::move(a)); });
+      acceptor_[i] = accept_on(i, std::move(*l), [this, i](Accepted a) { on_accept(i, std::move(a)); });
     }
     if (!acceptor_[0] && !acceptor_[1]) {
       // Both sides dial: one relayed conversation, then done.
@@ -297,8 +305,9 @@ class RawBridge : RawOutput {
       }
       reap_waiting(side);
       if (waiting_[side].size() >= kMaxWaiting) {
-        warn(fmt::format("{}: refused {}: {} clients already wait for a partner on side {}", kName[side],
-                         a.peer.to_string(), kMaxWaiting, kName[other]));
+        refused(side, a.peer,
+                make_error(ErrorKind::too_large, "connection from " + a.peer.to_string(),
+                           fmt::format("{} clients already wait for a partner on side {}", kMaxWaiting, kName[other])));
         return;  // closed as it goes out of scope
       }
       // Watched while it waits, so one that leaves (a port probe) is noticed and never paired.
@@ -476,7 +485,6 @@ class RawBridge : RawOutput {
   }
 
   static constexpr std::size_t kMaxWaiting = 64;
-  Reactor reactor_;
   Timer stats_timer_{reactor_, [this] { print_stats(); }};
   std::unique_ptr<Acceptor> acceptor_[2];
   struct Waiting {
@@ -518,14 +526,14 @@ class FanoutBridge : RawOutput {
       if (auto st = write_port_file(o_.side[0].port_file, port_of(l->local)); !st) return fail(st.error());
     }
     info(fmt::format("a: listening on {} (fanout)", l->local.to_string()));
-    clients_acceptor_ = accept_on(reactor_, 0, std::move(*l), [this](Accepted a) { add_client(std::move(a)); });
+    clients_acceptor_ = accept_on(0, std::move(*l), [this](Accepted a) { add_client(std::move(a)); });
     if (lb.listen) {
       auto lbl = listen_on(lb.endpoint);
       if (!lbl) return fail(side_error(1, lbl.error()));
       if (!o_.side[1].port_file.empty()) {
         if (auto st = write_port_file(o_.side[1].port_file, port_of(lbl->local)); !st) return fail(st.error());
       }
-      upstream_acceptor_ = accept_on(reactor_, 1, std::move(*lbl), [this](Accepted a) {
+      upstream_acceptor_ = accept_on(1, std::move(*lbl), [this](Accepted a) {
         if (b_) return;  // one upstream connection; later ones are closed
         info(fmt::format("b: accepted {}", a.peer.to_string()));
         set_upstream(std::move(a.fd));
@@ -743,7 +751,6 @@ class FanoutBridge : RawOutput {
     if (o_.stats_interval_s > 0) stats_timer_.arm(deadline_after(Clock::now(), o_.stats_interval_s));
   }
 
-  Reactor reactor_;
   Timer stats_timer_{reactor_, [this] { print_stats(); }};
   std::unique_ptr<Acceptor> clients_acceptor_, upstream_acceptor_;
   std::unique_ptr<Connector> dial_;
