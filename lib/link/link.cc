@@ -22,7 +22,6 @@ constexpr std::size_t kMinUsefulReserve = 64 * 1024;
 constexpr std::size_t kInitialRx = 8u << 20;  // the credit (minus slack): as much in flight as the default --window
 constexpr std::size_t kRxSlack = 64 * 1024;  // ring room beyond the credit: control frames
 constexpr int kMaxProtocolFailureStreak = 8;
-constexpr int kFirstContactTries = 3;  // handshakes refused in a row before the listener ever accepted us
 constexpr std::size_t kReadSlice = 256 * 1024;
 constexpr int kClassicKeepaliveMs = 30;       // the seed's examples time out after 100 ms
 constexpr std::size_t kMaxPendingControl = 4096;  // unsent control bytes before ACKs wait
@@ -80,7 +79,8 @@ Link::Link(Reactor& reactor, LinkOptions options, LinkObserver* observer)
                              static_cast<std::uint32_t>(std::max(0, opt_.timeout_ms)),
                              rx_capacity_for(std::min(opt_.max_message, frame::kHardMaxPayload)) - kRxSlack,
                              opt_.incarnation}),
-      timer_(reactor, [this] { on_timer(); }) {
+      timer_(reactor, [this] { on_timer(); }),
+      trust_(opt_.wait_s != 0) {
   opt_.max_message = std::min(opt_.max_message, frame::kHardMaxPayload);
   if (opt_.receive_only) finish();
 }
@@ -223,13 +223,7 @@ void Link::on_dialed(Result<SecureConnected> r) {
 // A dialed connection failed its TLS handshake: like a failed connect, given up at once when
 // retrying cannot help.
 void Link::on_handshake_refused(Error e) {
-  if (e.kind == ErrorKind::auth && tls_peer_known_) e.final = false;
-  // Before the listener ever accepted us, a bit flipped in our handshake reads exactly like a
-  // wrong key. With patience for the first connect (--wait), try twice more: damage heals, and
-  // different keys still fail within a second.
-  if (e.kind == ErrorKind::auth && !tls_peer_known_ && opt_.wait_s != 0 && ++first_contact_refusals_ < kFirstContactTries) {
-    e.final = false;
-  }
+  e = trust_.judge(std::move(e));  // damage on the path, or really refused (handshake_trust.h)
   last_error_ = e;
   if (e.kind == ErrorKind::auth || e.kind == ErrorKind::protocol) {
     stats_.protocol_errors++;
@@ -273,7 +267,7 @@ void Link::drain_tls_input() {
 Error Link::io_failure(Conn* c, const std::string& what, int err) {
   if (err == EPROTO && c->io_error) {
     Error e = *c->io_error;
-    if (e.kind == ErrorKind::auth && tls_peer_known_ && !opt_.listen) e.final = false;
+    if (e.kind == ErrorKind::auth && trust_.known() && !opt_.listen) e.final = false;
     return e;
   }
   return errno_error(ErrorKind::disconnected, what + " " + c->peer.to_string(), err);
@@ -284,7 +278,7 @@ ssize_t Link::conn_recv(Conn* c, void* buf, std::size_t n) {
   ssize_t got = c->tls->recv(buf, n);
   // The listener accepted us once it sent anything (TLS 1.3 sends a ticket after checking our
   // certificate): from then on a failed handshake with it is likelier damage than a refusal.
-  if (c->dialer && !tls_peer_known_ && c->tls->peer_accepted()) tls_peer_known_ = true;
+  if (c->dialer && c->tls->peer_accepted()) trust_.accepted();
   if (got < 0 && errno == EPROTO) c->io_error = c->tls->error();
   return got;
 }

@@ -37,6 +37,7 @@
 #include "lib/net/allow_list.h"
 #include "lib/net/connector.h"
 #include "lib/net/endpoint.h"
+#include "lib/net/handshake_trust.h"
 #include "lib/codec/frame.h"
 #include "lib/base/error.h"
 #include "lib/net/net.h"
@@ -288,13 +289,11 @@ class Link {
   SessionListener* listener_ = nullptr;              // listen: who hands us connections
   std::unique_ptr<SecureConnector> connector_;  // dial: one per wait (first connect, each drop)
   std::shared_ptr<TlsConfig> tls_;                   // dial: loaded by start() when keys are given
-  bool tls_peer_known_ = false;  // the peer passed a TLS handshake before: a later failure is
-                                 // more likely a mangled handshake than changed keys
+  HandshakeTrust trust_;  // dial: whether a refused TLS handshake is believed
   std::unique_ptr<Conn> active_;
   std::optional<Clock::time_point> give_up_at_;  // listen: the wait for a peer ends here
   Clock::time_point waiting_since_{};  // when the current wait for a peer began
   int protocol_failure_streak_ = 0;
-  int first_contact_refusals_ = 0;  // dial: TLS handshakes refused before the listener accepted us
   std::optional<Error> last_error_;
   std::optional<Error> failure_;
   std::string last_peer_;

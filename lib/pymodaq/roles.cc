@@ -17,6 +17,7 @@
 #include "lib/net/acceptor.h"
 #include "lib/net/connector.h"
 #include "lib/net/evict.h"
+#include "lib/net/handshake_trust.h"
 #include "lib/net/net.h"
 #include "lib/net/refusal_log.h"
 #include "lib/net/stream.h"
@@ -221,11 +222,8 @@ class ClientRole : public RoleBase {
           [this](std::unique_ptr<TlsSocket> s, const SocketAddress& p) { connected(std::move(s), p.to_string()); },
           [this](const Error& e, const SocketAddress&) {
             if (finishing_) return;
-            // As the link does (dl-security(7)): once the server accepted us in this run, a
-            // failed handshake is likelier a mangled one (a flipped bit in a ClientHello reads
-            // as a wrong key) than changed keys: retried, up to 8 in a row.
-            Error why = e;
-            if (why.kind == ErrorKind::auth && tls_peer_known_ && ++tls_failures_ < kMaxTlsFailures) why.final = false;
+            // As the link does (dl-security(7)): a refusal may be damage on the path.
+            Error why = trust_.judge(e);
             if (o_.wait_s > 0 && is_retryable(why)) {
               info(why.message() + "; reconnecting");
               dial();
@@ -277,10 +275,7 @@ class ClientRole : public RoleBase {
 
   void closed(const Error& e) {
     // The server's ticket or data came on this connection: it accepted our keys.
-    if (tls_now_ && tls_now_->peer_accepted()) {
-      tls_peer_known_ = true;
-      tls_failures_ = 0;
-    }
+    if (tls_now_ && tls_now_->peer_accepted()) trust_.accepted();
     tls_now_ = nullptr;
     // Destroying the connection inside its own callback is not allowed: defer.
     dead_.push_back(std::move(conn_));
@@ -289,9 +284,8 @@ class ClientRole : public RoleBase {
     quit_received_ = false;
     on_disconnected();
     if (finishing_) return;
-    // The same keys would fail again, unless the server accepted them before (see secure()).
-    bool mangled = e.kind == ErrorKind::auth && tls_peer_known_ && ++tls_failures_ < kMaxTlsFailures;
-    if (o_.wait_s > 0 && (e.kind != ErrorKind::auth || mangled)) {
+    // The same keys would fail again, unless the refusal may be damage (see secure()).
+    if (o_.wait_s > 0 && (e.kind != ErrorKind::auth || !trust_.judge(e).final)) {
       info(e.message() + "; reconnecting");
       dial();
       return;
@@ -307,11 +301,9 @@ class ClientRole : public RoleBase {
     return {name, v.value_or("")};
   }
 
-  static constexpr int kMaxTlsFailures = 8;
   std::unique_ptr<Connection> conn_;
-  TlsSession* tls_now_ = nullptr;  // conn_'s, while it lives
-  bool tls_peer_known_ = false;    // a server accepted our keys earlier in this run
-  int tls_failures_ = 0;           // failed handshakes in a row since
+  TlsSession* tls_now_ = nullptr;        // conn_'s, while it lives
+  HandshakeTrust trust_{o_.wait_s > 0};  // whether a refused handshake is believed
   std::vector<std::unique_ptr<Connection>> dead_;
   std::unique_ptr<Timer> cleanup_;
   bool quit_received_ = false;
