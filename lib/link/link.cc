@@ -906,9 +906,9 @@ void Link::release_tx(std::uint64_t to) {
 
 std::size_t Link::tx_iov(iovec* iov, int& n, int max, std::uint64_t from, std::uint64_t to) const {
   std::size_t covered = 0;
-  // The first borrowed payload that ends after `from` (few are in flight: a linear walk).
-  auto b = borrowed_.begin();
-  while (b != borrowed_.end() && b->end <= from) ++b;
+  // The first borrowed payload that ends after `from`: a search, since small messages can put
+  // thousands in flight and this runs for every write.
+  auto b = std::partition_point(borrowed_.begin(), borrowed_.end(), [from](const Borrowed& x) { return x.end <= from; });
   while (from < to && n < max) {
     std::uint64_t piece_end;
     const std::uint8_t* p;
