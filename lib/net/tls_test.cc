@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
+#include <array>
 #include <fstream>
 #include <random>
 #include <string>
@@ -564,6 +566,34 @@ TEST_CASE("--gen-psk writes a new 256-bit key readable by its owner only, and ne
   CHECK(both.error().kind == ErrorKind::usage);
 }
 
+// Runs `child` in two forked processes released at the same instant; returns their exit codes.
+static std::array<int, 2> race_two(const std::function<int()>& child) {
+  int go[2];
+  REQUIRE(::pipe(go) == 0);
+  pid_t kids[2];
+  for (pid_t& k : kids) {
+    k = ::fork();
+    REQUIRE(k >= 0);
+    if (k == 0) {
+      char c;
+      if (::read(go[0], &c, 1) != 1) ::_exit(3);
+      ::_exit(child());
+    }
+  }
+  ::close(go[0]);
+  REQUIRE(::write(go[1], "gg", 2) == 2);
+  ::close(go[1]);
+  std::array<int, 2> codes{};
+  for (int i = 0; i < 2; ++i) {
+    int st = 0;
+    REQUIRE(::waitpid(kids[i], &st, 0) == kids[i]);
+    REQUIRE(WIFEXITED(st));
+    codes[i] = WEXITSTATUS(st);
+    REQUIRE(codes[i] != 3);
+  }
+  return codes;
+}
+
 // Two tools started together with --gen-psk on the same missing file (a script starting both
 // sides on one machine) both find it missing. Only one may create it: the other must not replace
 // the key the first one already uses.
@@ -572,29 +602,8 @@ TEST_CASE("--gen-psk racing another process: one creates the file, the other nev
   for (int round = 0; round < 20; ++round) {
     std::string path = pki()("race-" + std::to_string(round) + ".psk");
     ::unlink(path.c_str());
-    int go[2];
-    REQUIRE(::pipe(go) == 0);
-    pid_t kids[2];
-    for (pid_t& k : kids) {
-      k = ::fork();
-      REQUIRE(k >= 0);
-      if (k == 0) {
-        char c;
-        if (::read(go[0], &c, 1) != 1) ::_exit(3);
-        ::_exit(generate_psk_file(path).ok() ? 0 : 1);
-      }
-    }
-    ::close(go[0]);
-    REQUIRE(::write(go[1], "gg", 2) == 2);
-    ::close(go[1]);
-    int created = 0;
-    for (pid_t k : kids) {
-      int st = 0;
-      REQUIRE(::waitpid(k, &st, 0) == k);
-      REQUIRE(WIFEXITED(st));
-      REQUIRE(WEXITSTATUS(st) != 3);
-      if (WEXITSTATUS(st) == 0) ++created;
-    }
+    auto codes = race_two([&] { return generate_psk_file(path).ok() ? 0 : 1; });
+    int created = (codes[0] == 0) + (codes[1] == 0);
     CHECK(created >= 1);
     if (created == 2) ++both_created;
     // The loser of the race, as a tool, uses the winner's file.
@@ -609,28 +618,12 @@ TEST_CASE("--gen-psk racing another process: one creates the file, the other nev
   for (int round = 0; round < 10; ++round) {
     std::string path = pki()("race-load-" + std::to_string(round) + ".psk");
     ::unlink(path.c_str());
-    int go[2];
-    REQUIRE(::pipe(go) == 0);
-    pid_t kids[2];
-    for (pid_t& k : kids) {
-      k = ::fork();
-      REQUIRE(k >= 0);
-      if (k == 0) {
-        char c;
-        if (::read(go[0], &c, 1) != 1) ::_exit(3);
-        TlsFlags g;
-        g.gen_psk_file = path;
-        ::_exit(TlsConfig::load(g, TlsRole::dialer).ok() ? 0 : 1);
-      }
-    }
-    ::close(go[0]);
-    REQUIRE(::write(go[1], "gg", 2) == 2);
-    ::close(go[1]);
-    for (pid_t k : kids) {
-      int st = 0;
-      REQUIRE(::waitpid(k, &st, 0) == k);
-      REQUIRE(WIFEXITED(st));
-      CHECK(WEXITSTATUS(st) == 0);
-    }
+    auto codes = race_two([&] {
+      TlsFlags g;
+      g.gen_psk_file = path;
+      return TlsConfig::load(g, TlsRole::dialer).ok() ? 0 : 1;
+    });
+    CHECK(codes[0] == 0);
+    CHECK(codes[1] == 0);
   }
 }
