@@ -566,6 +566,7 @@ TEST_CASE("try_forward: relayed messages arrive exact from the upstream ring, ac
 namespace {
 // One direction of a test relay, as dlbridge's pair runs it.
 struct RelayDirection {
+  RelayDirection(Link& from, Link& to) : up(from), down(to) {}
   Link& up;
   Link& down;
   std::deque<std::uint64_t> inflight;
